@@ -1,0 +1,296 @@
+// Package cache holds playerguard's decision cache: values keyed by a digest
+// of (app id, platform, claimed player id, access token), each fresh for a
+// while and then stale for a while, and droppable all at once per player.
+//
+// Entries live in a ristretto cache bounded by Config.MaxEntries. Freshness
+// and staleness are judged by the cache's own clock (Config.Now), so tests can
+// move time; ristretto's TTL only garbage-collects entries once their stale
+// window has passed.
+//
+// Purging a player is O(1): it records a tombstone with a sequence number,
+// and any entry for that player whose Stamp is older is treated as absent.
+// Stamps are taken before the upstream is asked (Cache.Stamp), so an allow
+// that was in flight while the player was kicked is refused by Set as well.
+// Tombstones are forgotten once every entry they could hide has expired; if
+// there are ever more than Config.MaxTombstones of them, the whole cache is
+// invalidated instead, which is always safe.
+//
+// All methods are safe for concurrent use. The zero Cache is not usable; use
+// New.
+package cache
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+)
+
+// State says how a Get found its key.
+type State uint8
+
+const (
+	Miss  State = iota // absent, expired, or hidden by a purge
+	Fresh              // within its fresh period
+	Stale              // fresh period over, stale period not yet
+)
+
+// Stamp orders cache writes against purges; see Cache.Stamp.
+type Stamp uint64
+
+// Config configures a Cache.
+type Config struct {
+	// MaxEntries bounds the number of entries. It must be positive.
+	MaxEntries int64
+	// MaxAge is the longest fresh+stale lifetime any Set will ask for; Set
+	// clamps to it. It bounds how long a tombstone must be kept. It must be
+	// positive.
+	MaxAge time.Duration
+	// MaxTombstones bounds the purge records kept at once. If zero,
+	// MaxEntries/8, at least 1024, is used.
+	MaxTombstones int
+	// Now is the clock. If nil, time.Now is used.
+	Now func() time.Time
+}
+
+// Cache is a decision cache. See the package comment.
+type Cache[V any] struct {
+	rc       *ristretto.Cache[uint64, *entry[V]]
+	now      func() time.Time
+	maxAge   time.Duration
+	maxTombs int
+
+	seq   atomic.Uint64 // last purge sequence number
+	floor atomic.Uint64 // entries stamped below this are invalid (whole-cache purge)
+	ntomb atomic.Int64  // len(tombs), read without the lock on the hot path
+
+	mu    sync.RWMutex
+	tombs map[string]tombstone
+
+	purges atomic.Uint64
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+type tombstone struct {
+	seq   uint64
+	until int64 // unix nanos after which no entry it could hide is alive
+}
+
+type entry[V any] struct {
+	key    Key
+	player string
+	stamp  Stamp
+	fresh  int64 // unix nanos: fresh before this
+	stale  int64 // unix nanos: stale before this
+	val    V
+}
+
+// New returns a Cache; call Close when done with it.
+func New[V any](cfg Config) (*Cache[V], error) {
+	if cfg.MaxEntries <= 0 {
+		return nil, errors.New("cache: MaxEntries must be positive")
+	}
+	if cfg.MaxAge <= 0 {
+		return nil, errors.New("cache: MaxAge must be positive")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxTombstones <= 0 {
+		cfg.MaxTombstones = int(max(cfg.MaxEntries/8, 1024))
+	}
+	rc, err := ristretto.NewCache(&ristretto.Config[uint64, *entry[V]]{
+		// ristretto's docs: NumCounters about 10x the number of items.
+		NumCounters:        max(cfg.MaxEntries*10, 1000),
+		MaxCost:            cfg.MaxEntries,
+		BufferItems:        64,
+		Metrics:            true,
+		IgnoreInternalCost: true, // cost 1 per entry: MaxCost counts entries
+	})
+	if err != nil {
+		return nil, err
+	}
+	c := &Cache[V]{
+		rc:       rc,
+		now:      cfg.Now,
+		maxAge:   cfg.MaxAge,
+		maxTombs: cfg.MaxTombstones,
+		tombs:    make(map[string]tombstone),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	go c.sweepLoop(time.Minute)
+	return c, nil
+}
+
+// Close stops the cache's goroutines and drops every entry.
+func (c *Cache[V]) Close() {
+	close(c.stop)
+	<-c.done
+	c.rc.Close()
+}
+
+// Stamp returns the stamp to pass to Set for a value about to be fetched.
+// Take it before asking the upstream: a purge that happens after it hides
+// (and refuses) the value.
+func (c *Cache[V]) Stamp() Stamp { return Stamp(c.seq.Load()) }
+
+// Get returns k's value and whether it is fresh or stale. The hot path: no
+// allocation, no lock unless some player was purged recently.
+func (c *Cache[V]) Get(k *Key) (V, State) {
+	var zero V
+	h := k.hash()
+	e, ok := c.rc.Get(h)
+	if !ok || e.key != *k || !c.visible(e.player, e.stamp) {
+		return zero, Miss
+	}
+	now := c.now().UnixNano()
+	switch {
+	case now < e.fresh:
+		return e.val, Fresh
+	case now < e.stale:
+		return e.val, Stale
+	}
+	return zero, Miss
+}
+
+// visible reports whether an entry for player stamped s survives the purges.
+func (c *Cache[V]) visible(player string, s Stamp) bool {
+	if uint64(s) < c.floor.Load() {
+		return false
+	}
+	if c.ntomb.Load() == 0 {
+		return true
+	}
+	c.mu.RLock()
+	t, ok := c.tombs[player]
+	c.mu.RUnlock()
+	return !ok || uint64(s) >= t.seq
+}
+
+// Set stores v for k, fresh for fresh and then stale for stale more, on
+// behalf of player (which PurgePlayer names). It refuses, returning false,
+// a value whose stamp predates a purge of its player. ristretto may still
+// drop a Set under contention or refuse it by its admission policy; a
+// dropped Set only costs a later miss.
+func (c *Cache[V]) Set(k *Key, player string, s Stamp, fresh, stale time.Duration, v V) bool {
+	if fresh <= 0 {
+		return false
+	}
+	fresh = min(fresh, c.maxAge)
+	stale = max(min(stale, c.maxAge-fresh), 0)
+	if !c.visible(player, s) {
+		return false
+	}
+	now := c.now().UnixNano()
+	e := &entry[V]{
+		key:    *k,
+		player: player,
+		stamp:  s,
+		fresh:  now + int64(fresh),
+		stale:  now + int64(fresh+stale),
+		val:    v,
+	}
+	h := k.hash()
+	// ristretto's own TTL runs on the wall clock; it only needs to outlive
+	// the stale window, which Get checks against c.now.
+	return c.rc.SetWithTTL(h, e, 1, fresh+stale+time.Second)
+}
+
+// Delete drops k's entry, fresh or stale.
+func (c *Cache[V]) Delete(k *Key) {
+	h := k.hash()
+	if e, ok := c.rc.Get(h); ok && e.key == *k {
+		c.rc.Del(h)
+	}
+}
+
+// PurgePlayer hides every entry of player, and refuses Sets stamped before
+// now. An empty player names nobody and is ignored.
+func (c *Cache[V]) PurgePlayer(player string) {
+	if player == "" {
+		return
+	}
+	c.purges.Add(1)
+	seq := c.seq.Add(1)
+	until := c.now().Add(c.maxAge).UnixNano()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tombs[player] = tombstone{seq: seq, until: until}
+	if len(c.tombs) > c.maxTombs {
+		// Too many players purged within one MaxAge (a sanction wave, or
+		// someone spraying bad tokens with made-up player ids): forget them
+		// all and invalidate everything stamped so far instead.
+		c.floor.Store(c.seq.Add(1))
+		clear(c.tombs)
+	}
+	c.ntomb.Store(int64(len(c.tombs)))
+}
+
+// PurgeAll hides every entry.
+func (c *Cache[V]) PurgeAll() {
+	c.purges.Add(1)
+	c.floor.Store(c.seq.Add(1))
+	c.mu.Lock()
+	clear(c.tombs)
+	c.ntomb.Store(0)
+	c.mu.Unlock()
+}
+
+func (c *Cache[V]) sweepLoop(every time.Duration) {
+	defer close(c.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+			c.sweep()
+		}
+	}
+}
+
+// sweep forgets tombstones that can no longer hide anything.
+func (c *Cache[V]) sweep() {
+	now := c.now().UnixNano()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for p, t := range c.tombs {
+		if now >= t.until {
+			delete(c.tombs, p)
+		}
+	}
+	c.ntomb.Store(int64(len(c.tombs)))
+}
+
+// Wait blocks until every Set so far has been applied (ristretto applies
+// Sets asynchronously). For tests and benchmarks.
+func (c *Cache[V]) Wait() { c.rc.Wait() }
+
+// Stats is a snapshot of the cache's counters.
+type Stats struct {
+	Entries    uint64 // entries held (including stale and hidden ones)
+	Evictions  uint64 // entries evicted to make room
+	Rejections uint64 // Sets refused by the admission policy
+	Dropped    uint64 // Sets dropped under contention
+	Purges     uint64 // PurgePlayer and PurgeAll calls
+	Tombstones uint64 // purge records held now
+}
+
+// Stats reads the counters; cheap enough for every scrape.
+func (c *Cache[V]) Stats() Stats {
+	m := c.rc.Metrics
+	return Stats{
+		Entries:    uint64(c.rc.MaxCost() - c.rc.RemainingCost()),
+		Evictions:  m.KeysEvicted(),
+		Rejections: m.SetsRejected(),
+		Dropped:    m.SetsDropped(),
+		Purges:     c.purges.Load(),
+		Tombstones: uint64(c.ntomb.Load()),
+	}
+}
