@@ -1,0 +1,310 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"playerguard/validator"
+)
+
+// envPrefix starts the environment variable of every flag: -cache-ttl is
+// PLAYERGUARD_CACHE_TTL. A flag given on the command line wins.
+const envPrefix = "PLAYERGUARD_"
+
+// Secret environment variables. They have no flag: a flag's value shows in
+// ps and /proc/PID/cmdline.
+const (
+	envAppSecret  = envPrefix + "APP_SECRET"
+	envAdminKey   = envPrefix + "ADMIN_KEY"
+	envAdminToken = envPrefix + "ADMIN_TOKEN"
+)
+
+// Config is everything playerguard is started with.
+type Config struct {
+	Listen, OpsListen string
+	AllowRemote       bool
+
+	Upstream       string
+	AppID          string
+	UpstreamCAFile string
+
+	AppSecretFile, AdminKeyFile, AdminTokenFile string
+	AppSecret, AdminKey, AdminToken             string // resolved from env or files
+
+	CacheTTL        time.Duration
+	CacheMaxEntries int64
+	StaleFor        time.Duration
+	NegativeTTL     time.Duration
+	OnFailure       string
+	AllowStatus     string
+
+	UpstreamTimeout  time.Duration
+	MaxUpstreamConns int
+	BreakerFailures  uint
+	BreakerTimeout   time.Duration
+
+	DrainTimeout time.Duration
+	LogLevel     string
+
+	CheckConfig bool
+	Demo        bool
+	Version     bool
+}
+
+// newFlagSet defines every flag on a FlagSet bound to c, with the defaults.
+func newFlagSet(c *Config) *flag.FlagSet {
+	fs := flag.NewFlagSet("playerguard", flag.ContinueOnError)
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7600", "address of the validation API (`host:port`); must be loopback unless -allow-remote")
+	fs.StringVar(&c.OpsListen, "ops-listen", "127.0.0.1:7601", "address of /metrics, /healthz, /readyz and /admin/* (`host:port`)")
+	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow a non-loopback -listen (the validation API has no authentication of its own)")
+	fs.StringVar(&c.Upstream, "upstream", "", "Kakao Games OpenAPI base `URL`, e.g. https://kr-openapi-zinny3.game.kakao.com:10443 (required unless -demo)")
+	fs.StringVar(&c.AppID, "app-id", "", "Kakao Games app id, sent as kgAppId (required unless -demo)")
+	fs.StringVar(&c.UpstreamCAFile, "upstream-ca-file", "", "PEM `file` of CAs to trust for the upstream instead of the system's (TLS is always verified)")
+	fs.StringVar(&c.AppSecretFile, "app-secret-file", "", "`file` holding the app secret (or set "+envAppSecret+")")
+	fs.StringVar(&c.AdminKeyFile, "admin-key-file", "", "`file` holding the upstream admin key, sent as KakaoAK (or set "+envAdminKey+")")
+	fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", "`file` holding the bearer token for /admin/* (or set "+envAdminToken+"); without one /admin/* answers 401")
+	fs.DurationVar(&c.CacheTTL, "cache-ttl", 5*time.Minute, "how long an allow is served from cache; 0 disables the cache")
+	fs.Int64Var(&c.CacheMaxEntries, "cache-max-entries", 1_000_000, "most cache entries kept")
+	fs.DurationVar(&c.StaleFor, "stale-for", 30*time.Minute, "how long after -cache-ttl an expired allow may be served while the upstream fails (policy stale)")
+	fs.DurationVar(&c.NegativeTTL, "negative-ttl", 0, "how long an invalid_token kick is cached; 0 disables")
+	fs.StringVar(&c.OnFailure, "on-upstream-failure", "stale", "outage `policy`: stale (serve recent allows, else unavailable), open (allow everyone), closed (unavailable)")
+	fs.StringVar(&c.AllowStatus, "allow-status", "normal", "comma-separated player.status values in good standing")
+	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", 2*time.Second, "bound on one upstream call")
+	fs.IntVar(&c.MaxUpstreamConns, "max-upstream-conns", 256, "most connections and concurrent calls to the upstream")
+	fs.UintVar(&c.BreakerFailures, "breaker-failures", 5, "consecutive upstream failures that open the circuit breaker")
+	fs.DurationVar(&c.BreakerTimeout, "breaker-timeout", 10*time.Second, "how long the breaker stays open before one probe call")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 15*time.Second, "on SIGTERM, how long in-flight validations get to finish")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration, print every problem, and exit (0 if none, 2 otherwise)")
+	fs.BoolVar(&c.Demo, "demo", false, "start an embedded fake Kakao Games upstream with sample players and print curl lines to try")
+	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
+	return fs
+}
+
+// envName is the environment variable of a flag.
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// errHelp is returned by parseConfig for -h; the usage was printed.
+var errHelp = flag.ErrHelp
+
+// parseConfig reads flags from args and, for flags not given there, from
+// environ (KEY=VALUE pairs). Unknown PLAYERGUARD_ variables and stray
+// arguments are errors: a typo must not silently fall back to a default.
+func parseConfig(args []string, environ []string, usage io.Writer) (*Config, error) {
+	c := &Config{}
+	fs := newFlagSet(c)
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(fs, usage)
+			return nil, errHelp
+		}
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (settings are -flags or %s* variables)", fs.Arg(0), envPrefix)
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+
+	env := map[string]string{}
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, envPrefix) {
+			env[k] = v
+		}
+	}
+	known := map[string]bool{envAppSecret: true, envAdminKey: true, envAdminToken: true}
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		known[name] = true
+		v, ok := env[name]
+		if !ok || given[f.Name] {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: invalid value %q: %v", name, v, err))
+		}
+	})
+	var unknown []string
+	for k := range env {
+		if !known[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	slices.Sort(unknown)
+	for _, k := range unknown {
+		errs = append(errs, fmt.Errorf("unknown environment variable %s (see playerguard -h)", k))
+	}
+	c.AppSecret, c.AdminKey, c.AdminToken = env[envAppSecret], env[envAdminKey], env[envAdminToken]
+	return c, errors.Join(errs...)
+}
+
+func printUsage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprintf(w, "Usage: playerguard [flags]\n\n"+
+		"playerguard validates game players' access tokens against the Kakao Games\n"+
+		"OpenAPI for the game server beside it. Every flag may also be set in the\n"+
+		"environment as PLAYERGUARD_<FLAG> (upper case, - becomes _); a flag on the\n"+
+		"command line wins. Secrets come only from the environment or files:\n"+
+		"%s, %s, %s.\n\nFlags:\n", envAppSecret, envAdminKey, envAdminToken)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
+
+// Validate reports every problem with c, one error per problem, each naming
+// its setting. It reads the secret files into c; it changes nothing else.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	if err := checkListen(c.Listen); err != nil {
+		bad("-listen: %v", err)
+	} else if !c.AllowRemote && !isLoopback(c.Listen) {
+		bad("-listen: %s is not a loopback address; the validation API has no authentication, so pass -allow-remote to expose it", c.Listen)
+	}
+	if err := checkListen(c.OpsListen); err != nil {
+		bad("-ops-listen: %v", err)
+	}
+	if c.Listen == c.OpsListen {
+		bad("-ops-listen: must differ from -listen (%s)", c.Listen)
+	}
+
+	if !c.Demo {
+		switch u, err := url.Parse(c.Upstream); {
+		case c.Upstream == "":
+			bad("-upstream: required (the Kakao Games OpenAPI base URL)")
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			bad("-upstream: %q is not an http:// or https:// URL with a host", c.Upstream)
+		}
+		if c.AppID == "" {
+			bad("-app-id: required (the kgAppId)")
+		}
+	}
+	var err error
+	if c.AppSecret, err = secret(c.AppSecret, envAppSecret, c.AppSecretFile, "-app-secret-file", !c.Demo); err != nil {
+		errs = append(errs, err)
+	}
+	if c.AdminKey, err = secret(c.AdminKey, envAdminKey, c.AdminKeyFile, "-admin-key-file", !c.Demo); err != nil {
+		errs = append(errs, err)
+	}
+	if c.AdminToken, err = secret(c.AdminToken, envAdminToken, c.AdminTokenFile, "-admin-token-file", false); err != nil {
+		errs = append(errs, err)
+	}
+	if c.UpstreamCAFile != "" {
+		if _, err := os.Stat(c.UpstreamCAFile); err != nil {
+			bad("-upstream-ca-file: %v", err)
+		}
+	}
+
+	if c.CacheTTL < 0 {
+		bad("-cache-ttl: must not be negative")
+	}
+	if c.CacheMaxEntries <= 0 {
+		bad("-cache-max-entries: must be positive")
+	}
+	if c.StaleFor < 0 {
+		bad("-stale-for: must not be negative")
+	}
+	if c.NegativeTTL < 0 {
+		bad("-negative-ttl: must not be negative")
+	}
+	if _, err := validator.ParsePolicy(c.OnFailure); err != nil {
+		bad("-on-upstream-failure: %v", err)
+	}
+	if len(c.allowStatuses()) == 0 {
+		bad("-allow-status: must list at least one status")
+	}
+	if c.UpstreamTimeout <= 0 {
+		bad("-upstream-timeout: must be positive")
+	}
+	if c.MaxUpstreamConns <= 0 {
+		bad("-max-upstream-conns: must be positive")
+	}
+	if c.BreakerFailures == 0 || c.BreakerFailures > 1<<31 {
+		bad("-breaker-failures: must be between 1 and 2^31")
+	}
+	if c.BreakerTimeout <= 0 {
+		bad("-breaker-timeout: must be positive")
+	}
+	if c.DrainTimeout <= 0 {
+		bad("-drain-timeout: must be positive")
+	}
+	if _, err := c.logLevel(); err != nil {
+		bad("-log-level: %v", err)
+	}
+	return errors.Join(errs...)
+}
+
+// secret resolves one secret from its environment variable or its file;
+// giving both is an error, and so is giving neither when required.
+func secret(fromEnv, envName, file, flagName string, required bool) (string, error) {
+	switch {
+	case fromEnv != "" && file != "":
+		return "", fmt.Errorf("%s: set either %s or %s, not both", flagName, envName, flagName)
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("%s: %v", flagName, err)
+		}
+		s := strings.TrimSpace(string(b))
+		if s == "" {
+			return "", fmt.Errorf("%s: %s is empty", flagName, file)
+		}
+		return s, nil
+	case fromEnv == "" && required:
+		return "", fmt.Errorf("%s: required: set %s or %s", flagName, envName, flagName)
+	}
+	return fromEnv, nil
+}
+
+func (c *Config) allowStatuses() []string {
+	var out []string
+	for _, s := range strings.Split(c.AllowStatus, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (c *Config) logLevel() (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(c.LogLevel))
+	return l, err
+}
+
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if port == "" {
+		return fmt.Errorf("%q has no port", addr)
+	}
+	if host != "" && host != "localhost" && net.ParseIP(host) == nil {
+		return fmt.Errorf("%q: host must be an IP address or localhost", addr)
+	}
+	return nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,236 @@
+// Command playerguard is the validation sidecar: it runs beside a game
+// server and answers, on each player connect, whether the player may come in,
+// by validating the player's access token against the Kakao Games OpenAPI.
+//
+// main is wiring only: flags and environment to a Config, the Config to a
+// validator, the validator to two listeners, and a drain on SIGTERM.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+
+	"playerguard/bench/fakeupstream"
+	"playerguard/metrics"
+	"playerguard/validator"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// run is playerguard until ctx is cancelled (by SIGINT/SIGTERM); it returns
+// the exit code: 0 after a clean drain, 1 on a runtime failure, 2 on bad
+// configuration.
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	cfg, err := parseConfig(args, environ, stdout)
+	if errors.Is(err, errHelp) {
+		return 0
+	}
+	if err != nil {
+		printProblems(stderr, err)
+		return 2
+	}
+	if cfg.Version {
+		fmt.Fprintln(stdout, "playerguard", buildVersion())
+		return 0
+	}
+	if err := cfg.Validate(); err != nil {
+		printProblems(stderr, err)
+		return 2
+	}
+	if cfg.CheckConfig {
+		fmt.Fprintln(stdout, "playerguard: configuration OK")
+		return 0
+	}
+	level, _ := cfg.logLevel()
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	if cfg.Demo {
+		fake, err := startDemo(cfg)
+		if err != nil {
+			log.Error("cannot start the demo upstream", "error", err.Error())
+			return 1
+		}
+		defer fake.Close()
+	}
+	return serve(ctx, cfg, log, stdout)
+}
+
+// printProblems prints each configuration problem on its own line.
+func printProblems(w io.Writer, err error) {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		for _, e := range joined.Unwrap() {
+			fmt.Fprintf(w, "playerguard: %v\n", e)
+		}
+		return
+	}
+	fmt.Fprintf(w, "playerguard: %v\n", err)
+}
+
+func serve(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Writer) int {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg, buildVersion())
+	policy, _ := validator.ParsePolicy(cfg.OnFailure)
+	v, err := validator.New(validator.Config{
+		Upstream:         cfg.Upstream,
+		AppID:            cfg.AppID,
+		AppSecret:        cfg.AppSecret,
+		AdminKey:         cfg.AdminKey,
+		UpstreamCAFile:   cfg.UpstreamCAFile,
+		UpstreamTimeout:  cfg.UpstreamTimeout,
+		MaxUpstreamConns: cfg.MaxUpstreamConns,
+		CacheTTL:         cfg.CacheTTL,
+		CacheMaxEntries:  cfg.CacheMaxEntries,
+		StaleFor:         cfg.StaleFor,
+		NegativeTTL:      cfg.NegativeTTL,
+		AllowStatuses:    cfg.allowStatuses(),
+		Policy:           policy,
+		BreakerFailures:  uint32(cfg.BreakerFailures),
+		BreakerTimeout:   cfg.BreakerTimeout,
+		Logger:           log,
+		Metrics:          m,
+	})
+	if err != nil {
+		log.Error("cannot start the validator", "error", err.Error())
+		return 2
+	}
+	defer v.Close()
+
+	apiLn, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		log.Error("cannot listen", "setting", "-listen", "error", err.Error())
+		return 1
+	}
+	opsLn, err := net.Listen("tcp", cfg.OpsListen)
+	if err != nil {
+		apiLn.Close()
+		log.Error("cannot listen", "setting", "-ops-listen", "error", err.Error())
+		return 1
+	}
+	api := &fasthttp.Server{
+		Handler:            v.Handler,
+		ErrorHandler:       v.ErrorHandler,
+		Logger:             v.FasthttpLogger(),
+		Name:               "playerguard",
+		MaxRequestBodySize: validator.MaxBodyLen,
+		ReadBufferSize:     16 << 10, // also the request header limit
+		ReadTimeout:        10 * time.Second,
+		WriteTimeout:       10 * time.Second,
+		// Keep-alive connections idle this long are closed; it also bounds
+		// how long an idle connection can hold a drain open.
+		IdleTimeout:                  30 * time.Second,
+		CloseOnShutdown:              true,
+		NoDefaultServerHeader:        true,
+		DisablePreParseMultipartForm: true,
+	}
+	ops := &http.Server{
+		Handler:           v.OpsHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), cfg.AdminToken),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- api.Serve(apiLn) }()
+	go func() { errc <- ops.Serve(opsLn) }()
+
+	if cfg.AllowRemote && !isLoopback(cfg.Listen) {
+		log.Warn("validation API exposed beyond loopback (-allow-remote): anyone who can reach it can use it", "listen", apiLn.Addr().String())
+	}
+	log.Info("playerguard started", "version", buildVersion(), "listen", apiLn.Addr().String(), "ops_listen", opsLn.Addr().String(),
+		"upstream", cfg.Upstream, "app_id", cfg.AppID, "policy", cfg.OnFailure, "cache_ttl", cfg.CacheTTL.String(), "demo", cfg.Demo)
+	if cfg.Demo {
+		printDemo(stdout, cfg, apiLn.Addr().String(), opsLn.Addr().String())
+	}
+
+	code := 0
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		log.Error("listener failed", "error", err.Error())
+		code = 1
+	}
+
+	// Drain: unready first, so load balancers stop sending; then stop
+	// accepting and wait for in-flight validations. The signal context is
+	// already cancelled, so the drain gets a fresh one.
+	v.SetDraining()
+	log.Info("draining", "timeout", cfg.DrainTimeout.String())
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	defer cancel()
+	if err := api.ShutdownWithContext(dctx); err != nil {
+		log.Error("drain incomplete", "error", err.Error())
+		code = 1
+	}
+	if err := ops.Shutdown(dctx); err != nil {
+		log.Warn("ops listener did not close cleanly", "error", err.Error())
+	}
+	log.Info("stopped")
+	return code
+}
+
+// startDemo starts the embedded fake upstream and points cfg at it.
+func startDemo(cfg *Config) (*fakeupstream.Server, error) {
+	if cfg.AppID == "" {
+		cfg.AppID = "909428"
+	}
+	fake, err := fakeupstream.Start(fakeupstream.Config{AppID: cfg.AppID, AppSecret: "demo-app-secret", AdminKey: "demo-admin-key"})
+	if err != nil {
+		return nil, err
+	}
+	fake.LoadDemo(cfg.AppID)
+	cfg.Upstream = fake.URL()
+	cfg.AppSecret, cfg.AdminKey = "demo-app-secret", "demo-admin-key"
+	return fake, nil
+}
+
+func printDemo(w io.Writer, cfg *Config, listen, opsListen string) {
+	fmt.Fprintf(w, "\nplayerguard demo: a fake Kakao Games API runs at %s with these players.\n", cfg.Upstream)
+	fmt.Fprintf(w, "Paste a line into another terminal; the comment says what it answers.\n\n")
+	for _, p := range fakeupstream.Demo(cfg.AppID) {
+		fmt.Fprintf(w, "# %s: %s\n", p.Name, p.Expect)
+		fmt.Fprintf(w, "curl -s -w ' HTTP %%{http_code}\\n' -X POST http://%s%s -d '{\"accessToken\":\"%s\",\"platform\":\"%s\",\"playerId\":\"%s\"}'\n\n",
+			listen, validator.APIPath, p.Token, p.Platform, p.PlayerID)
+	}
+	if ps := fakeupstream.Demo(cfg.AppID); len(ps) > 0 {
+		p := ps[0]
+		fmt.Fprintf(w, "# drop-in mode: the Kakao endpoint's own headers, no secrets; answers as Kakao would (200)\n")
+		fmt.Fprintf(w, "curl -s -w ' HTTP %%{http_code}\\n' -X POST http://%s%s -H 'accessToken: %s' -H 'platform: %s' -H 'playerId: %s'\n\n",
+			listen, validator.ValidationPath, p.Token, p.Platform, p.PlayerID)
+	}
+	fmt.Fprintf(w, "# metrics\ncurl -s http://%s/metrics | grep '^playerguard_validations_total'\n\n", opsListen)
+	fmt.Fprintf(w, "Stop with Ctrl-C.\n")
+}

@@ -1,0 +1,339 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"playerguard/bench/fakeupstream"
+)
+
+// binary is playerguard built once for the tests that run it as a process.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "playerguard-test")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "playerguard")
+	out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cannot build playerguard: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freeAddr returns a loopback address nobody listens on right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// proc is a running playerguard.
+type proc struct {
+	cmd            *exec.Cmd
+	listen, ops    string
+	stdout, stderr *lockedBuffer
+	done           chan error
+}
+
+type lockedBuffer struct {
+	mu  chan struct{}
+	buf bytes.Buffer
+}
+
+func newLockedBuffer() *lockedBuffer { return &lockedBuffer{mu: make(chan struct{}, 1)} }
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu <- struct{}{}
+	defer func() { <-b.mu }()
+	return b.buf.Write(p)
+}
+func (b *lockedBuffer) String() string {
+	b.mu <- struct{}{}
+	defer func() { <-b.mu }()
+	return b.buf.String()
+}
+
+// start runs playerguard with args and env and waits until it is ready.
+func start(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{listen: freeAddr(t), ops: freeAddr(t), stdout: newLockedBuffer(), stderr: newLockedBuffer(), done: make(chan error, 1)}
+	args = append([]string{"-listen", p.listen, "-ops-listen", p.ops}, args...)
+	p.cmd = exec.Command(binary, args...)
+	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("playerguard stderr:\n%s", p.stderr.String())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + p.ops + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		select {
+		case err := <-p.done:
+			t.Fatalf("playerguard exited early: %v\n%s", err, p.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("playerguard not ready\n%s", p.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func startFake(t *testing.T) *fakeupstream.Server {
+	t.Helper()
+	fake, err := fakeupstream.Start(fakeupstream.Config{AppID: "909428", AppSecret: "s3cret", AdminKey: "k3y"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fake.Close)
+	return fake
+}
+
+func upstreamEnv(fake *fakeupstream.Server) []string {
+	return []string{
+		"PLAYERGUARD_UPSTREAM=" + fake.URL(),
+		"PLAYERGUARD_APP_ID=909428",
+		"PLAYERGUARD_APP_SECRET=s3cret",
+		"PLAYERGUARD_ADMIN_KEY=k3y",
+	}
+}
+
+// requireTool finds an external program; missing, the test skips, except
+// under CI=true where .ci/run is supposed to have installed it.
+func requireTool(t *testing.T, name, install string, paths ...string) string {
+	t.Helper()
+	for _, p := range append([]string{name}, paths...) {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s not found; .ci/run should have installed it (%s)", name, install)
+	}
+	t.Skipf("%s not found; install it with: %s", name, install)
+	return ""
+}
+
+// TestNginxAuthRequest: Debian's nginx, configured with the shipped
+// deploy/nginx/auth_request.conf, admits an allowed player and refuses a
+// kicked one.
+func TestNginxAuthRequest(t *testing.T) {
+	nginx := requireTool(t, "nginx", "apt-get install -y nginx", "/usr/sbin/nginx")
+	fake := startFake(t)
+	fake.Set("tok-good", fakeupstream.Allow("909428", "p1", "normal"))
+	fake.Set("tok-locked", fakeupstream.Lockout("909428", "p2"))
+	pg := start(t, upstreamEnv(fake))
+
+	snippet, err := os.ReadFile("../../deploy/nginx/auth_request.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(snippet, []byte("127.0.0.1:7600")) {
+		t.Fatal("the shipped snippet no longer points at playerguard's default address")
+	}
+	// The "game server" behind nginx.
+	game := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "welcome\n")
+	})}
+	gameLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go game.Serve(gameLn)
+	t.Cleanup(func() { game.Close() })
+	if !bytes.Contains(snippet, []byte("127.0.0.1:7000")) {
+		t.Fatal("the shipped snippet no longer proxies to the example game server address")
+	}
+	snippet = bytes.ReplaceAll(snippet, []byte("127.0.0.1:7000"), []byte(gameLn.Addr().String()))
+
+	dir := t.TempDir()
+	front := freeAddr(t)
+	conf := fmt.Sprintf(`daemon off;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log info;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path %[1]s/body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+    server {
+        listen %[2]s;
+%[3]s
+    }
+}
+`, dir, front, bytes.ReplaceAll(snippet, []byte("127.0.0.1:7600"), []byte(pg.listen)))
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(nginx, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
+	var nginxErr bytes.Buffer
+	cmd.Stderr = &nginxErr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGQUIT)
+		cmd.Wait()
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Logf("nginx stderr:\n%s\nerror.log:\n%s", nginxErr.String(), log)
+		}
+	})
+
+	get := func(token string) (int, string, string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			req, _ := http.NewRequest("GET", "http://"+front+"/game/connect", nil)
+			req.Header.Set("accessToken", token)
+			req.Header.Set("platform", "mobile")
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				return resp.StatusCode, string(body), resp.Header.Get("X-Playerguard-Reason")
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("nginx not answering: %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if status, body, _ := get("tok-good"); status != 200 || body != "welcome\n" {
+		t.Errorf("allowed player: %d %q", status, body)
+	}
+	if status, _, reason := get("tok-locked"); status != 403 || reason != "lockout" {
+		t.Errorf("kicked player: %d reason %q", status, reason)
+	}
+	if status, _, _ := get("tok-unknown"); status != 403 {
+		t.Errorf("invalid token: %d", status)
+	}
+	if n := fake.TokenCalls("tok-good"); n != 1 {
+		t.Errorf("upstream calls for the allowed player = %d, want 1", n)
+	}
+}
+
+// TestDemo runs -demo and every curl line it prints, with the real curl,
+// and checks each answers what its comment says.
+func TestDemo(t *testing.T) {
+	curl := requireTool(t, "curl", "apt-get install -y curl")
+	pg := start(t, nil, "-demo")
+	var out string
+	deadline := time.Now().Add(10 * time.Second)
+	for out = pg.stdout.String(); !strings.Contains(out, "Stop with Ctrl-C"); out = pg.stdout.String() {
+		if time.Now().After(deadline) {
+			t.Fatalf("demo output incomplete:\n%s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	statusRe := regexp.MustCompile(`HTTP (\d{3})\s*$`)
+	var comment string
+	ran := 0
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "# ") {
+			comment = line
+			continue
+		}
+		if !strings.HasPrefix(line, "curl ") {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		res, err := exec.CommandContext(ctx, "sh", "-c", strings.Replace(line, "curl", curl, 1)).Output()
+		cancel()
+		if err != nil {
+			t.Errorf("%s: %v", line, err)
+			continue
+		}
+		ran++
+		got := string(res)
+		m := statusRe.FindStringSubmatch(got)
+		want := map[string]string{"allow": "200", "kick": "403", "unavailable": "503"}
+		switch {
+		case strings.Contains(comment, "metrics"):
+			if !strings.Contains(got, "playerguard_validations_total") {
+				t.Errorf("metrics line printed nothing: %q", got)
+			}
+		case strings.Contains(comment, "drop-in"):
+			if !strings.Contains(got, `"status":"normal"`) || m == nil || m[1] != "200" {
+				t.Errorf("%s\n%s -> %s", comment, line, got)
+			}
+		default:
+			found := false
+			for decision, status := range want {
+				if strings.Contains(comment, ": "+decision) {
+					found = true
+					if m == nil || m[1] != status || !strings.Contains(got, `"decision":"`+decision+`"`) {
+						t.Errorf("%s\n%s -> %s", comment, line, got)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("comment %q names no decision", comment)
+			}
+		}
+	}
+	if ran < 7 {
+		t.Errorf("ran %d curl lines, want at least 7 (5 players, drop-in, metrics):\n%s", ran, out)
+	}
+}
+
+// TestSIGTERMDrains: playerguard stops cleanly on SIGTERM, exit 0.
+func TestSIGTERMDrains(t *testing.T) {
+	fake := startFake(t)
+	pg := start(t, upstreamEnv(fake))
+	pg.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-pg.done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, pg.stderr.String())
+		}
+		pg.done <- nil // for the cleanup
+	case <-time.After(20 * time.Second):
+		t.Fatal("no exit 20s after SIGTERM")
+	}
+	if !strings.Contains(pg.stderr.String(), `"msg":"stopped"`) {
+		t.Errorf("no stop line:\n%s", pg.stderr.String())
+	}
+}

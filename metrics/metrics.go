@@ -1,0 +1,241 @@
+// Package metrics defines playerguard's Prometheus metrics on an injected
+// prometheus.Registerer. Every name is prefixed playerguard_, and every label
+// value comes from a closed set chosen by the caller at start-up: never a
+// token, a player id or free text.
+//
+// The hot path should resolve its label children once (WithLabelValues at
+// start-up) and keep them; nothing here allocates per observation. Values
+// that already live elsewhere (cache sizes, breaker state) are read at scrape
+// time through functions, not copied on every request.
+//
+// A *Metrics is safe for concurrent use.
+package metrics
+
+import (
+	"runtime"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+const namespace = "playerguard"
+
+// Label names.
+const (
+	LabelDecision = "decision"
+	LabelReason   = "reason"
+	LabelSource   = "source"
+	LabelOutcome  = "outcome"
+	LabelTo       = "to"
+)
+
+// Metrics holds the collectors the validator updates directly.
+type Metrics struct {
+	// Validations counts answered validations by decision, reason, source.
+	Validations *prometheus.CounterVec
+	// ValidationSeconds is the time from request read to response written,
+	// as the game server sees it, by source.
+	ValidationSeconds *prometheus.HistogramVec
+	// BadRequests counts requests refused with a 4xx before any lookup.
+	BadRequests prometheus.Counter
+
+	// UpstreamRequests counts calls to the Kakao Games API by outcome: the
+	// status class ("2xx", "3xx", "4xx", "5xx"), or "timeout" or "connection_error".
+	UpstreamRequests *prometheus.CounterVec
+	// UpstreamSeconds is the latency of upstream calls that got a response.
+	UpstreamSeconds prometheus.Histogram
+	// UpstreamInFlight is the number of upstream calls under way.
+	UpstreamInFlight prometheus.Gauge
+	// UpstreamRejected counts upstream calls not made because the
+	// concurrency cap was reached.
+	UpstreamRejected prometheus.Counter
+
+	// CacheHits counts fresh cache answers; CacheMisses lookups that had to
+	// ask the upstream (or the outage policy); StaleServes degraded allows
+	// answered from an expired entry.
+	CacheHits   prometheus.Counter
+	CacheMisses prometheus.Counter
+	StaleServes prometheus.Counter
+
+	// Coalesced counts validations that shared another's upstream call
+	// instead of making their own.
+	Coalesced prometheus.Counter
+
+	// BreakerTransitions counts breaker state changes by the new state.
+	BreakerTransitions *prometheus.CounterVec
+
+	reg prometheus.Registerer
+}
+
+// Breaker states as the playerguard_breaker_state gauge reports them.
+const (
+	BreakerClosed   = 0
+	BreakerHalfOpen = 1
+	BreakerOpen     = 2
+)
+
+// New creates the metrics and registers them, the build info, and the Go and
+// process collectors on reg. It panics if reg already has any of them, like
+// prometheus.MustRegister: that is a wiring bug, not a runtime condition.
+func New(reg prometheus.Registerer, version string) *Metrics {
+	m := &Metrics{
+		reg: reg,
+		Validations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "validations_total",
+			Help:      "Validations answered, by decision (allow, kick, unavailable), reason and source (upstream, cache, stale, policy).",
+		}, []string{LabelDecision, LabelReason, LabelSource}),
+		ValidationSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace,
+			Name:      "validation_duration_seconds",
+			Help:      "Time to answer a validation as the game server sees it, by source.",
+			Buckets:   []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{LabelSource}),
+		BadRequests: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "bad_requests_total",
+			Help:      "Validation requests refused as malformed (4xx) before any lookup.",
+		}),
+		UpstreamRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "upstream_requests_total",
+			Help:      "Calls to the Kakao Games API, by outcome (2xx, 3xx, 4xx, 5xx, timeout, connection_error).",
+		}, []string{LabelOutcome}),
+		UpstreamSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace,
+			Name:      "upstream_request_duration_seconds",
+			Help:      "Latency of calls to the Kakao Games API that got a response.",
+			Buckets:   []float64{.005, .01, .02, .03, .05, .075, .1, .15, .25, .5, 1, 2, 5},
+		}),
+		UpstreamInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace,
+			Name:      "upstream_in_flight_requests",
+			Help:      "Calls to the Kakao Games API under way.",
+		}),
+		UpstreamRejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "upstream_saturated_total",
+			Help:      "Upstream calls not made because the concurrent upstream call cap was reached.",
+		}),
+		CacheHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "cache_hits_total",
+			Help:      "Validations answered from a fresh cache entry.",
+		}),
+		CacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "cache_misses_total",
+			Help:      "Validations with no fresh cache entry.",
+		}),
+		StaleServes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "cache_stale_serves_total",
+			Help:      "Degraded allows served from an expired entry while the upstream was failing.",
+		}),
+		Coalesced: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "coalesced_requests_total",
+			Help:      "Validations that shared another validation's upstream call.",
+		}),
+		BreakerTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "breaker_transitions_total",
+			Help:      "Circuit breaker state changes, by the state entered (closed, half_open, open).",
+		}, []string{LabelTo}),
+	}
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace:   namespace,
+		Name:        "build_info",
+		Help:        "A metric with a constant '1' value labeled by the version and Go version playerguard was built with.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
+	})
+	buildInfo.Set(1)
+	for _, to := range []string{"closed", "half_open", "open"} {
+		m.BreakerTransitions.WithLabelValues(to)
+	}
+	for _, o := range []string{"2xx", "3xx", "4xx", "5xx", "timeout", "connection_error"} {
+		m.UpstreamRequests.WithLabelValues(o)
+	}
+	reg.MustRegister(
+		m.Validations, m.ValidationSeconds, m.BadRequests,
+		m.UpstreamRequests, m.UpstreamSeconds, m.UpstreamInFlight, m.UpstreamRejected,
+		m.CacheHits, m.CacheMisses, m.StaleServes, m.Coalesced,
+		m.BreakerTransitions, buildInfo,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// UpstreamOutcome returns the outcome label for an HTTP status.
+func UpstreamOutcome(status int) string {
+	switch {
+	case status >= 200 && status < 300:
+		return "2xx"
+	case status >= 300 && status < 400:
+		return "3xx"
+	case status >= 400 && status < 500:
+		return "4xx"
+	default:
+		return "5xx"
+	}
+}
+
+// BreakerStateFunc exposes playerguard_breaker_state, read at scrape time
+// from state (0 closed, 1 half-open, 2 open). Reading it lazily means the
+// gauge leaves "open" when the breaker's timeout passes even if no request
+// arrives to notice.
+func (m *Metrics) BreakerStateFunc(state func() float64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace,
+		Name:      "breaker_state",
+		Help:      "Upstream circuit breaker state: 0 closed, 1 half-open, 2 open.",
+	}, state))
+}
+
+// CacheStats is what the cache reports at scrape time.
+type CacheStats struct {
+	Entries    uint64 // entries held now
+	MaxEntries uint64 // the configured bound
+	Evictions  uint64 // total entries evicted to make room
+	Rejections uint64 // total Sets refused by the admission policy
+	Dropped    uint64 // total Sets dropped under contention
+	Purges     uint64 // total player purges
+	Tombstones uint64 // purge records held now
+}
+
+// CacheStatsFunc exposes the cache's own counters, read at scrape time.
+func (m *Metrics) CacheStatsFunc(stats func() CacheStats) {
+	m.reg.MustRegister(&cacheCollector{stats: stats})
+}
+
+type cacheCollector struct {
+	stats func() CacheStats
+}
+
+var (
+	descEntries    = prometheus.NewDesc(namespace+"_cache_entries", "Entries held in the decision cache, including stale ones.", nil, nil)
+	descMaxEntries = prometheus.NewDesc(namespace+"_cache_max_entries", "The configured bound on cache entries.", nil, nil)
+	descEvictions  = prometheus.NewDesc(namespace+"_cache_evictions_total", "Cache entries evicted to make room.", nil, nil)
+	descRejections = prometheus.NewDesc(namespace+"_cache_rejections_total", "Cache writes refused by the admission policy.", nil, nil)
+	descDropped    = prometheus.NewDesc(namespace+"_cache_dropped_sets_total", "Cache writes dropped under contention.", nil, nil)
+	descPurges     = prometheus.NewDesc(namespace+"_cache_purges_total", "Player purges: after a kick, or by /admin/purge.", nil, nil)
+	descTombstones = prometheus.NewDesc(namespace+"_cache_tombstones", "Purge records held (players purged within the cache's maximum age).", nil, nil)
+)
+
+func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descEntries, descMaxEntries, descEvictions, descRejections, descDropped, descPurges, descTombstones} {
+		ch <- d
+	}
+}
+
+func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats()
+	ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(s.Entries))
+	ch <- prometheus.MustNewConstMetric(descMaxEntries, prometheus.GaugeValue, float64(s.MaxEntries))
+	ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(s.Evictions))
+	ch <- prometheus.MustNewConstMetric(descRejections, prometheus.CounterValue, float64(s.Rejections))
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(s.Dropped))
+	ch <- prometheus.MustNewConstMetric(descPurges, prometheus.CounterValue, float64(s.Purges))
+	ch <- prometheus.MustNewConstMetric(descTombstones, prometheus.GaugeValue, float64(s.Tombstones))
+}

@@ -1,0 +1,372 @@
+package validator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// APIPath is playerguard's own validation endpoint.
+const APIPath = "/v1/validate"
+
+var (
+	ctJSON = []byte("application/json")
+
+	hdrDecision = []byte("X-Playerguard-Decision")
+	hdrReason   = []byte("X-Playerguard-Reason")
+	hdrSource   = []byte("X-Playerguard-Source")
+	hdrDegraded = []byte("X-Playerguard-Degraded")
+	hdrTrue     = []byte("true")
+
+	// Pre-rendered label bytes for the response headers.
+	verdictBytes [numVerdicts][]byte
+	reasonBytes  [numReasons][]byte
+	sourceBytes  [numSources][]byte
+
+	// The cache-hit allow body, around the player object.
+	allowCachePrefix = []byte(`{"decision":"allow","reason":"ok","source":"cache","player":`)
+)
+
+func init() {
+	for i := range numVerdicts {
+		verdictBytes[i] = []byte(i.String())
+	}
+	for i := range numReasons {
+		reasonBytes[i] = []byte(i.String())
+	}
+	for i := range numSources {
+		sourceBytes[i] = []byte(i.String())
+	}
+}
+
+// Handler serves the validation API: POST/GET /v1/validate and the drop-in
+// POST /service/v5/auth/validation. Use it as a fasthttp.Server's Handler.
+func (v *Validator) Handler(ctx *fasthttp.RequestCtx) {
+	switch string(ctx.Path()) {
+	case APIPath:
+		v.serveValidate(ctx)
+	case ValidationPath:
+		v.serveDropIn(ctx)
+	default:
+		writeError(ctx, fasthttp.StatusNotFound, "unknown path: use POST "+APIPath+" or the drop-in POST "+ValidationPath)
+	}
+}
+
+// ErrorHandler answers requests fasthttp could not parse; use it as the
+// fasthttp.Server's ErrorHandler so callers get JSON naming the problem.
+func (v *Validator) ErrorHandler(ctx *fasthttp.RequestCtx, err error) {
+	v.m.BadRequests.Inc()
+	var tooBig *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		writeError(ctx, fasthttp.StatusBadRequest, errBodyTooLarge.Msg)
+	case errors.As(err, &tooBig):
+		writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "request headers too large")
+	default:
+		writeError(ctx, fasthttp.StatusBadRequest, "cannot parse HTTP request")
+	}
+}
+
+func (v *Validator) getState() *reqState { return v.states.Get().(*reqState) }
+
+func (v *Validator) putState(st *reqState) {
+	st.req = Request{}
+	if cap(st.scratch) > 64<<10 {
+		st.scratch = nil // don't keep a huge one from an odd request
+	}
+	v.states.Put(st)
+}
+
+// serveValidate is POST/GET /v1/validate: a JSON body, or the same fields
+// as headers (what nginx auth_request and Envoy ext_authz forward).
+func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	if !ctx.IsPost() && !ctx.IsGet() {
+		ctx.Response.Header.Set("Allow", "GET, POST")
+		v.refuse(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed: use POST (JSON body or headers) or GET (headers)")
+		return
+	}
+	st := v.getState()
+	defer v.putState(st)
+	var err error
+	if body := ctx.Request.Body(); len(body) > 0 {
+		st.scratch, err = DecodeJSON(body, &st.req, st.scratch)
+	} else {
+		readHeaders(ctx, &st.req)
+	}
+	if err == nil {
+		err = st.req.Check()
+	}
+	if err != nil {
+		v.badRequest(ctx, err, false)
+		return
+	}
+	a := v.validate(st)
+	writeAnswerHeaders(ctx, &a)
+	if a.source == SourceCache && a.verdict == Allow {
+		// The hot path: no allocation, the body written in three pieces.
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		ctx.Response.Header.SetContentTypeBytes(ctJSON)
+		ctx.Response.AppendBody(allowCachePrefix)
+		ctx.Response.AppendBody(a.res.Player)
+		ctx.Response.AppendBodyString("}")
+	} else {
+		ctx.SetStatusCode(statusFor(a.verdict))
+		ctx.Response.Header.SetContentTypeBytes(ctJSON)
+		ctx.Response.SetBodyRaw(renderAnswer(&a))
+		v.audit(st, &a)
+	}
+	v.observe(&a, start)
+}
+
+// serveDropIn is POST /service/v5/auth/validation: a stand-in for the Kakao
+// Games endpoint. The caller's secrets, if any, are ignored; ours are sent.
+func (v *Validator) serveDropIn(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	if !ctx.IsPost() {
+		ctx.Response.Header.Set("Allow", "POST")
+		v.refuse(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed: use POST")
+		return
+	}
+	st := v.getState()
+	defer v.putState(st)
+	readHeaders(ctx, &st.req)
+	if err := st.req.Check(); err != nil {
+		v.badRequest(ctx, err, true)
+		return
+	}
+	a := v.validate(st)
+	writeAnswerHeaders(ctx, &a)
+	r := a.res
+	switch {
+	case a.verdict == Allow && a.source == SourcePolicy:
+		// Open policy, nothing cached: there is no upstream body to give.
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		ctx.Response.Header.SetContentTypeBytes(ctJSON)
+		ctx.Response.SetBodyRaw(v.renderOpenDropIn(st))
+	case a.verdict != Unavailable || r.Status >= 400:
+		// The upstream's own answer (fresh, cached, stale, or an error
+		// status), byte for byte.
+		ctx.SetStatusCode(r.Status)
+		ctx.Response.Header.SetContentTypeBytes(r.ContentType)
+		ctx.Response.SetBodyRaw(r.Body)
+	default:
+		// No response, a redirect, or a 200 we could not read: never pass
+		// a 2xx/3xx through for something that is not an allow.
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.Response.Header.SetContentTypeBytes(ctJSON)
+		ctx.Response.SetBodyRaw(renderAnswer(&a))
+	}
+	v.audit(st, &a)
+	v.observe(&a, start)
+}
+
+// readHeaders fills r from the accessToken, platform and playerId headers.
+func readHeaders(ctx *fasthttp.RequestCtx, r *Request) {
+	h := &ctx.Request.Header
+	r.Token = h.Peek("accessToken")
+	r.Platform = h.Peek("platform")
+	r.PlayerID = h.Peek("playerId")
+}
+
+func (v *Validator) observe(a *answer, start time.Time) {
+	v.counts[a.verdict][a.reason][a.source].Inc()
+	v.latency[a.source].Observe(time.Since(start).Seconds())
+}
+
+func writeAnswerHeaders(ctx *fasthttp.RequestCtx, a *answer) {
+	h := &ctx.Response.Header
+	h.SetBytesKV(hdrDecision, verdictBytes[a.verdict])
+	h.SetBytesKV(hdrReason, reasonBytes[a.reason])
+	h.SetBytesKV(hdrSource, sourceBytes[a.source])
+	if a.degraded {
+		h.SetBytesKV(hdrDegraded, hdrTrue)
+	}
+}
+
+func statusFor(v Verdict) int {
+	switch v {
+	case Allow:
+		return fasthttp.StatusOK
+	case Kick:
+		return fasthttp.StatusForbidden
+	}
+	return fasthttp.StatusServiceUnavailable
+}
+
+// renderAnswer renders the /v1/validate body for anything but a cache-hit
+// allow. Raw upstream fields are copied in byte for byte.
+func renderAnswer(a *answer) []byte {
+	r := a.res
+	b := make([]byte, 0, 256+len(r.Body))
+	b = append(b, `{"decision":"`...)
+	b = append(b, a.verdict.String()...)
+	b = append(b, `","reason":"`...)
+	b = append(b, a.reason.String()...)
+	b = append(b, `","source":"`...)
+	b = append(b, a.source.String()...)
+	b = append(b, '"')
+	if a.degraded {
+		b = append(b, `,"degraded":true,"upstreamFailure":"`...)
+		b = append(b, a.cause.Reason.String()...)
+		b = append(b, '"')
+	}
+	b = appendRaw(b, "player", r.Player)
+	if a.verdict == Kick {
+		b = appendRaw(b, "lockout", r.Lockout)
+		b = appendRaw(b, "token", r.Token)
+		b = appendRaw(b, "redirectUri", r.RedirectURI)
+	}
+	if u := upstreamOf(a); u != nil && u.Status != 0 {
+		b = append(b, `,"upstream":{"status":`...)
+		b = strconv.AppendInt(b, int64(u.Status), 10)
+		if u.HasCode {
+			b = append(b, `,"code":`...)
+			b = strconv.AppendInt(b, int64(u.Code), 10)
+		}
+		if u.Desc != "" {
+			b = append(b, `,"desc":`...)
+			b = appendJSONString(b, u.Desc)
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}')
+}
+
+// upstreamOf is the exchange whose status an answer reports: the failure
+// for a degraded allow, none for a plain allow.
+func upstreamOf(a *answer) *Result {
+	switch {
+	case a.degraded:
+		return a.cause
+	case a.verdict == Allow:
+		return nil
+	}
+	return a.res
+}
+
+func appendRaw(b []byte, name string, raw []byte) []byte {
+	if raw == nil {
+		return b
+	}
+	b = append(b, `,"`...)
+	b = append(b, name...)
+	b = append(b, `":`...)
+	return append(b, raw...)
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s) // a string always marshals
+	return append(b, q...)
+}
+
+// renderOpenDropIn is the drop-in 200 body the open policy answers with
+// when no upstream body exists: the documented shape, status "normal", so
+// Kakao-shaped callers admit the player, plus a playerguard object saying
+// it is degraded.
+func (v *Validator) renderOpenDropIn(st *reqState) []byte {
+	type player struct {
+		KgAppID  string `json:"kgAppId"`
+		PlayerID string `json:"playerId,omitempty"`
+		Status   string `json:"status"`
+	}
+	type pg struct {
+		Degraded bool   `json:"degraded"`
+		Reason   string `json:"reason"`
+	}
+	b, _ := json.Marshal(struct {
+		Player      player `json:"player"`
+		Playerguard pg     `json:"playerguard"`
+	}{player{v.cfg.AppID, string(st.req.PlayerID), "normal"}, pg{true, "outage_policy_open"}})
+	return b
+}
+
+// badRequest answers a caller mistake; drop-in callers also get a desc, the
+// field Kakao-shaped clients read.
+func (v *Validator) badRequest(ctx *fasthttp.RequestCtx, err error, dropIn bool) {
+	msg := "invalid request"
+	var re *RequestError
+	if errors.As(err, &re) {
+		msg = re.Msg
+	}
+	v.m.BadRequests.Inc()
+	if !dropIn {
+		writeError(ctx, fasthttp.StatusBadRequest, msg)
+		return
+	}
+	b, _ := json.Marshal(struct {
+		Error string `json:"error"`
+		Desc  string `json:"desc"`
+	}{msg, msg})
+	ctx.SetStatusCode(fasthttp.StatusBadRequest)
+	ctx.Response.Header.SetContentTypeBytes(ctJSON)
+	ctx.Response.SetBodyRaw(b)
+}
+
+func (v *Validator) refuse(ctx *fasthttp.RequestCtx, status int, msg string) {
+	v.m.BadRequests.Inc()
+	writeError(ctx, status, msg)
+}
+
+// writeError writes {"error": msg}. msg never holds a token.
+func writeError(ctx *fasthttp.RequestCtx, status int, msg string) {
+	ctx.SetStatusCode(status)
+	ctx.Response.Header.SetContentTypeBytes(ctJSON)
+	b := appendJSONString([]byte(`{"error":`), msg)
+	ctx.Response.SetBodyRaw(append(b, '}'))
+}
+
+// audit logs one line per kick and per degraded allow served: what CS
+// teams search when a player asks why they could not get in. Never the
+// token.
+func (v *Validator) audit(st *reqState, a *answer) {
+	if a.verdict != Kick && !a.degraded {
+		return
+	}
+	u := upstreamOf(a)
+	player := a.res.PlayerID
+	if player == "" {
+		player = string(st.req.PlayerID)
+	}
+	attrs := make([]slog.Attr, 0, 8)
+	attrs = append(attrs,
+		slog.String("player", player),
+		slog.String("platform", string(st.req.Platform)),
+		slog.String("decision", a.verdict.String()),
+		slog.String("reason", a.reason.String()),
+		slog.String("source", a.source.String()),
+	)
+	if a.degraded {
+		attrs = append(attrs, slog.String("upstream_failure", a.cause.Reason.String()))
+	}
+	if u != nil {
+		attrs = append(attrs, slog.Int("upstream_status", u.Status))
+		if u.HasCode {
+			attrs = append(attrs, slog.Int("upstream_code", u.Code))
+		}
+	}
+	msg := "kick"
+	if a.degraded {
+		msg = "degraded allow"
+	}
+	v.log.LogAttrs(context.Background(), slog.LevelInfo, msg, attrs...)
+}
+
+// FasthttpLogger returns a fasthttp.Logger that sends fasthttp's own
+// messages (connection errors, mostly clients hanging up) to the
+// validator's log at debug level.
+func (v *Validator) FasthttpLogger() fasthttp.Logger { return fasthttpLogger{v.log} }
+
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug("fasthttp", "message", fmt.Sprintf(format, args...))
+	}
+}

@@ -1,0 +1,603 @@
+package validator
+
+import (
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// Request is one validation request as the caller sent it. Its byte slices
+// alias the request body, the request headers or a scratch buffer owned by
+// the caller; they are valid only until that buffer is reused.
+type Request struct {
+	Token    []byte // accessToken
+	Platform []byte // one of web, launcher, mobile, pc
+	PlayerID []byte // optional; empty when not claimed
+}
+
+// Limits on caller input.
+const (
+	MaxTokenLen    = 4096 // bytes
+	MaxPlayerIDLen = 256
+	MaxBodyLen     = 16 << 10 // the JSON body
+)
+
+// maxJSONDepth is how deeply a request body may nest: the body's own object
+// is depth 1.
+const maxJSONDepth = 32
+
+// RequestError is a caller mistake: the API answers it with 400 and Msg.
+// Msg never contains the access token.
+type RequestError struct{ Msg string }
+
+func (e *RequestError) Error() string { return e.Msg }
+
+// The fixed caller mistakes, allocated once so that refusing a request does
+// not allocate either.
+var (
+	errBodyTooLarge    = &RequestError{"request body too large (limit " + strconv.Itoa(MaxBodyLen) + " bytes)"}
+	errBodyNotJSON     = &RequestError{"request body is not a JSON object"}
+	errBodyTrailing    = &RequestError{"request body has trailing data after the JSON object"}
+	errBodyInvalidJSON = &RequestError{"request body is not valid JSON"}
+	errBodyTooDeep     = &RequestError{"request body nests too deeply"}
+
+	errMissingToken    = &RequestError{"missing accessToken"}
+	errTokenTooLong    = &RequestError{"accessToken too long (limit " + strconv.Itoa(MaxTokenLen) + " bytes)"}
+	errTokenChars      = &RequestError{"accessToken contains invalid characters (control, space or non-ASCII)"}
+	errMissingPlatform = &RequestError{"missing platform"}
+	errPlayerIDTooLong = &RequestError{"playerId too long (limit " + strconv.Itoa(MaxPlayerIDLen) + " bytes)"}
+	errPlayerIDChars   = &RequestError{"playerId contains invalid characters (control, space or non-ASCII)"}
+)
+
+// The known keys of a request body, in the order of reqKeyNames.
+const (
+	reqKeyUnknown = iota - 1
+	reqKeyToken
+	reqKeyPlatform
+	reqKeyPlayerID
+	numReqKeys
+)
+
+var reqKeyNames = [numReqKeys]string{"accessToken", "platform", "playerId"}
+
+var (
+	errReqKeyNotString [numReqKeys]*RequestError
+	errReqKeyDuplicate [numReqKeys]*RequestError
+)
+
+func init() {
+	for k, name := range reqKeyNames {
+		errReqKeyNotString[k] = &RequestError{name + " must be a JSON string"}
+		errReqKeyDuplicate[k] = &RequestError{"duplicate field " + strconv.Quote(name) + " in request body"}
+	}
+}
+
+// DecodeJSON parses a JSON request body into r. Strings that contain escapes
+// are unescaped into scratch, which it returns (possibly grown) so the caller
+// can reuse it; strings without escapes alias body. It returns a *RequestError
+// naming the problem.
+//
+// r is reset first; on error its fields are unspecified. scratch's previous
+// contents are overwritten. The decode is a single O(len(body)) pass and
+// does not allocate unless scratch must grow.
+func DecodeJSON(body []byte, r *Request, scratch []byte) ([]byte, error) {
+	*r = Request{}
+	scratch = scratch[:0]
+	if len(body) > MaxBodyLen {
+		return scratch, errBodyTooLarge
+	}
+	d := jsonDecoder{b: body, scratch: scratch}
+	err := d.request(r)
+	return d.scratch, err
+}
+
+// jsonDecoder is a strict (RFC 8259) JSON reader over one request body.
+// Running out of input is errBodyNotJSON (a truncated body); a byte that
+// cannot come next is errBodyInvalidJSON.
+type jsonDecoder struct {
+	b       []byte
+	i       int // the next byte to read
+	scratch []byte
+}
+
+func (d *jsonDecoder) skipSpace() {
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+// request reads the body's one object into r.
+func (d *jsonDecoder) request(r *Request) error {
+	d.skipSpace()
+	if d.i >= len(d.b) || d.b[d.i] != '{' {
+		return errBodyNotJSON
+	}
+	d.i++
+	d.skipSpace()
+	if d.i >= len(d.b) {
+		return errBodyNotJSON
+	}
+	if d.b[d.i] != '}' {
+		var seen [numReqKeys]bool
+		for {
+			// A key.
+			if d.b[d.i] != '"' {
+				return errBodyInvalidJSON
+			}
+			k, err := d.key()
+			if err != nil {
+				return err
+			}
+			d.skipSpace()
+			if d.i >= len(d.b) {
+				return errBodyNotJSON
+			}
+			if d.b[d.i] != ':' {
+				return errBodyInvalidJSON
+			}
+			d.i++
+			d.skipSpace()
+			// Its value.
+			if k == reqKeyUnknown {
+				err = d.skipValue(1)
+			} else {
+				if seen[k] {
+					return errReqKeyDuplicate[k]
+				}
+				seen[k] = true
+				var v []byte
+				v, err = d.stringOrNull(k)
+				switch k {
+				case reqKeyToken:
+					r.Token = v
+				case reqKeyPlatform:
+					r.Platform = v
+				default:
+					r.PlayerID = v
+				}
+			}
+			if err != nil {
+				return err
+			}
+			// A comma and the next key, or the end.
+			d.skipSpace()
+			if d.i >= len(d.b) {
+				return errBodyNotJSON
+			}
+			if d.b[d.i] == '}' {
+				break
+			}
+			if d.b[d.i] != ',' {
+				return errBodyInvalidJSON
+			}
+			d.i++
+			d.skipSpace()
+			if d.i >= len(d.b) {
+				return errBodyNotJSON
+			}
+		}
+	}
+	d.i++ // the '}'
+	d.skipSpace()
+	if d.i < len(d.b) {
+		return errBodyTrailing
+	}
+	return nil
+}
+
+// key reads the object key at d.i (a '"') and says which known key it is.
+func (d *jsonDecoder) key() (int, error) {
+	mark := len(d.scratch)
+	s, err := d.str()
+	if err != nil {
+		return reqKeyUnknown, err
+	}
+	k := reqKeyUnknown
+	switch string(s) {
+	case "accessToken":
+		k = reqKeyToken
+	case "platform":
+		k = reqKeyPlatform
+	case "playerId":
+		k = reqKeyPlayerID
+	}
+	d.scratch = d.scratch[:mark] // an escaped key is not kept
+	return k, nil
+}
+
+// stringOrNull reads the value of known key k: a string, or null (nil).
+func (d *jsonDecoder) stringOrNull(k int) ([]byte, error) {
+	if d.i >= len(d.b) {
+		return nil, errBodyNotJSON
+	}
+	switch c := d.b[d.i]; c {
+	case '"':
+		return d.str()
+	case 'n':
+		return nil, d.literal("null")
+	case '{', '[', 't', 'f', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return nil, errReqKeyNotString[k]
+	default:
+		return nil, errBodyInvalidJSON
+	}
+}
+
+// str reads the string at d.i (a '"'). Without escapes the result aliases
+// the body; otherwise it is unescaped onto the end of d.scratch. Either way
+// its capacity is clipped so that appending to it cannot overwrite anything.
+func (d *jsonDecoder) str() ([]byte, error) {
+	start := d.i + 1
+	for i := start; i < len(d.b); i++ {
+		switch c := d.b[i]; {
+		case c == '"':
+			d.i = i + 1
+			return d.b[start:i:i], nil
+		case c == '\\':
+			return d.unescape(start, i)
+		case c < 0x20:
+			return nil, errBodyInvalidJSON
+		}
+	}
+	return nil, errBodyNotJSON
+}
+
+// unescape finishes reading a string that starts at start and whose first
+// escape is at i.
+func (d *jsonDecoder) unescape(start, i int) ([]byte, error) {
+	mark := len(d.scratch)
+	d.scratch = append(d.scratch, d.b[start:i]...)
+	for i < len(d.b) {
+		c := d.b[i]
+		switch {
+		case c == '"':
+			d.i = i + 1
+			n := len(d.scratch)
+			return d.scratch[mark:n:n], nil
+		case c < 0x20:
+			return nil, errBodyInvalidJSON
+		case c != '\\':
+			// A run of plain bytes.
+			j := i + 1
+			for j < len(d.b) && d.b[j] != '"' && d.b[j] != '\\' && d.b[j] >= 0x20 {
+				j++
+			}
+			d.scratch = append(d.scratch, d.b[i:j]...)
+			i = j
+			continue
+		}
+		// An escape.
+		if i+1 >= len(d.b) {
+			return nil, errBodyNotJSON
+		}
+		switch e := d.b[i+1]; e {
+		case '"', '\\', '/':
+			d.scratch = append(d.scratch, e)
+		case 'b':
+			d.scratch = append(d.scratch, '\b')
+		case 'f':
+			d.scratch = append(d.scratch, '\f')
+		case 'n':
+			d.scratch = append(d.scratch, '\n')
+		case 'r':
+			d.scratch = append(d.scratch, '\r')
+		case 't':
+			d.scratch = append(d.scratch, '\t')
+		case 'u':
+			r, err := hex4(d.b, i+2)
+			if err != nil {
+				return nil, err
+			}
+			i += 6
+			if utf16.IsSurrogate(r) {
+				// Half of a pair: take the other half if it follows,
+				// else U+FFFD (and what follows is read on its own), as
+				// encoding/json does.
+				if i+1 < len(d.b) && d.b[i] == '\\' && d.b[i+1] == 'u' {
+					if r2, err := hex4(d.b, i+2); err == nil {
+						if pair := utf16.DecodeRune(r, r2); pair != utf8.RuneError {
+							d.scratch = utf8.AppendRune(d.scratch, pair)
+							i += 6
+							continue
+						}
+					}
+				}
+				r = utf8.RuneError
+			}
+			d.scratch = utf8.AppendRune(d.scratch, r)
+			continue
+		default:
+			return nil, errBodyInvalidJSON
+		}
+		i += 2
+	}
+	return nil, errBodyNotJSON
+}
+
+// hex4 reads the four hex digits of a \u escape at b[i:].
+func hex4(b []byte, i int) (rune, error) {
+	var r rune
+	for k := i; k < i+4; k++ {
+		if k >= len(b) {
+			return 0, errBodyNotJSON
+		}
+		c := b[k]
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, errBodyInvalidJSON
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, nil
+}
+
+// skipString checks the string at d.i (a '"') and moves past it.
+func (d *jsonDecoder) skipString() error {
+	i := d.i + 1
+	for i < len(d.b) {
+		c := d.b[i]
+		switch {
+		case c == '"':
+			d.i = i + 1
+			return nil
+		case c < 0x20:
+			return errBodyInvalidJSON
+		case c != '\\':
+			i++
+			continue
+		}
+		if i+1 >= len(d.b) {
+			return errBodyNotJSON
+		}
+		switch d.b[i+1] {
+		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			i += 2
+		case 'u':
+			if _, err := hex4(d.b, i+2); err != nil {
+				return err
+			}
+			i += 6
+		default:
+			return errBodyInvalidJSON
+		}
+	}
+	return errBodyNotJSON
+}
+
+// literal checks that word (true, false or null) is at d.i and moves past it.
+func (d *jsonDecoder) literal(word string) error {
+	for k := 0; k < len(word); k++ {
+		if d.i+k >= len(d.b) {
+			return errBodyNotJSON
+		}
+		if d.b[d.i+k] != word[k] {
+			return errBodyInvalidJSON
+		}
+	}
+	d.i += len(word)
+	return nil
+}
+
+// skipNumber checks the number at d.i (a '-' or a digit) and moves past it.
+func (d *jsonDecoder) skipNumber() error {
+	b, i := d.b, d.i
+	if b[i] == '-' {
+		i++
+	}
+	if i >= len(b) {
+		return errBodyNotJSON
+	}
+	switch c := b[i]; {
+	case c == '0':
+		i++
+	case '1' <= c && c <= '9':
+		i = skipDigits(b, i+1)
+	default:
+		return errBodyInvalidJSON
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) {
+			return errBodyNotJSON
+		}
+		if !isDigit(b[i]) {
+			return errBodyInvalidJSON
+		}
+		i = skipDigits(b, i+1)
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) {
+			return errBodyNotJSON
+		}
+		if !isDigit(b[i]) {
+			return errBodyInvalidJSON
+		}
+		i = skipDigits(b, i+1)
+	}
+	d.i = i
+	return nil
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+func skipDigits(b []byte, i int) int {
+	for i < len(b) && isDigit(b[i]) {
+		i++
+	}
+	return i
+}
+
+// skipValue checks the value at d.i, of any type, and moves past it. depth
+// is the nesting depth of the container holding it. It keeps its own stack
+// (one bit per open container) rather than recursing.
+func (d *jsonDecoder) skipValue(depth int) error {
+	var arrays uint64 // bit n set: the container at open[n] is an array
+	open := 0         // containers opened here and not yet closed
+	for {
+		// A value.
+		if d.i >= len(d.b) {
+			return errBodyNotJSON
+		}
+		var err error
+		switch c := d.b[d.i]; c {
+		case '{', '[':
+			if depth+open+1 > maxJSONDepth {
+				return errBodyTooDeep
+			}
+			d.i++
+			d.skipSpace()
+			if d.i >= len(d.b) {
+				return errBodyNotJSON
+			}
+			if c == '{' && d.b[d.i] == '}' || c == '[' && d.b[d.i] == ']' {
+				d.i++ // empty
+				break
+			}
+			if c == '[' {
+				arrays |= 1 << open
+			} else {
+				arrays &^= 1 << open
+				if err := d.skipKeyColon(); err != nil {
+					return err
+				}
+			}
+			open++
+			continue // to its first value
+		case '"':
+			err = d.skipString()
+		case 't':
+			err = d.literal("true")
+		case 'f':
+			err = d.literal("false")
+		case 'n':
+			err = d.literal("null")
+		case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+			err = d.skipNumber()
+		default:
+			return errBodyInvalidJSON
+		}
+		if err != nil {
+			return err
+		}
+		// After a value: close containers until one has a next value.
+		for {
+			if open == 0 {
+				return nil
+			}
+			d.skipSpace()
+			if d.i >= len(d.b) {
+				return errBodyNotJSON
+			}
+			inArray := arrays>>(open-1)&1 == 1
+			c := d.b[d.i]
+			if inArray && c == ']' || !inArray && c == '}' {
+				d.i++
+				open--
+				continue
+			}
+			if c != ',' {
+				return errBodyInvalidJSON
+			}
+			d.i++
+			d.skipSpace()
+			if !inArray {
+				if err := d.skipKeyColon(); err != nil {
+					return err
+				}
+			}
+			break
+		}
+	}
+}
+
+// skipKeyColon checks an object key and its colon, at or after white space,
+// and moves to the value (after its leading white space).
+func (d *jsonDecoder) skipKeyColon() error {
+	d.skipSpace()
+	if d.i >= len(d.b) {
+		return errBodyNotJSON
+	}
+	if d.b[d.i] != '"' {
+		return errBodyInvalidJSON
+	}
+	if err := d.skipString(); err != nil {
+		return err
+	}
+	d.skipSpace()
+	if d.i >= len(d.b) {
+		return errBodyNotJSON
+	}
+	if d.b[d.i] != ':' {
+		return errBodyInvalidJSON
+	}
+	d.i++
+	d.skipSpace()
+	return nil
+}
+
+// Check reports the first problem with r's fields as a *RequestError, or nil.
+func (r *Request) Check() error {
+	switch {
+	case len(r.Token) == 0:
+		return errMissingToken
+	case len(r.Token) > MaxTokenLen:
+		return errTokenTooLong
+	case !visibleASCII(r.Token):
+		return errTokenChars
+	case len(r.Platform) == 0:
+		return errMissingPlatform
+	case !knownPlatform(r.Platform):
+		return unknownPlatform(r.Platform)
+	case len(r.PlayerID) > MaxPlayerIDLen:
+		return errPlayerIDTooLong
+	case !visibleASCII(r.PlayerID):
+		return errPlayerIDChars
+	}
+	return nil
+}
+
+// visibleASCII reports whether every byte of b is in 0x21..0x7E: no control
+// characters, space, DEL or non-ASCII.
+func visibleASCII(b []byte) bool {
+	for _, c := range b {
+		if c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func knownPlatform(p []byte) bool {
+	s := string(p) // the comparisons below do not allocate
+	return s == "web" || s == "launcher" || s == "mobile" || s == "pc"
+}
+
+// maxEchoLen is how much of an unknown platform its error echoes.
+const maxEchoLen = 32
+
+// unknownPlatform names p, truncated and with bytes outside 0x20..0x7E
+// replaced by '?', so the message is short and safe to log.
+func unknownPlatform(p []byte) *RequestError {
+	var buf [maxEchoLen]byte
+	echo := buf[:copy(buf[:], p)]
+	for i, c := range echo {
+		if c < 0x20 || c > 0x7e {
+			echo[i] = '?'
+		}
+	}
+	return &RequestError{"unknown platform " + strconv.Quote(string(echo)) + " (want web, launcher, mobile or pc)"}
+}
