@@ -2,9 +2,12 @@
 // token validation endpoint, POST /service/v5/auth/validation.
 //
 // It is meant for tests, for the embedded demo (playerguard -demo) and for
-// load tests only; it never talks to the real service and listens on
-// 127.0.0.1 by default. It is built on fasthttp and does no per-request
-// logging so that it can serve tens of thousands of requests per second.
+// load tests only: it accepts well-known fake secrets, never talks to the
+// real service and listens on loopback only (127.0.0.1:0 by default). It
+// is built on fasthttp, does no per-request logging and does not allocate
+// on the hot path, so that it can serve tens of thousands of requests per
+// second. Every distinct accessToken seen is remembered (for TokenCalls)
+// until ResetCounts.
 //
 // Contract of a request, checked in this order:
 //
@@ -35,6 +38,7 @@ package fakeupstream
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -106,7 +110,8 @@ type tokenEntry struct {
 	calls   atomic.Int64
 }
 
-// Start listens on cfg.Addr and serves until Close.
+// Start listens on cfg.Addr and serves until Close. The address must be a
+// loopback one (127.0.0.0/8, ::1 or localhost).
 func Start(cfg Config) (*Server, error) {
 	if cfg.AppID == "" {
 		cfg.AppID = DefaultAppID
@@ -119,6 +124,9 @@ func Start(cfg Config) (*Server, error) {
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAddr
+	}
+	if err := checkLoopback(cfg.Addr); err != nil {
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -202,6 +210,22 @@ func (s *Server) serveConn(c net.Conn) {
 		delete(s.conns, c) // no-op on the nil map after Close
 	}
 	s.connsMu.Unlock()
+}
+
+// checkLoopback refuses listen addresses that are not loopback: the fake
+// accepts well-known fake secrets and must never be reachable from outside.
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("fakeupstream: listen address %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("fakeupstream: listen address %q is not loopback (use 127.0.0.1:PORT)", addr)
 }
 
 type nopLogger struct{}
