@@ -182,11 +182,11 @@ func (v *Validator) observe(a *answer, start time.Time) {
 
 func writeAnswerHeaders(ctx *fasthttp.RequestCtx, a *answer) {
 	h := &ctx.Response.Header
-	h.SetBytesKV(hdrDecision, verdictBytes[a.verdict])
-	h.SetBytesKV(hdrReason, reasonBytes[a.reason])
-	h.SetBytesKV(hdrSource, sourceBytes[a.source])
+	h.SetCanonical(hdrDecision, verdictBytes[a.verdict])
+	h.SetCanonical(hdrReason, reasonBytes[a.reason])
+	h.SetCanonical(hdrSource, sourceBytes[a.source])
 	if a.degraded {
-		h.SetBytesKV(hdrDegraded, hdrTrue)
+		h.SetCanonical(hdrDegraded, hdrTrue)
 	}
 }
 

@@ -1,0 +1,128 @@
+package validator
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"playerguard/bench/fakeupstream"
+)
+
+// hitCtx returns a RequestCtx for a cache-hit validation after warming the
+// cache through the real upstream path once.
+func hitCtx(tb testing.TB, v *Validator, dropIn bool) *fasthttp.RequestCtx {
+	tb.Helper()
+	ctx := &fasthttp.RequestCtx{}
+	ctx.Init(&fasthttp.Request{}, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1234}, nil)
+	if dropIn {
+		ctx.Request.SetRequestURI(ValidationPath)
+		ctx.Request.Header.Set("accessToken", benchToken)
+		ctx.Request.Header.Set("platform", "mobile")
+		ctx.Request.Header.Set("playerId", "123456789123456")
+	} else {
+		ctx.Request.SetRequestURI(APIPath)
+		ctx.Request.SetBodyString(`{"accessToken":"` + benchToken + `","platform":"mobile","playerId":"123456789123456"}`)
+	}
+	ctx.Request.Header.SetMethod("POST")
+	v.Handler(ctx)
+	if ctx.Response.StatusCode() != 200 {
+		tb.Fatalf("warm-up: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	v.cache.(interface{ Wait() }).Wait()
+	ctx.Response.Reset()
+	v.Handler(ctx)
+	if string(ctx.Response.Header.Peek("X-Playerguard-Source")) != "cache" {
+		tb.Fatalf("not a cache hit: %s", ctx.Response.Body())
+	}
+	return ctx
+}
+
+const benchToken = "FvNkGat8GaTfyhxHm2rNSFpn5UmvgBBU0kJYVc5kw5mP4lt4IwBFJKhINM0hSFPvnnjy0dlwoF128dDWOOLEWhTrefQ0zYDb3lzeG2uQuyOG1zKZKrwPFRpbNU6Ttno47txU3Slb8L/n6ayXqeAWAg7DtraptD3QLrylAoSNWl1SK3vsXnYy//gqI6i4gWT/ZnSswEHEvj6ooc8vR119IVs4mA=="
+
+func benchValidator(tb testing.TB) *Validator {
+	tb.Helper()
+	fake, err := fakeupstream.Start(fakeupstream.Config{AppID: testApp, AppSecret: testSecret, AdminKey: testKey})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(fake.Close)
+	fake.Set(benchToken, fakeupstream.Allow(testApp, "123456789123456", "normal"))
+	v, err := New(Config{Upstream: fake.URL(), AppID: testApp, AppSecret: testSecret, AdminKey: testKey, CacheTTL: time.Hour, CacheMaxEntries: 1000})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(v.Close)
+	return v
+}
+
+// TestCacheHitZeroAllocs: the hot path, through the real handler, in both
+// API shapes, allocates nothing.
+func TestCacheHitZeroAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under -race (sync.Pool drops items); run without -race")
+	}
+	v := benchValidator(t)
+	for _, dropIn := range []bool{false, true} {
+		ctx := hitCtx(t, v, dropIn)
+		allocs := testing.AllocsPerRun(1000, func() {
+			ctx.Response.Reset()
+			v.Handler(ctx)
+		})
+		if allocs != 0 {
+			t.Errorf("dropIn=%v: %v allocations per cache hit, want 0", dropIn, allocs)
+		}
+	}
+}
+
+func benchmarkHit(b *testing.B, dropIn bool) {
+	v := benchValidator(b)
+	ctx := hitCtx(b, v, dropIn)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		ctx.Response.Reset()
+		v.Handler(ctx)
+	}
+}
+
+// BenchmarkHandlerCacheHit is the hot path: /v1/validate with a JSON body,
+// answered from cache.
+func BenchmarkHandlerCacheHit(b *testing.B) { benchmarkHit(b, false) }
+
+// BenchmarkHandlerCacheHitDropIn is the drop-in hot path (headers).
+func BenchmarkHandlerCacheHitDropIn(b *testing.B) { benchmarkHit(b, true) }
+
+// BenchmarkHandlerFixedBody is the baseline: a handler that writes the same
+// response with no work at all, i.e. what fasthttp's own ctx handling
+// costs per request.
+func BenchmarkHandlerFixedBody(b *testing.B) {
+	v := benchValidator(b)
+	ctx := hitCtx(b, v, false)
+	body := append([]byte(nil), ctx.Response.Body()...)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		ctx.Response.Reset()
+		ctx.SetStatusCode(200)
+		ctx.Response.Header.SetContentTypeBytes(ctJSON)
+		ctx.Response.SetBodyRaw(body)
+	}
+}
+
+func BenchmarkDecideAllow(b *testing.B) {
+	body := []byte(`{"player":{"kgAppId":"909428","playerId":"123456789123456","status":"normal","nickname":"n","data":{}}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		Decide(200, body, ctJSON, "123456789123456", []string{"normal"})
+	}
+}
+
+func BenchmarkDecideLockout(b *testing.B) {
+	body := []byte(lockoutBody)
+	b.ReportAllocs()
+	for b.Loop() {
+		Decide(463, body, ctJSON, "", []string{"normal"})
+	}
+}

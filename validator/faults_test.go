@@ -1,0 +1,245 @@
+package validator
+
+import (
+	"bytes"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"playerguard/bench/fakeupstream"
+	"playerguard/metrics"
+)
+
+// goroutines waits for the goroutine count to settle back to at most base
+// (plus slack for runtime helpers) and fails if it does not.
+func checkGoroutines(t *testing.T, base int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := runtime.NumGoroutine()
+		if n <= base+2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("goroutines: %d before, %d after\n%s", base, n, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestUpstreamFaults: every way the upstream can misbehave yields the
+// decision the table prescribes, never an allow it did not grant, within
+// the upstream timeout plus a margin, with no goroutine left behind and
+// the breaker counting exactly the failures.
+func TestUpstreamFaults(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	body := func(s string) []byte { return []byte(s) }
+	cases := []struct {
+		name    string
+		verdict fakeupstream.Verdict
+		status  int
+		reason  string
+		failure bool // counts against the breaker
+	}{
+		{"reset mid-response", fakeupstream.Verdict{Status: 200, Body: body(playerBody("p1", "normal")), Fault: fakeupstream.FaultReset}, 503, "upstream_unavailable", true},
+		{"closed without answer", fakeupstream.Verdict{Fault: fakeupstream.FaultClose}, 503, "upstream_unavailable", true},
+		{"never answers", fakeupstream.Verdict{Fault: fakeupstream.FaultHang}, 503, "upstream_unavailable", true},
+		{"trickles", fakeupstream.Verdict{Status: 200, Body: body(playerBody("p1", "normal")), Fault: fakeupstream.FaultTrickle}, 503, "upstream_unavailable", true},
+		{"body over the limit", fakeupstream.Verdict{Status: 200, Body: body(`{"player":{"playerId":"p1","status":"normal","data":"` + strings.Repeat("x", 64<<10) + `"}}`)}, 503, "upstream_unavailable", true},
+		{"truncated JSON", fakeupstream.Verdict{Status: 200, Body: body(`{"player":{"playerId":"p1","sta`)}, 503, "upstream_unavailable", true},
+		{"invalid JSON", fakeupstream.Verdict{Status: 200, Body: body(`{player: p1}`)}, 503, "upstream_unavailable", true},
+		{"missing player", fakeupstream.Verdict{Status: 200, Body: body(`{}`)}, 503, "upstream_unavailable", true},
+		{"missing status", fakeupstream.Verdict{Status: 200, Body: body(`{"player":{"playerId":"p1"}}`)}, 503, "upstream_unavailable", true},
+		{"wrong content type, good body", fakeupstream.Verdict{Status: 200, Body: body(playerBody("p1", "normal")), ContentType: "text/plain"}, 200, "ok", false},
+		{"HTML 200", fakeupstream.Verdict{Status: 200, Body: body("<html><body>Welcome to the proxy</body></html>"), ContentType: "text/html"}, 503, "upstream_unavailable", true},
+		{"408", fakeupstream.Verdict{Status: 408}, 503, "upstream_unavailable", true},
+		{"429", fakeupstream.Verdict{Status: 429, Body: body(`{"desc":"Too many requests. (429.-1)"}`)}, 503, "upstream_unavailable", true},
+		{"473", fakeupstream.Maintenance(), 503, "upstream_maintenance", true},
+		{"500", fakeupstream.Error(500), 503, "upstream_unavailable", true},
+		{"502 HTML", fakeupstream.Verdict{Status: 502, Body: body("<html>Bad Gateway</html>"), ContentType: "text/html"}, 503, "upstream_unavailable", true},
+		{"503", fakeupstream.Error(503), 503, "upstream_unavailable", true},
+		{"504", fakeupstream.Verdict{Status: 504}, 503, "upstream_unavailable", true},
+		{"unknown 4xx, HTML", fakeupstream.Verdict{Status: 499, Body: body("<html>nope</html>"), ContentType: "text/html"}, 403, "abnormal_state", false},
+		{"redirect", fakeupstream.Verdict{Status: 302, Header: map[string]string{"Location": "https://login.example/"}}, 503, "upstream_unavailable", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, func(cfg *Config) {
+				cfg.UpstreamTimeout = timeout
+				cfg.Policy = PolicyClosed
+				cfg.BreakerFailures = 100
+			})
+			h.fake.Set("tok-warm", fakeupstream.Allow(testApp, "p0", "normal"))
+			h.check("tok-warm", "mobile", "") // connections and pools exist before counting
+			base := runtime.NumGoroutine()
+
+			h.fake.Set("tok-f", c.verdict)
+			start := time.Now()
+			r := h.check("tok-f", "mobile", "p1")
+			elapsed := time.Since(start)
+			if r.status != c.status || r.str("reason") != c.reason {
+				t.Fatalf("got %d %s, want %d %s", r.status, r.raw, c.status, c.reason)
+			}
+			if elapsed > timeout+500*time.Millisecond {
+				t.Errorf("answer took %v with a %v upstream timeout", elapsed, timeout)
+			}
+			failures := 0.0
+			if c.failure {
+				failures = 1
+			}
+			if got := h.v.breaker.Counts().TotalFailures; float64(got) != failures {
+				t.Errorf("breaker counted %d failures, want %v", got, failures)
+			}
+			h.fake.Close() // releases hung handlers; our side must not linger
+			checkGoroutines(t, base)
+		})
+	}
+}
+
+func TestConnectionRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	h := newHarness(t, func(c *Config) { c.Upstream = "http://" + addr; c.Policy = PolicyClosed })
+	start := time.Now()
+	h.expect(h.check("tok-a", "mobile", ""), 503, "unavailable", "upstream_unavailable", "upstream")
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("took %v", d)
+	}
+	if n := h.metric("playerguard_upstream_requests_total", "outcome", "connection_error"); n != 1 {
+		t.Errorf("connection errors = %v, want 1", n)
+	}
+}
+
+// TestUpstreamCallCap: a storm of distinct tokens against a hanging
+// upstream uses at most the cap of connections; the excess waits, then gets
+// unavailable; nothing crashes and nothing allows.
+func TestUpstreamCallCap(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.MaxUpstreamConns = 4
+		c.UpstreamTimeout = 300 * time.Millisecond
+		c.Policy = PolicyClosed
+		c.BreakerFailures = 1000
+	})
+	h.fake.SetOverride(&fakeupstream.Verdict{Fault: fakeupstream.FaultHang})
+	var wg sync.WaitGroup
+	statuses := make(chan int, 40)
+	for i := range 40 {
+		wg.Go(func() { statuses <- h.check(fmt.Sprint("tok-", i), "mobile", "").status })
+	}
+	wg.Wait()
+	close(statuses)
+	for s := range statuses {
+		if s != 503 {
+			t.Errorf("status %d, want 503", s)
+		}
+	}
+	if n := h.fake.Calls(); n > 40 || n == 0 {
+		t.Errorf("upstream saw %d calls", n)
+	}
+	if n := h.metric("playerguard_upstream_saturated_total"); n == 0 {
+		t.Error("no call was refused for the cap")
+	}
+	if n := h.metric("playerguard_upstream_in_flight_requests"); n != 0 {
+		t.Errorf("in-flight gauge = %v after the storm", n)
+	}
+}
+
+// TestUpstreamTLS: the upstream's certificate is always verified; a private
+// CA is trusted only through -upstream-ca-file.
+func TestUpstreamTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != ValidationPath || r.Header.Get("appSecret") != testSecret {
+			w.WriteHeader(400)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(playerBody("p1", "normal")))
+	}))
+	defer srv.Close()
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // our failed handshakes are expected
+
+	h := newHarness(t, func(c *Config) { c.Upstream = srv.URL; c.Policy = PolicyClosed })
+	h.expect(h.check("tok-a", "mobile", ""), 503, "unavailable", "upstream_unavailable", "upstream")
+
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(ca, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h = newHarness(t, func(c *Config) { c.Upstream = srv.URL; c.UpstreamCAFile = ca })
+	h.expect(h.check("tok-a", "mobile", ""), 200, "allow", "ok", "upstream")
+
+	notPEM := filepath.Join(t.TempDir(), "bad.pem")
+	os.WriteFile(notPEM, []byte("not a certificate"), 0o600)
+	if _, err := New(Config{Upstream: srv.URL, AppID: "1", UpstreamCAFile: notPEM, Metrics: metrics.New(prometheus.NewRegistry(), "")}); err == nil {
+		t.Error("a CA file without certificates was accepted")
+	}
+}
+
+// TestHalfOpenLetsOneProbeThrough: when the breaker half-opens under load,
+// one request probes the upstream and the rest are answered at once.
+func TestHalfOpenLetsOneProbeThrough(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed })
+	h.fake.SetOverride(&fakeupstream.Verdict{Status: 500})
+	for i := range 3 {
+		h.check(fmt.Sprint("tok-f", i), "mobile", "")
+	}
+	waitFor(t, "half-open", func() bool { return h.metric("playerguard_breaker_state") == metrics.BreakerHalfOpen })
+	h.fake.SetOverride(nil)
+	h.fake.SetLatency(300 * time.Millisecond)
+	before := h.fake.Calls()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	reasons := map[string]int{}
+	for i := range 10 {
+		wg.Go(func() {
+			r := h.check(fmt.Sprint("tok-p", i), "mobile", "")
+			mu.Lock()
+			reasons[r.str("decision")+"/"+r.str("reason")]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if n := h.fake.Calls() - before; n != 1 {
+		t.Errorf("%d probes reached the upstream while half-open, want 1 (%v)", n, reasons)
+	}
+	if reasons["kick/invalid_token"] != 1 || reasons["unavailable/circuit_open"] != 9 {
+		t.Errorf("answers %v", reasons)
+	}
+}
+
+func TestNoAllowWithoutUpstreamAllow(t *testing.T) {
+	// Under the closed policy, no sequence of failures yields an allow.
+	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed; c.UpstreamTimeout = 200 * time.Millisecond })
+	for i, v := range []fakeupstream.Verdict{
+		{Status: 200, Body: []byte(`{"player":{"playerId":"p1","status":"normal"`)},
+		{Status: 200, Body: []byte(`{"player":{"playerId":"p1","status":"normal"}}`), Fault: fakeupstream.FaultReset},
+		{Status: 201, Body: []byte(playerBody("p1", "normal"))},
+		{Status: 304},
+		{Status: 200, Body: bytes.Repeat([]byte(" "), 70<<10)},
+	} {
+		tok := fmt.Sprint("tok-", i)
+		h.fake.Set(tok, v)
+		if r := h.check(tok, "mobile", "p1"); r.status == 200 || r.str("decision") == "allow" {
+			t.Errorf("verdict %d allowed: %s", i, r.raw)
+		}
+	}
+}
