@@ -5,9 +5,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -131,15 +133,14 @@ func TestConfigurationReference(t *testing.T) {
 type flagDoc struct {
 	value   string // placeholder: duration, host:port, ...
 	env     string // only the reference has it
-	def     string // "" when the source shows none
-	hasDef  bool
+	def     string
+	hasDef  bool // -h shows no default when it is the zero value
 	usage   string
 	zeroDef bool // the default is the zero value of its type
 }
 
 // helpFlags parses the flag list printed by flag.PrintDefaults.
-func helpFlags(t *testing.T, help string) map[string]flagDoc {
-	t.Helper()
+func helpFlags(help string) map[string]flagDoc {
 	out := map[string]flagDoc{}
 	head := regexp.MustCompile(`^  -([a-z0-9-]+)(?: (\S+))?$`)
 	defRe := regexp.MustCompile(` \(default (.*)\)$`)
@@ -169,8 +170,7 @@ func helpFlags(t *testing.T, help string) map[string]flagDoc {
 }
 
 // referenceFlags parses the flags table of the reference.
-func referenceFlags(t *testing.T, doc string) map[string]flagDoc {
-	t.Helper()
+func referenceFlags(doc string) map[string]flagDoc {
 	out := map[string]flagDoc{}
 	row := regexp.MustCompile("^\\| `-([a-z0-9-]+)` \\| (.*?) \\| `([A-Z0-9_]+)` \\| (.*?) \\| (.*) \\|$")
 	unescape := regexp.MustCompile(`\\(.)`)
@@ -193,6 +193,61 @@ func referenceFlags(t *testing.T, doc string) map[string]flagDoc {
 	return out
 }
 
+// compareReference returns every difference between the reference doc and
+// the -h output help: flags, value placeholders, help texts, defaults,
+// environment variables, and the secret variables -h names.
+func compareReference(doc, help string) []string {
+	var problems []string
+	bad := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
+	hf, rf := helpFlags(help), referenceFlags(doc)
+	if len(hf) < 10 {
+		return []string{fmt.Sprintf("parsed only %d flags from playerguard -h:\n%s", len(hf), help)}
+	}
+	for _, name := range slices.Sorted(maps.Keys(hf)) {
+		h := hf[name]
+		r, ok := rf[name]
+		if !ok {
+			bad("-%s: in playerguard -h, not in docs/configuration.md", name)
+			continue
+		}
+		if r.value != h.value {
+			bad("-%s: value %q in the reference, %q in -h", name, r.value, h.value)
+		}
+		if r.usage != h.usage {
+			bad("-%s: help text differs:\nreference: %s\n-h:        %s", name, r.usage, h.usage)
+		}
+		switch {
+		case h.hasDef && r.def != h.def:
+			bad("-%s: default %q in the reference, %q in -h", name, r.def, h.def)
+		case !h.hasDef && !r.zeroDef:
+			bad("-%s: default %q in the reference, none in -h", name, r.def)
+		}
+		if r.env != envName(name) {
+			bad("-%s: environment %s in the reference, playerguard reads %s", name, r.env, envName(name))
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(rf)) {
+		if _, ok := hf[name]; !ok {
+			bad("-%s: in docs/configuration.md, not in playerguard -h", name)
+		}
+	}
+	for _, env := range regexp.MustCompile(`PLAYERGUARD_[A-Z_]*[A-Z]`).FindAllString(help, -1) {
+		if !strings.Contains(doc, "`"+env+"`") {
+			bad("playerguard -h names %s; docs/configuration.md does not", env)
+		}
+	}
+	return problems
+}
+
+func helpOutput(t *testing.T) string {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"-h"}, nil, &out, &errb); code != 0 {
+		t.Fatalf("playerguard -h: exit %d: %s", code, errb.String())
+	}
+	return out.String()
+}
+
 // TestReferenceMatchesHelp checks docs/configuration.md as written against
 // what playerguard -h prints, flag by flag: the same flags, value
 // placeholders, help texts and defaults, and every secret variable -h names.
@@ -200,57 +255,18 @@ func referenceFlags(t *testing.T, doc string) map[string]flagDoc {
 // expects playerguard to accept them all (no unknown variable) and to end
 // up with the same configuration as with no settings at all.
 func TestReferenceMatchesHelp(t *testing.T) {
-	var out, errb bytes.Buffer
-	if code := run(context.Background(), []string{"-h"}, nil, &out, &errb); code != 0 {
-		t.Fatalf("playerguard -h: exit %d: %s", code, errb.String())
-	}
-	help := out.String()
 	docBytes, err := os.ReadFile(referencePath)
 	if err != nil {
 		t.Fatalf("%v (generate it with: make docs)", err)
 	}
 	doc := string(docBytes)
-
-	hf, rf := helpFlags(t, help), referenceFlags(t, doc)
-	if len(hf) < 10 {
-		t.Fatalf("parsed only %d flags from playerguard -h:\n%s", len(hf), help)
-	}
-	for name, h := range hf {
-		r, ok := rf[name]
-		if !ok {
-			t.Errorf("-%s: in playerguard -h, not in docs/configuration.md", name)
-			continue
-		}
-		if r.value != h.value {
-			t.Errorf("-%s: value %q in the reference, %q in -h", name, r.value, h.value)
-		}
-		if r.usage != h.usage {
-			t.Errorf("-%s: help text differs:\nreference: %s\n-h:        %s", name, r.usage, h.usage)
-		}
-		switch {
-		case h.hasDef && r.def != h.def:
-			t.Errorf("-%s: default %q in the reference, %q in -h", name, r.def, h.def)
-		case !h.hasDef && !r.zeroDef:
-			t.Errorf("-%s: default %q in the reference, none in -h", name, r.def)
-		}
-		if r.env != envName(name) {
-			t.Errorf("-%s: environment %s in the reference, playerguard reads %s", name, r.env, envName(name))
-		}
-	}
-	for name := range rf {
-		if _, ok := hf[name]; !ok {
-			t.Errorf("-%s: in docs/configuration.md, not in playerguard -h", name)
-		}
-	}
-	for _, env := range regexp.MustCompile(`PLAYERGUARD_[A-Z_]*[A-Z]`).FindAllString(help, -1) {
-		if !strings.Contains(doc, "`"+env+"`") {
-			t.Errorf("playerguard -h names %s; docs/configuration.md does not", env)
-		}
+	for _, p := range compareReference(doc, helpOutput(t)) {
+		t.Error(p)
 	}
 
 	// The documented variables and defaults are the real ones.
 	var environ []string
-	for _, r := range rf {
+	for _, r := range referenceFlags(doc) {
 		environ = append(environ, r.env+"="+r.def)
 	}
 	for _, s := range secretDocs {
@@ -259,6 +275,7 @@ func TestReferenceMatchesHelp(t *testing.T) {
 		}
 		environ = append(environ, s.env+"=x")
 	}
+	var out bytes.Buffer
 	fromEnv, err := parseConfig(nil, environ, &out)
 	if err != nil {
 		t.Fatalf("playerguard refuses the documented variables set to their documented defaults: %v", err)
@@ -271,4 +288,37 @@ func TestReferenceMatchesHelp(t *testing.T) {
 	if !reflect.DeepEqual(fromEnv, defaults) {
 		t.Errorf("documented defaults, set through the environment, give\n%+v\nnot the built-in defaults\n%+v", fromEnv, defaults)
 	}
+}
+
+// TestReferenceComparisonCatches changes the reference in one way at a time
+// and expects compareReference to name the difference.
+func TestReferenceComparisonCatches(t *testing.T) {
+	good, err := renderReference(newFlagSet(&Config{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	help := helpOutput(t)
+	if p := compareReference(good, help); len(p) > 0 {
+		t.Fatalf("the rendered reference differs from -h: %q", p)
+	}
+	f := func(name, old, new, want string) {
+		t.Helper()
+		if !strings.Contains(good, old) {
+			t.Fatalf("%s: the reference no longer contains %q; update this test", name, old)
+		}
+		for _, p := range compareReference(strings.Replace(good, old, new, 1), help) {
+			if strings.Contains(p, want) {
+				return
+			}
+		}
+		t.Errorf("%s: want a difference containing %q", name, want)
+	}
+	f("missing flag", "| `-cache-ttl` |", "| `-cache-ttl-old` |", "-cache-ttl: in playerguard -h, not in")
+	f("extra flag", "| `-cache-ttl` |", "| `-cache-ttl2` | `duration` | `PLAYERGUARD_CACHE_TTL2` | `1s` | x |\n| `-cache-ttl` |", "-cache-ttl2: in docs/configuration.md, not in playerguard -h")
+	f("default", "| `5m0s` |", "| `10m` |", `-cache-ttl: default "10m" in the reference, "5m0s" in -h`)
+	f("zero default", "`PLAYERGUARD_NEGATIVE_TTL` | `0s` |", "`PLAYERGUARD_NEGATIVE_TTL` | `1s` |", `-negative-ttl: default "1s" in the reference, none in -h`)
+	f("help text", "bound on one upstream call", "bound on each upstream call", "-upstream-timeout: help text differs")
+	f("value", "| `-listen` | `host:port` |", "| `-listen` | `addr` |", "-listen: value")
+	f("environment", "`PLAYERGUARD_LOG_LEVEL`", "`PLAYERGUARD_LOGLEVEL`", "playerguard reads PLAYERGUARD_LOG_LEVEL")
+	f("secret variable", "`PLAYERGUARD_ADMIN_TOKEN` |", "`PLAYERGUARD_TOKEN` |", "names PLAYERGUARD_ADMIN_TOKEN")
 }

@@ -319,11 +319,65 @@ func TestDemo(t *testing.T) {
 	}
 }
 
-// TestSIGTERMDrains: playerguard stops cleanly on SIGTERM, exit 0.
+// TestSIGTERMDrains: on SIGTERM playerguard turns unready at once, stops
+// accepting, finishes every in-flight validation (here all waiting on a
+// slow upstream), and exits 0.
 func TestSIGTERMDrains(t *testing.T) {
 	fake := startFake(t)
+	fake.SetLatency(1500 * time.Millisecond)
+	const inflight = 20
+	for i := range inflight {
+		fake.Set(fmt.Sprint("tok-", i%5), fakeupstream.Allow("909428", fmt.Sprint("p", i%5), "normal"))
+	}
 	pg := start(t, upstreamEnv(fake))
+
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	results := make(chan result, inflight)
+	for i := range inflight {
+		go func() {
+			body := fmt.Sprintf(`{"accessToken":"tok-%d","platform":"mobile"}`, i%5)
+			resp, err := http.Post("http://"+pg.listen+"/v1/validate", "application/json", strings.NewReader(body))
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			results <- result{resp.StatusCode, string(b), err}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // all requests are now waiting on the upstream
 	pg.cmd.Process.Signal(syscall.SIGTERM)
+
+	// Unready while draining, and no longer accepting validations.
+	deadline := time.Now().Add(time.Second)
+	for {
+		resp, err := http.Get("http://" + pg.ops + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 503 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz did not turn unready during the drain")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := net.DialTimeout("tcp", pg.listen, 200*time.Millisecond); err == nil {
+		t.Error("still accepting connections while draining")
+	}
+
+	for range inflight {
+		r := <-results
+		if r.err != nil || r.status != 200 || !strings.Contains(r.body, `"decision":"allow"`) {
+			t.Errorf("in-flight request: %d %q %v", r.status, r.body, r.err)
+		}
+	}
 	select {
 	case err := <-pg.done:
 		if err != nil {
@@ -333,7 +387,39 @@ func TestSIGTERMDrains(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("no exit 20s after SIGTERM")
 	}
+	if n := fake.Calls(); n != 5 {
+		t.Errorf("upstream calls = %d, want 5 (coalesced)", n)
+	}
 	if !strings.Contains(pg.stderr.String(), `"msg":"stopped"`) {
 		t.Errorf("no stop line:\n%s", pg.stderr.String())
+	}
+}
+
+// TestDrainWithIdleKeepAlive: an idle keep-alive connection from a game
+// server does not hold the drain open (the API server has no IdleTimeout).
+func TestDrainWithIdleKeepAlive(t *testing.T) {
+	fake := startFake(t)
+	fake.Set("tok-a", fakeupstream.Allow("909428", "p1", "normal"))
+	pg := start(t, upstreamEnv(fake))
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	resp, err := client.Post("http://"+pg.listen+"/v1/validate", "application/json", strings.NewReader(`{"accessToken":"tok-a","platform":"pc"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close() // the connection now idles in the client's pool
+	start := time.Now()
+	pg.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-pg.done:
+		if err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+		pg.done <- nil
+	case <-time.After(10 * time.Second):
+		t.Fatal("an idle keep-alive connection held the drain open")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("drain took %v with one idle connection", d)
 	}
 }
