@@ -139,17 +139,18 @@ func (c *Cache[V]) Close() {
 // (and refuses) the value.
 func (c *Cache[V]) Stamp() Stamp { return Stamp(c.seq.Load()) }
 
-// Get returns k's value and whether it is fresh or stale. The hot path: no
-// allocation, no lock unless some player was purged recently.
-func (c *Cache[V]) Get(k *Key) (V, State) {
+// Get returns k's value and whether it is fresh or stale at now, which must
+// come from the same clock as Config.Now. (The caller passes the time it
+// already read: on the hot path a clock read costs as much as the lookup.)
+// No allocation, no lock unless some player was purged recently.
+func (c *Cache[V]) Get(k *Key, now time.Time) (V, State) {
 	var zero V
 	h := k.hash()
 	e, ok := c.rc.Get(h)
 	if !ok || e.key != *k || !c.visible(e.player, e.stamp) {
 		return zero, Miss
 	}
-	now := c.now().UnixNano()
-	switch {
+	switch now := now.UnixNano(); {
 	case now < e.fresh:
 		return e.val, Fresh
 	case now < e.stale:

@@ -53,7 +53,7 @@ func mustSet(t *testing.T, c *Cache[string], k Key, player string, s Stamp, fres
 
 func expect(t *testing.T, c *Cache[string], k Key, wantV string, wantS State) {
 	t.Helper()
-	v, s := c.Get(&k)
+	v, s := c.Get(&k, c.now())
 	if v != wantV || s != wantS {
 		t.Fatalf("Get = (%q, %d), want (%q, %d)", v, s, wantV, wantS)
 	}
@@ -253,7 +253,7 @@ func TestHotPathAllocs(t *testing.T) {
 	c.PurgePlayer("someone-else") // exercise the tombstone lookup too
 	allocs := testing.AllocsPerRun(1000, func() {
 		k := b.Key("909428", platform, player, tok)
-		if _, s := c.Get(&k); s != Fresh {
+		if _, s := c.Get(&k, time.Time{}); s != Fresh {
 			t.Fatal("miss")
 		}
 	})
@@ -285,7 +285,7 @@ func BenchmarkGetFresh(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			c.Get(&keys[i%len(keys)])
+			c.Get(&keys[i%len(keys)], time.Time{})
 			i++
 		}
 	})

@@ -86,7 +86,7 @@ func (v *Validator) putState(st *reqState) {
 // serveValidate is POST/GET /v1/validate: a JSON body, or the same fields
 // as headers (what nginx auth_request and Envoy ext_authz forward).
 func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx) {
-	start := time.Now()
+	start := v.cfg.Now()
 	if !ctx.IsPost() && !ctx.IsGet() {
 		ctx.Response.Header.Set("Allow", "GET, POST")
 		v.refuse(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed: use POST (JSON body or headers) or GET (headers)")
@@ -107,7 +107,7 @@ func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx) {
 		v.badRequest(ctx, err, false)
 		return
 	}
-	a := v.validate(st)
+	a := v.validate(st, start)
 	writeAnswerHeaders(ctx, &a)
 	if a.source == SourceCache && a.verdict == Allow {
 		// The hot path: no allocation, the body written in three pieces.
@@ -128,7 +128,7 @@ func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx) {
 // serveDropIn is POST /service/v5/auth/validation: a stand-in for the Kakao
 // Games endpoint. The caller's secrets, if any, are ignored; ours are sent.
 func (v *Validator) serveDropIn(ctx *fasthttp.RequestCtx) {
-	start := time.Now()
+	start := v.cfg.Now()
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
 		v.refuse(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed: use POST")
@@ -141,7 +141,7 @@ func (v *Validator) serveDropIn(ctx *fasthttp.RequestCtx) {
 		v.badRequest(ctx, err, true)
 		return
 	}
-	a := v.validate(st)
+	a := v.validate(st, start)
 	writeAnswerHeaders(ctx, &a)
 	r := a.res
 	switch {
@@ -177,7 +177,7 @@ func readHeaders(ctx *fasthttp.RequestCtx, r *Request) {
 
 func (v *Validator) observe(a *answer, start time.Time) {
 	v.counts[a.verdict][a.reason][a.source].Inc()
-	v.latency[a.source].Observe(time.Since(start).Seconds())
+	v.latency[a.source].Observe(v.cfg.Now().Sub(start).Seconds())
 }
 
 func writeAnswerHeaders(ctx *fasthttp.RequestCtx, a *answer) {

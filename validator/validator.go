@@ -45,7 +45,7 @@ func ParsePolicy(s string) (Policy, error) {
 // Cache is what the validator needs of a decision cache; *cache.Cache is
 // the real one.
 type Cache interface {
-	Get(k *cache.Key) (*Result, cache.State)
+	Get(k *cache.Key, now time.Time) (*Result, cache.State)
 	Set(k *cache.Key, player string, s cache.Stamp, fresh, stale time.Duration, v *Result) bool
 	Stamp() cache.Stamp
 	Delete(k *cache.Key)
@@ -107,6 +107,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics, if set, is updated; nil means a private registry.
 	Metrics *metrics.Metrics
+	// Now is the clock for request timing and cache freshness; it must be
+	// the clock of Cache when Cache is set. Nil means time.Now.
+	Now func() time.Time
 }
 
 // Validator answers validations. Safe for concurrent use; see New.
@@ -183,6 +186,9 @@ func New(cfg Config) (*Validator, error) {
 	if cfg.BreakerTimeout == 0 {
 		cfg.BreakerTimeout = 10 * time.Second
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -203,7 +209,7 @@ func New(cfg Config) (*Validator, error) {
 	}
 	if v.cache == nil {
 		maxAge := max(cfg.CacheTTL+cfg.StaleFor, cfg.NegativeTTL, time.Second)
-		c, err := cache.New[*Result](cache.Config{MaxEntries: cfg.CacheMaxEntries, MaxAge: maxAge})
+		c, err := cache.New[*Result](cache.Config{MaxEntries: cfg.CacheMaxEntries, MaxAge: maxAge, Now: cfg.Now})
 		if err != nil {
 			return nil, err
 		}
@@ -295,11 +301,11 @@ type answer struct {
 	cause    *Result // for a degraded allow: the failure behind it
 }
 
-// validate answers one checked request: cache, then the (coalesced,
-// breaker-guarded) upstream, then the outage policy.
-func (v *Validator) validate(st *reqState) answer {
+// validate answers one checked request that arrived at now: cache, then the
+// (coalesced, breaker-guarded) upstream, then the outage policy.
+func (v *Validator) validate(st *reqState, now time.Time) answer {
 	st.key = st.kb.Key(v.cfg.AppID, st.req.Platform, st.req.PlayerID, st.req.Token)
-	if res, s := v.cache.Get(&st.key); s == cache.Fresh {
+	if res, s := v.cache.Get(&st.key, now); s == cache.Fresh {
 		v.m.CacheHits.Inc()
 		return answer{res: res, verdict: res.Verdict, reason: res.Reason, source: SourceCache}
 	}
@@ -316,7 +322,7 @@ func (v *Validator) validate(st *reqState) answer {
 	case PolicyStale:
 		// Look again: a kick since the first look has purged the entry,
 		// and a fresh one may have landed meanwhile.
-		c, s := v.cache.Get(&st.key)
+		c, s := v.cache.Get(&st.key, v.cfg.Now())
 		if s == cache.Miss || c.Verdict != Allow {
 			return failure
 		}

@@ -90,6 +90,7 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 		BreakerTimeout:  200 * time.Millisecond,
 		Logger:          slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics:         metrics.New(h.reg, "test"),
+		Now:             h.clk.Now,
 	}
 	if mod != nil {
 		mod(&cfg)
