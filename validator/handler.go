@@ -73,6 +73,14 @@ func (v *Validator) ErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 	}
 }
 
+// started is when the request's handling began.
+func (v *Validator) started(ctx *fasthttp.RequestCtx) time.Time {
+	if v.ctxClock {
+		return ctx.Time()
+	}
+	return v.cfg.Now()
+}
+
 func (v *Validator) getState() *reqState { return v.states.Get().(*reqState) }
 
 func (v *Validator) putState(st *reqState) {
@@ -86,7 +94,7 @@ func (v *Validator) putState(st *reqState) {
 // serveValidate is POST/GET /v1/validate: a JSON body, or the same fields
 // as headers (what nginx auth_request and Envoy ext_authz forward).
 func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx) {
-	start := v.cfg.Now()
+	start := v.started(ctx)
 	if !ctx.IsPost() && !ctx.IsGet() {
 		ctx.Response.Header.Set("Allow", "GET, POST")
 		v.refuse(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed: use POST (JSON body or headers) or GET (headers)")
@@ -128,7 +136,7 @@ func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx) {
 // serveDropIn is POST /service/v5/auth/validation: a stand-in for the Kakao
 // Games endpoint. The caller's secrets, if any, are ignored; ours are sent.
 func (v *Validator) serveDropIn(ctx *fasthttp.RequestCtx) {
-	start := v.cfg.Now()
+	start := v.started(ctx)
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
 		v.refuse(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed: use POST")

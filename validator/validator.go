@@ -124,6 +124,7 @@ type Validator struct {
 	log      *slog.Logger
 	m        *metrics.Metrics
 	draining atomic.Bool
+	ctxClock bool // start times come from fasthttp's RequestCtx.Time
 
 	// Label children resolved once: the hot path does no map lookups.
 	counts  [numVerdicts][numReasons][numSources]prometheus.Counter
@@ -186,6 +187,7 @@ func New(cfg Config) (*Validator, error) {
 	if cfg.BreakerTimeout == 0 {
 		cfg.BreakerTimeout = 10 * time.Second
 	}
+	ctxClock := cfg.Now == nil
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -206,6 +208,10 @@ func New(cfg Config) (*Validator, error) {
 		slots: make(chan struct{}, cfg.MaxUpstreamCalls),
 		log:   cfg.Logger,
 		m:     cfg.Metrics,
+		// With the real clock, a request's start is fasthttp's own
+		// reading (RequestCtx.Time), which it takes anyway: one clock
+		// read fewer on the hot path.
+		ctxClock: ctxClock,
 	}
 	if v.cache == nil {
 		maxAge := max(cfg.CacheTTL+cfg.StaleFor, cfg.NegativeTTL, time.Second)
