@@ -423,3 +423,14 @@ func TestDrainWithIdleKeepAlive(t *testing.T) {
 		t.Errorf("drain took %v with one idle connection", d)
 	}
 }
+
+// TestAllowRemoteSaysSo: a non-loopback -listen needs -allow-remote, and
+// then the log says the API is exposed.
+func TestAllowRemoteSaysSo(t *testing.T) {
+	fake := startFake(t)
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	pg := start(t, upstreamEnv(fake), "-listen", "0.0.0.0:"+port, "-allow-remote")
+	if !strings.Contains(pg.stderr.String(), "validation API exposed beyond loopback") {
+		t.Errorf("no warning for a non-loopback listener:\n%s", pg.stderr.String())
+	}
+}
