@@ -54,6 +54,7 @@ type Config struct {
 
 	DrainTimeout time.Duration
 	LogLevel     string
+	Pprof        bool
 
 	CheckConfig bool
 	Demo        bool
@@ -84,6 +85,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.BreakerTimeout, "breaker-timeout", 10*time.Second, "how long the breaker stays open before one probe call")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 15*time.Second, "on SIGTERM, how long in-flight validations get to finish")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on the ops listener (for performance investigations)")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration, print every problem, and exit (0 if none, 2 otherwise)")
 	fs.BoolVar(&c.Demo, "demo", false, "start an embedded fake Kakao Games upstream with sample players and print curl lines to try")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
@@ -140,7 +142,7 @@ func parseConfig(args []string, environ []string, usage io.Writer) (*Config, err
 	})
 	var unknown []string
 	for k := range env {
-		if !known[k] {
+		if !known[k] && !serviceLink(k) {
 			unknown = append(unknown, k)
 		}
 	}
@@ -150,6 +152,16 @@ func parseConfig(args []string, environ []string, usage io.Writer) (*Config, err
 	}
 	c.AppSecret, c.AdminKey, c.AdminToken = env[envAppSecret], env[envAdminKey], env[envAdminToken]
 	return c, errors.Join(errs...)
+}
+
+// serviceLink reports whether name is one of the variables Kubernetes puts
+// into every pod of a namespace that has a Service named "playerguard"
+// (PLAYERGUARD_SERVICE_HOST, PLAYERGUARD_PORT_7601_TCP_ADDR, ...). They are
+// not settings; refusing them would stop the sidecar from starting for a
+// reason nobody in the pod chose. No flag is named service-* or port*.
+func serviceLink(name string) bool {
+	rest := strings.TrimPrefix(name, envPrefix)
+	return strings.HasPrefix(rest, "SERVICE_") || rest == "PORT" || strings.HasPrefix(rest, "PORT_")
 }
 
 func printUsage(fs *flag.FlagSet, w io.Writer) {
@@ -182,6 +194,11 @@ func (c *Config) Validate() error {
 		bad("-ops-listen: must differ from -listen (%s)", c.Listen)
 	}
 
+	if c.Demo && (c.Upstream != "" || c.AppSecret != "" || c.AdminKey != "" || c.AppSecretFile != "" || c.AdminKeyFile != "") {
+		// A stray PLAYERGUARD_DEMO=true in a real deployment must not
+		// quietly swap the real upstream for the fake one and its players.
+		bad("-demo: cannot be combined with -upstream or upstream secrets (the demo brings its own fake upstream)")
+	}
 	if !c.Demo {
 		switch u, err := url.Parse(c.Upstream); {
 		case c.Upstream == "":

@@ -37,6 +37,19 @@ func TestCheckConfigGood(t *testing.T) {
 	}
 }
 
+// TestKubernetesServiceLinksIgnored: a Service named playerguard in the
+// namespace injects PLAYERGUARD_SERVICE_* and PLAYERGUARD_PORT* variables
+// into every pod; they must not stop the sidecar.
+func TestKubernetesServiceLinksIgnored(t *testing.T) {
+	env := append(goodEnv,
+		"PLAYERGUARD_SERVICE_HOST=10.0.0.7", "PLAYERGUARD_SERVICE_PORT=7601", "PLAYERGUARD_SERVICE_PORT_PG_OPS=7601",
+		"PLAYERGUARD_PORT=tcp://10.0.0.7:7601", "PLAYERGUARD_PORT_7601_TCP=tcp://10.0.0.7:7601",
+		"PLAYERGUARD_PORT_7601_TCP_PROTO=tcp", "PLAYERGUARD_PORT_7601_TCP_PORT=7601", "PLAYERGUARD_PORT_7601_TCP_ADDR=10.0.0.7")
+	if code, _, errs := runConfig(t, env); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+}
+
 func TestFlagWinsOverEnv(t *testing.T) {
 	c, err := parseConfig([]string{"-cache-ttl", "1m"}, append(goodEnv, "PLAYERGUARD_CACHE_TTL=2m", "PLAYERGUARD_STALE_FOR=3m", "PLAYERGUARD_ON_UPSTREAM_FAILURE=closed"), nil)
 	if err != nil {
@@ -116,6 +129,8 @@ func TestBadConfig(t *testing.T) {
 	f("log level", goodEnv, []string{"-log-level", "loud"}, `-log-level: slog: level string "loud": unknown name`)
 	f("allow status", goodEnv, []string{"-allow-status", " , "}, "-allow-status: must list at least one status")
 	f("entries", goodEnv, []string{"-cache-max-entries", "0"}, "-cache-max-entries: must be positive")
+	f("demo with a real upstream", append(goodEnv, "PLAYERGUARD_DEMO=true"), nil,
+		"-demo: cannot be combined with -upstream or upstream secrets (the demo brings its own fake upstream)")
 
 	// -allow-remote lifts the loopback rule.
 	if code, _, errs := runConfig(t, goodEnv, "-listen", "0.0.0.0:7600", "-allow-remote"); code != 0 {

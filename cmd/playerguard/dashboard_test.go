@@ -25,7 +25,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 	// check reports what a query's selectors ask of /metrics that is not there.
 	check := func(where, expr string, dashboard bool) {
 		t.Helper()
-		sels, err := promqlSelectors(expr)
+		sels, grouping, err := promqlSelectors(expr)
 		if err != nil {
 			t.Errorf("%s: %v\n%s", where, err, expr)
 			return
@@ -42,6 +42,12 @@ func TestDashboardMetricsExist(t *testing.T) {
 			}
 			if dashboard && !slices.Contains(s.matchers, matcher{"instance", "=~", "$instance"}) {
 				t.Errorf("%s: %s does not filter on instance=~\"$instance\"\n%s", where, s.name, expr)
+			}
+		}
+		// A by/without/on/ignoring label must be on one of the metrics.
+		for _, l := range grouping {
+			if !targetLabels[l] && !slices.ContainsFunc(sels, func(s selector) bool { return exp.hasLabel(s.name, l) }) {
+				t.Errorf("%s: grouping label %q is on none of its metrics\n%s", where, l, expr)
 			}
 		}
 	}
@@ -129,7 +135,32 @@ func TestDashboardMetricsExist(t *testing.T) {
 	walk(dash.Panels)
 	t.Logf("%d dashboard queries checked", targets)
 
-	rules := alertExprs(t, readFile(t, alertsFile))
+	// No two panels overlap on Grafana's 24-column grid.
+	for i, a := range dash.Panels {
+		for _, b := range dash.Panels[i+1:] {
+			ga, gb := a.GridPos, b.GridPos
+			if ga.X < gb.X+gb.W && gb.X < ga.X+ga.W && ga.Y < gb.Y+gb.H && gb.Y < ga.Y+ga.H {
+				t.Errorf("panels %q %+v and %q %+v overlap", a.Title, ga, b.Title, gb)
+			}
+		}
+		if a.GridPos.W <= 0 || a.GridPos.H <= 0 || a.GridPos.X+a.GridPos.W > 24 {
+			t.Errorf("panel %q: gridPos %+v", a.Title, a.GridPos)
+		}
+	}
+
+	// The panels the alerts' runbooks send the on-call to exist.
+	alertsText := readFile(t, alertsFile)
+	titles := map[string]bool{}
+	for _, p := range dash.Panels {
+		titles[p.Title] = true
+	}
+	for _, m := range regexp.MustCompile(`dashboard "([^"]+)"`).FindAllStringSubmatch(strings.Join(strings.Fields(alertsText), " "), -1) {
+		if !titles[m[1]] {
+			t.Errorf("%s cites dashboard panel %q; there is none", alertsFile, m[1])
+		}
+	}
+
+	rules := alertExprs(t, alertsText)
 	if len(rules) == 0 {
 		t.Fatalf("no alert rules found in %s", alertsFile)
 	}
@@ -145,6 +176,7 @@ type dashDatasource struct{ Type, UID string }
 
 type dashPanel struct {
 	Type, Title string
+	GridPos     struct{ X, Y, W, H int }
 	Datasource  *dashDatasource
 	Targets     []struct {
 		Expr, RefID string
@@ -228,12 +260,12 @@ var promqlGrouping = map[string]bool{
 }
 
 // promqlSelectors returns the vector selectors of a PromQL expression, which
-// may hold Grafana variables ($x, ${x}, [$__rate_interval]). It is a lexer,
-// not a parser: an identifier is a metric name unless it is a keyword or
-// aggregator, a function (followed by "("), a label in a by/on/... list or a
-// matcher, or part of a duration, number or string.
-func promqlSelectors(expr string) ([]selector, error) {
-	var sels []selector
+// may hold Grafana variables ($x, ${x}, [$__rate_interval]), and the labels
+// of its by, without, on, ignoring and group_left/right lists. It is a
+// lexer, not a parser: an identifier is a metric name unless it is a
+// keyword or aggregator, a function (followed by "("), a label in one of
+// those lists or in a matcher, or part of a duration, number or string.
+func promqlSelectors(expr string) (sels []selector, grouping []string, err error) {
 	s := expr
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -245,19 +277,19 @@ func promqlSelectors(expr string) ([]selector, error) {
 		case c == '"' || c == '\'' || c == '`':
 			_, n, err := promqlString(s[i:])
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			i += n
 		case c == '[': // range or subquery: durations and Grafana variables
 			j := strings.IndexByte(s[i:], ']')
 			if j < 0 {
-				return nil, fmt.Errorf("unclosed [ at %d", i)
+				return nil, nil, fmt.Errorf("unclosed [ at %d", i)
 			}
 			i += j + 1
 		case c == '{':
 			ms, n, err := promqlMatchers(s[i:])
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			sels = append(sels, selector{matchers: ms})
 			i += n
@@ -266,7 +298,7 @@ func promqlSelectors(expr string) ([]selector, error) {
 			if i < len(s) && s[i] == '{' {
 				j := strings.IndexByte(s[i:], '}')
 				if j < 0 {
-					return nil, fmt.Errorf("unclosed ${ at %d", i)
+					return nil, nil, fmt.Errorf("unclosed ${ at %d", i)
 				}
 				i += j + 1
 			}
@@ -294,7 +326,12 @@ func promqlSelectors(expr string) ([]selector, error) {
 				if k < len(s) && s[k] == '(' {
 					end := strings.IndexByte(s[k:], ')')
 					if end < 0 {
-						return nil, fmt.Errorf("unclosed %s ( at %d", word, k)
+						return nil, nil, fmt.Errorf("unclosed %s ( at %d", word, k)
+					}
+					for _, l := range strings.Split(s[k+1:k+end], ",") {
+						if l = strings.TrimSpace(l); l != "" {
+							grouping = append(grouping, l)
+						}
 					}
 					i = k + end + 1
 				}
@@ -306,7 +343,7 @@ func promqlSelectors(expr string) ([]selector, error) {
 				if k < len(s) && s[k] == '{' {
 					ms, n, err := promqlMatchers(s[k:])
 					if err != nil {
-						return nil, err
+						return nil, nil, err
 					}
 					sel.matchers = ms
 					i = k + n
@@ -317,7 +354,7 @@ func promqlSelectors(expr string) ([]selector, error) {
 			i++
 		}
 	}
-	return sels, nil
+	return sels, grouping, nil
 }
 
 func isIdentChar(c byte) bool {
@@ -437,6 +474,15 @@ func parseExposition(t *testing.T, page string) *exposition {
 	return e
 }
 
+// hasLabel says whether some sample of the metric has the label (le counts,
+// on a histogram's _bucket series).
+func (e *exposition) hasLabel(name, label string) bool {
+	return slices.ContainsFunc(e.samples[name], func(l map[string]string) bool { _, ok := l[label]; return ok })
+}
+
+// plainAlternation is a regexp that is only literal label values: a|b|c.
+var plainAlternation = regexp.MustCompile(`^[a-zA-Z0-9_]+(\|[a-zA-Z0-9_]+)*$`)
+
 // Labels Prometheus attaches to every target: never on /metrics.
 var targetLabels = map[string]bool{"instance": true, "job": true}
 
@@ -487,6 +533,14 @@ func (e *exposition) check(s selector) []string {
 		if !slices.ContainsFunc(values, match) {
 			problems = append(problems, fmt.Sprintf("%s{%s%s%q}: no %s value matches (have %v)", s.name, m.label, m.op, m.value, m.label, values))
 		}
+		// A plain alternation, a|b|c: each one, so a typo in one shows.
+		if (m.op == "=~" || m.op == "!~") && plainAlternation.MatchString(m.value) {
+			for _, alt := range strings.Split(m.value, "|") {
+				if !slices.Contains(values, alt) {
+					problems = append(problems, fmt.Sprintf("%s{%s%s%q}: no %s value %q (have %v)", s.name, m.label, m.op, m.value, m.label, alt, values))
+				}
+			}
+		}
 	}
 	return problems
 }
@@ -497,7 +551,7 @@ func (e *exposition) check(s selector) []string {
 func TestPromQLSelectors(t *testing.T) {
 	f := func(expr string, want ...string) {
 		t.Helper()
-		sels, err := promqlSelectors(expr)
+		sels, _, err := promqlSelectors(expr)
 		if err != nil {
 			t.Fatalf("%s: %v", expr, err)
 		}
@@ -523,4 +577,9 @@ func TestPromQLSelectors(t *testing.T) {
 	f(`rate(v{decision="kick",reason='lock"out'}[5m]) > 1e3 * 0.1`, `v{decision="kick",reason="lock\"out"}`)
 	f("sum by (reason) (rate(k{o!=\"2xx\", r!~`a|b`}[${__range}]))", `k{o!="2xx",r!~"a|b"}`)
 	f(`topk(3, x) # a comment naming not_a_metric`, `x{}`)
+
+	_, grouping, err := promqlSelectors(`sum by (job, le) (a) / on(job) group_left (version, goversion) sum without (x) (b)`)
+	if want := []string{"job", "le", "job", "version", "goversion", "x"}; err != nil || !slices.Equal(grouping, want) {
+		t.Errorf("grouping labels %q, %v; want %q", grouping, err, want)
+	}
 }
