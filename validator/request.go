@@ -134,15 +134,9 @@ func (d *jsonDecoder) request(r *Request) error {
 			if err != nil {
 				return err
 			}
-			d.skipSpace()
-			if d.i >= len(d.b) {
-				return errBodyNotJSON
+			if err := d.colon(); err != nil {
+				return err
 			}
-			if d.b[d.i] != ':' {
-				return errBodyInvalidJSON
-			}
-			d.i++
-			d.skipSpace()
 			// Its value.
 			if k == reqKeyUnknown {
 				err = d.skipValue(1)
@@ -538,6 +532,11 @@ func (d *jsonDecoder) skipKeyColon() error {
 	if err := d.skipString(); err != nil {
 		return err
 	}
+	return d.colon()
+}
+
+// colon reads the ':' after an object key, with the space around it.
+func (d *jsonDecoder) colon() error {
 	d.skipSpace()
 	if d.i >= len(d.b) {
 		return errBodyNotJSON
