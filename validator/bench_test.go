@@ -1,13 +1,16 @@
 package validator
 
 import (
+	"fmt"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"playerguard/bench/fakeupstream"
+	"playerguard/cache"
 )
 
 // hitCtx returns a RequestCtx for a cache-hit validation after warming the
@@ -124,5 +127,37 @@ func BenchmarkDecideLockout(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		Decide(463, body, ctJSON, "", []string{"normal"})
+	}
+}
+
+// BenchmarkCacheMemoryPerEntry fills a cache with allows as the upstream
+// sends them and reports the heap each entry costs (bytes/entry), the
+// figure behind sizing -cache-max-entries against a memory limit.
+func BenchmarkCacheMemoryPerEntry(b *testing.B) {
+	const n = 200_000
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		c, err := cache.New[*Result](cache.Config{MaxEntries: n, MaxAge: time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var kb cache.KeyBuilder
+		for i := range n {
+			id := fmt.Sprintf("%015d", 100000000000000+i)
+			body := []byte(`{"player":{"kgAppId":"909428","playerId":"` + id + `","status":"normal","nickname":"player-` + id + `","data":{}}}`)
+			res := Decide(200, body, []byte("application/json;charset=UTF-8"), "", []string{"normal"})
+			k := kb.Key(testApp, []byte("mobile"), nil, fmt.Appendf(nil, "token-%d-%s", i, benchToken[:150]))
+			for !c.Set(&k, res.PlayerID, c.Stamp(), time.Hour, 0, res) {
+				c.Wait() // ristretto drops Sets under pressure; this is a fill, not a race
+			}
+		}
+		c.Wait()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/entry")
+		b.ReportMetric(float64(c.Stats().Entries), "entries")
+		c.Close()
 	}
 }
