@@ -69,7 +69,8 @@ type Cache[V any] struct {
 	mu    sync.RWMutex
 	tombs map[string]tombstone
 
-	purges atomic.Uint64
+	purges                       atomic.Uint64
+	evictions, rejections, drops atomic.Uint64
 
 	stop chan struct{}
 	done chan struct{}
@@ -103,19 +104,7 @@ func New[V any](cfg Config) (*Cache[V], error) {
 	if cfg.MaxTombstones <= 0 {
 		cfg.MaxTombstones = int(max(cfg.MaxEntries/8, 1024))
 	}
-	rc, err := ristretto.NewCache(&ristretto.Config[uint64, *entry[V]]{
-		// ristretto's docs: NumCounters about 10x the number of items.
-		NumCounters:        max(cfg.MaxEntries*10, 1000),
-		MaxCost:            cfg.MaxEntries,
-		BufferItems:        64,
-		Metrics:            true,
-		IgnoreInternalCost: true, // cost 1 per entry: MaxCost counts entries
-	})
-	if err != nil {
-		return nil, err
-	}
 	c := &Cache[V]{
-		rc:       rc,
 		now:      cfg.Now,
 		maxAge:   cfg.MaxAge,
 		maxTombs: cfg.MaxTombstones,
@@ -123,6 +112,22 @@ func New[V any](cfg Config) (*Cache[V], error) {
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	rc, err := ristretto.NewCache(&ristretto.Config[uint64, *entry[V]]{
+		// ristretto's docs: NumCounters about 10x the number of items.
+		NumCounters: max(cfg.MaxEntries*10, 1000),
+		MaxCost:     cfg.MaxEntries,
+		BufferItems: 64,
+		// ristretto's own Metrics would add a striped atomic to every Get;
+		// the callbacks below count what we report, on the Set path only.
+		Metrics:            false,
+		IgnoreInternalCost: true, // cost 1 per entry: MaxCost counts entries
+		OnEvict:            func(*ristretto.Item[*entry[V]]) { c.evictions.Add(1) },
+		OnReject:           func(*ristretto.Item[*entry[V]]) { c.rejections.Add(1) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.rc = rc
 	go c.sweepLoop(time.Minute)
 	return c, nil
 }
@@ -199,7 +204,11 @@ func (c *Cache[V]) Set(k *Key, player string, s Stamp, fresh, stale time.Duratio
 	h := k.hash()
 	// ristretto's own TTL runs on the wall clock; it only needs to outlive
 	// the stale window, which Get checks against c.now.
-	return c.rc.SetWithTTL(h, e, 1, fresh+stale+time.Second)
+	if !c.rc.SetWithTTL(h, e, 1, fresh+stale+time.Second) {
+		c.drops.Add(1)
+		return false
+	}
+	return true
 }
 
 // Delete drops k's entry, fresh or stale.
@@ -276,7 +285,7 @@ func (c *Cache[V]) Wait() { c.rc.Wait() }
 // Stats is a snapshot of the cache's counters.
 type Stats struct {
 	Entries    uint64 // entries held (including stale and hidden ones)
-	Evictions  uint64 // entries evicted to make room
+	Evictions  uint64 // entries evicted to make room or on expiry
 	Rejections uint64 // Sets refused by the admission policy
 	Dropped    uint64 // Sets dropped under contention
 	Purges     uint64 // PurgePlayer and PurgeAll calls
@@ -285,12 +294,11 @@ type Stats struct {
 
 // Stats reads the counters; cheap enough for every scrape.
 func (c *Cache[V]) Stats() Stats {
-	m := c.rc.Metrics
 	return Stats{
 		Entries:    uint64(c.rc.MaxCost() - c.rc.RemainingCost()),
-		Evictions:  m.KeysEvicted(),
-		Rejections: m.SetsRejected(),
-		Dropped:    m.SetsDropped(),
+		Evictions:  c.evictions.Load(),
+		Rejections: c.rejections.Load(),
+		Dropped:    c.drops.Load(),
 		Purges:     c.purges.Load(),
 		Tombstones: uint64(c.ntomb.Load()),
 	}

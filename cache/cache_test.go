@@ -238,8 +238,14 @@ func TestBoundedEntries(t *testing.T) {
 		c.Set(&k, "p", c.Stamp(), time.Minute, 0, "v")
 	}
 	c.Wait()
-	if st := c.Stats(); st.Entries > 100 {
+	st := c.Stats()
+	if st.Entries > 100 {
 		t.Fatalf("Entries = %d, want <= 100", st.Entries)
+	}
+	// 5000 Sets into 100 places: each was evicted, refused or dropped.
+	if got := st.Entries + st.Evictions + st.Rejections + st.Dropped; got < 5000 {
+		t.Errorf("entries %d + evictions %d + rejections %d + dropped %d = %d, want >= 5000",
+			st.Entries, st.Evictions, st.Rejections, st.Dropped, got)
 	}
 }
 
