@@ -118,7 +118,7 @@ func BenchmarkDecideAllow(b *testing.B) {
 	body := []byte(`{"player":{"kgAppId":"909428","playerId":"123456789123456","status":"normal","nickname":"n","data":{}}}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		Decide(200, body, ctJSON, "123456789123456", []string{"normal"})
+		Decide(200, body, "application/json", "123456789123456", []string{"normal"})
 	}
 }
 
@@ -126,7 +126,7 @@ func BenchmarkDecideLockout(b *testing.B) {
 	body := []byte(lockoutBody)
 	b.ReportAllocs()
 	for b.Loop() {
-		Decide(463, body, ctJSON, "", []string{"normal"})
+		Decide(463, body, "application/json", "", []string{"normal"})
 	}
 }
 
@@ -147,7 +147,7 @@ func BenchmarkCacheMemoryPerEntry(b *testing.B) {
 		for i := range n {
 			id := fmt.Sprintf("%015d", 100000000000000+i)
 			body := []byte(`{"player":{"kgAppId":"909428","playerId":"` + id + `","status":"normal","nickname":"player-` + id + `","data":{}}}`)
-			res := Decide(200, body, []byte("application/json;charset=UTF-8"), "", []string{"normal"})
+			res := Decide(200, body, "application/json;charset=UTF-8", "", []string{"normal"})
 			k := kb.Key(testApp, []byte("mobile"), nil, fmt.Appendf(nil, "token-%d-%s", i, benchToken[:150]))
 			for !c.Set(&k, res.PlayerID, c.Stamp(), time.Hour, 0, res) {
 				c.Wait() // ristretto drops Sets under pressure; this is a fill, not a race

@@ -82,10 +82,11 @@ type Result struct {
 
 	// Body and ContentType are the upstream's response as received.
 	Body        []byte
-	ContentType []byte
-	// Player, Lockout, Token and RedirectURI are the raw JSON values of
-	// those fields of Body, byte for byte, or nil when absent.
-	Player, Lockout, Token, RedirectURI []byte
+	ContentType string
+	// Where the raw JSON values of the fields the game server needs sit in
+	// Body: offsets, not slices, because allows live in the cache by the
+	// hundred thousand (see Player, Lockout, Token, RedirectURI).
+	player, lockout, token, redirectURI span
 
 	// PlayerID is the player this verdict is about: the one the request
 	// claimed, else the one the upstream named ("" when neither).
@@ -118,19 +119,19 @@ type upstreamLockout struct {
 // Decide maps one upstream answer to a Result: the decision table. status
 // and body are the upstream's response; claimed is the playerId the request
 // asked about ("" if none); allowStatuses lists the player.status values that
-// mean good standing. Decide keeps references to body and contentType.
+// mean good standing. Decide keeps a reference to body.
 //
 // Nothing that does not parse as a documented 200 can become an allow, and
 // no status that stands for an outage can become a kick.
-func Decide(status int, body, contentType []byte, claimed string, allowStatuses []string) *Result {
+func Decide(status int, body []byte, contentType, claimed string, allowStatuses []string) *Result {
 	r := &Result{Status: status, Body: body, ContentType: contentType, PlayerID: claimed}
 	var ub upstreamBody
 	parsed := len(body) > 0 && json.Unmarshal(body, &ub) == nil
 	if parsed {
-		r.Player = rawOrNil(body, ub.Player)
-		r.Lockout = rawOrNil(body, ub.Lockout)
-		r.Token = rawOrNil(body, ub.Token)
-		r.RedirectURI = rawOrNil(body, ub.RedirectURI)
+		r.player = spanOf(body, ub.Player)
+		r.lockout = spanOf(body, ub.Lockout)
+		r.token = spanOf(body, ub.Token)
+		r.redirectURI = spanOf(body, ub.RedirectURI)
 		if ub.Desc != nil {
 			r.Desc = *ub.Desc
 			r.Code, r.HasCode = parseSubCode(r.Desc)
@@ -139,7 +140,7 @@ func Decide(status int, body, contentType []byte, claimed string, allowStatuses 
 
 	switch {
 	case status == 200:
-		p, ok := parsePlayer(r.Player)
+		p, ok := parsePlayer(r.Player())
 		if !parsed || !ok {
 			// A 200 we cannot read is a broken upstream, not a verdict.
 			return r.unavailable(ReasonUpstreamUnavailable, true)
@@ -225,13 +226,13 @@ func parsePlayer(raw []byte) (playerFields, bool) {
 // object, else a lockout of idType playerId.
 func kickedPlayer(r *Result) string {
 	var p upstreamPlayer
-	if r.Player != nil && json.Unmarshal(r.Player, &p) == nil {
+	if r.player.set() && json.Unmarshal(r.Player(), &p) == nil {
 		if id, ok := idString(p.PlayerID); ok && id != "" {
 			return id
 		}
 	}
 	var l upstreamLockout
-	if r.Lockout != nil && json.Unmarshal(r.Lockout, &l) == nil && l.IDType == "playerId" {
+	if r.lockout.set() && json.Unmarshal(r.Lockout(), &l) == nil && l.IDType == "playerId" {
 		if id, ok := idString(l.ID); ok {
 			return id
 		}
@@ -259,17 +260,50 @@ func idString(raw json.RawMessage) (string, bool) {
 	return n.String(), true
 }
 
-// rawOrNil returns raw as a sub-slice of body when it is there verbatim (it
-// always is: json.RawMessage copies the source bytes), so a Result holds one
-// copy of the body, not one per field. JSON null counts as absent.
-func rawOrNil(body []byte, raw json.RawMessage) []byte {
-	if len(raw) == 0 || string(raw) == "null" {
+// span is a value's place in a Result's Body; the zero span is absent.
+type span struct{ off, end uint32 }
+
+func (s span) set() bool { return s.end > 0 }
+
+func (r *Result) raw(s span) []byte {
+	if !s.set() {
 		return nil
 	}
-	if i := bytes.Index(body, raw); i >= 0 {
-		return body[i : i+len(raw) : i+len(raw)]
+	return r.Body[s.off:s.end:s.end]
+}
+
+// Player, Lockout, Token and RedirectURI return the raw JSON values of
+// those fields of Body, byte for byte, or nil when absent or null.
+func (r *Result) Player() []byte      { return r.raw(r.player) }
+func (r *Result) Lockout() []byte     { return r.raw(r.lockout) }
+func (r *Result) Token() []byte       { return r.raw(r.token) }
+func (r *Result) RedirectURI() []byte { return r.raw(r.redirectURI) }
+
+// spanOf finds raw in body. It is always there verbatim: json.RawMessage
+// copies the source bytes. JSON null counts as absent.
+func spanOf(body []byte, raw json.RawMessage) span {
+	if len(raw) == 0 || string(raw) == "null" {
+		return span{}
 	}
-	return raw
+	i := bytes.Index(body, raw)
+	if i < 0 {
+		return span{}
+	}
+	return span{uint32(i), uint32(i + len(raw))}
+}
+
+// internContentType returns the usual content types without allocating,
+// so a hundred thousand cached allows share two strings.
+func internContentType(ct []byte) string {
+	switch string(ct) {
+	case "application/json;charset=UTF-8":
+		return "application/json;charset=UTF-8"
+	case "application/json":
+		return "application/json"
+	case "application/json; charset=utf-8":
+		return "application/json; charset=utf-8"
+	}
+	return string(ct)
 }
 
 // parseSubCode reads the sub-code from desc's trailing "(STATUS.SUBCODE)",

@@ -17,7 +17,7 @@ func TestDecide(t *testing.T) {
 	allow := []string{"normal"}
 	f := func(name string, status int, body, claimed string, want Verdict, reason Reason, failure bool, player string) {
 		t.Helper()
-		r := Decide(status, []byte(body), []byte("application/json"), claimed, allow)
+		r := Decide(status, []byte(body), "application/json", claimed, allow)
 		if r.Verdict != want || r.Reason != reason || r.Failure != failure || r.PlayerID != player {
 			t.Errorf("%s: Decide(%d) = %v/%v failure=%v player=%q, want %v/%v failure=%v player=%q",
 				name, status, r.Verdict, r.Reason, r.Failure, r.PlayerID, want, reason, failure, player)
@@ -80,7 +80,7 @@ func TestDecide(t *testing.T) {
 }
 
 func TestDecideKeepsRawFields(t *testing.T) {
-	r := Decide(463, []byte(lockoutBody), nil, "", []string{"normal"})
+	r := Decide(463, []byte(lockoutBody), "", "", []string{"normal"})
 	if r.Code != -10103 || !r.HasCode || r.Desc != "playerId There is a valid lockout. (463.-10103)" {
 		t.Errorf("code/desc = %d %v %q", r.Code, r.HasCode, r.Desc)
 	}
@@ -90,22 +90,22 @@ func TestDecideKeepsRawFields(t *testing.T) {
 		"redirectUri": `{"target":"lockout","lockout":"https://member.kakaogames.com/lockout?token=1IB%2BjHhULoYJASZR18QUTQw0pDBZVjvOith9KD8miWQNsOgw4GjCGTTJhsWNUJHcWrtHJfazZ7lmLlyx"}`,
 		"player":      `{"kgAppId":"909428","playerId":"123456789123456","status":"normal"}`,
 	} {
-		got := map[string][]byte{"lockout": r.Lockout, "token": r.Token, "redirectUri": r.RedirectURI, "player": r.Player}[name]
+		got := map[string][]byte{"lockout": r.Lockout(), "token": r.Token(), "redirectUri": r.RedirectURI(), "player": r.Player()}[name]
 		if string(got) != want {
 			t.Errorf("%s = %s, want %s", name, got, want)
 		}
 	}
-	if r := Decide(401, []byte(`{"desc":"x","player":null}`), nil, "", nil); r.Player != nil {
-		t.Errorf("null player kept as %q", r.Player)
+	if r := Decide(401, []byte(`{"desc":"x","player":null}`), "", "", nil); r.Player() != nil {
+		t.Errorf("null player kept as %q", r.Player())
 	}
 }
 
 func TestDecideAllowList(t *testing.T) {
-	r := Decide(200, []byte(playerBody("p1", "vip")), nil, "", []string{"normal", "vip"})
+	r := Decide(200, []byte(playerBody("p1", "vip")), "", "", []string{"normal", "vip"})
 	if r.Verdict != Allow {
 		t.Fatalf("status in custom allow-list: %v/%v", r.Verdict, r.Reason)
 	}
-	r = Decide(200, []byte(playerBody("p1", "normal")), nil, "", []string{"vip"})
+	r = Decide(200, []byte(playerBody("p1", "normal")), "", "", []string{"vip"})
 	if r.Verdict != Kick || r.Reason != ReasonPlayerStatus {
 		t.Fatalf("normal outside allow-list: %v/%v", r.Verdict, r.Reason)
 	}
@@ -162,10 +162,10 @@ func FuzzDecide(f *testing.F) {
 	f.Add(401, []byte(`{"desc":"Token is invalid. (401.-29401)"}`), "p1")
 	f.Add(500, []byte(`<html>`), "")
 	f.Fuzz(func(t *testing.T, status int, body []byte, claimed string) {
-		r := Decide(status, body, nil, claimed, []string{"normal"})
+		r := Decide(status, body, "", claimed, []string{"normal"})
 		// Only a 200 that names the claimed player in good standing allows.
 		if r.Verdict == Allow {
-			p, ok := parsePlayer(r.Player)
+			p, ok := parsePlayer(r.Player())
 			if status != 200 || !ok || p.status != "normal" || (claimed != "" && p.id != claimed) {
 				t.Fatalf("allow from status %d body %q claimed %q", status, body, claimed)
 			}

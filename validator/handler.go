@@ -122,7 +122,7 @@ func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx) {
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		ctx.Response.Header.SetContentTypeBytes(ctJSON)
 		ctx.Response.AppendBody(allowCachePrefix)
-		ctx.Response.AppendBody(a.res.Player)
+		ctx.Response.AppendBody(a.res.Player())
 		ctx.Response.AppendBodyString("}")
 	} else {
 		ctx.SetStatusCode(statusFor(a.verdict))
@@ -162,7 +162,7 @@ func (v *Validator) serveDropIn(ctx *fasthttp.RequestCtx) {
 		// The upstream's own answer (fresh, cached, stale, or an error
 		// status), byte for byte.
 		ctx.SetStatusCode(r.Status)
-		ctx.Response.Header.SetContentTypeBytes(r.ContentType)
+		ctx.Response.Header.SetContentType(r.ContentType)
 		ctx.Response.SetBodyRaw(r.Body)
 	default:
 		// No response, a redirect, or a 200 we could not read: never pass
@@ -225,11 +225,11 @@ func renderAnswer(a *answer) []byte {
 		b = append(b, a.cause.Reason.String()...)
 		b = append(b, '"')
 	}
-	b = appendRaw(b, "player", r.Player)
+	b = appendRaw(b, "player", r.Player())
 	if a.verdict == Kick {
-		b = appendRaw(b, "lockout", r.Lockout)
-		b = appendRaw(b, "token", r.Token)
-		b = appendRaw(b, "redirectUri", r.RedirectURI)
+		b = appendRaw(b, "lockout", r.Lockout())
+		b = appendRaw(b, "token", r.Token())
+		b = appendRaw(b, "redirectUri", r.RedirectURI())
 	}
 	if u := upstreamOf(a); u != nil && u.Status != 0 {
 		b = append(b, `,"upstream":{"status":`...)

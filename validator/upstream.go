@@ -33,7 +33,7 @@ type upstream struct {
 type exchange struct {
 	status      int
 	body        []byte
-	contentType []byte
+	contentType string
 	latency     time.Duration
 }
 
@@ -153,7 +153,7 @@ func (u *upstream) call(platform, playerID, token []byte) (exchange, error) {
 	return exchange{
 		status:      resp.StatusCode(),
 		body:        append([]byte(nil), resp.Body()...),
-		contentType: append([]byte(nil), resp.Header.ContentType()...),
+		contentType: internContentType(resp.Header.ContentType()),
 		latency:     latency,
 	}, nil
 }
