@@ -1,0 +1,347 @@
+package main
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"playerguard/bench/fakeupstream"
+)
+
+// hitTarget is one server the hit load is run against.
+type hitTarget struct {
+	name     string
+	proc     measured
+	job      wrkJob
+	upstream bool // its cache misses reach the fake (calls are counted)
+}
+
+// hitSample is one measured wrk run.
+type hitSample struct {
+	res   wrkResult
+	cpu   float64 // CPU seconds of the target's processes during the run
+	calls int64   // upstream calls during the run
+}
+
+func (s hitSample) cpuPerReq() float64 { return s.cpu / float64(s.res.Requests) * 1e6 }
+
+// runHit: steady connects over a warm cache, at o.connections connections,
+// for /v1/validate and drop-in, against the ceiling and nginx peers.
+func runHit(e *env, r *Report) error {
+	o := e.o
+	fake, err := fakeupstream.Start(fakeupstream.Config{})
+	if err != nil {
+		return err
+	}
+	defer fake.Close()
+	up := fake.Config()
+	players := makePlayers("hit", o.hitTokens, true)
+	for _, p := range players {
+		fake.Set(p.token, fakeupstream.Allow(up.AppID, p.id, "normal"))
+	}
+	pg, err := e.startPlayerguard(up, fake.URL())
+	if err != nil {
+		return err
+	}
+	defer pg.stop(5 * time.Second)
+	r.setup("%s warm players (each token claims its playerId, platforms cycled), every one cached before the load", fmtInt(int64(len(players))))
+	r.setup("wrk -t%d -c%d, %d round(s) of %v per server (after %v unmeasured warm-up), servers alternated, medians reported",
+		min(o.threads, o.connections), o.connections, o.rounds, o.duration, o.warmup)
+	r.setup("playerguard: built from the tree, defaults but -log-level error; ceiling: bench/peers/ceiling answering playerguard's own cache-hit bytes; nginx: bench/peers/nginx.conf.tmpl")
+
+	const warmWorkers = 32
+	for _, m := range []mode{modeDropIn, modeV1} {
+		c := newHClient(pg.api, m, warmWorkers, up)
+		left, err := warm(c, players, warmWorkers, fromPlayerguardCache)
+		c.close()
+		if err != nil {
+			return err
+		}
+		r.check(kindCorrectness, "warm players answered allow from cache ("+m.String()+")", "all", left == 0,
+			"%s of %s", fmtInt(int64(len(players)-left)), fmtInt(int64(len(players))))
+	}
+
+	var routes []ceilingRoute
+	for _, m := range []mode{modeV1, modeDropIn} {
+		rt, err := captureRoute(pg.api, m, players[0], up)
+		if err != nil {
+			return err
+		}
+		routes = append(routes, rt)
+	}
+	ceil, err := e.startCeiling(routes)
+	if err != nil {
+		return err
+	}
+	defer ceil.stop(5 * time.Second)
+	r.setup("answer bodies: /v1/validate %d bytes, drop-in %d bytes (the ceiling sends the same, with the same X-Playerguard-* headers)",
+		len(routes[0].Body), len(routes[1].Body))
+
+	var ngx *nginxPeer
+	if e.nginx == "" {
+		r.skipMissing("nginx", "nginx peer")
+	} else {
+		if ngx, err = e.startNginx(up, fake.Addr()); err != nil {
+			return err
+		}
+		defer ngx.stop(5 * time.Second)
+		c := newHClient(ngx.addr, modeDropIn, warmWorkers, up)
+		left, err := warm(c, players, warmWorkers, fromNginxCache)
+		c.close()
+		if err != nil {
+			return fmt.Errorf("nginx peer: %w", err)
+		}
+		r.check(kindCorrectness, "warm players answered from nginx's cache", "all (X-Cache-Status: HIT)", left == 0,
+			"%s of %s", fmtInt(int64(len(players)-left)), fmtInt(int64(len(players))))
+	}
+	if e.wrk == "" {
+		r.skipMissing("wrk", "hit load (wrk drives it)")
+		return nil
+	}
+
+	var targets []hitTarget
+	add := func(name string, p measured, m mode, addr string, upstream bool) error {
+		job, err := e.newWrkJob(strings.Fields(name)[0], players, m, addr)
+		targets = append(targets, hitTarget{name: name, proc: p, job: job, upstream: upstream})
+		return err
+	}
+	if err := firstErr(
+		add("playerguard /v1/validate", pg, modeV1, pg.api, true),
+		add("ceiling /v1/validate", ceil, modeV1, ceil.addr, false),
+		add("playerguard drop-in", pg, modeDropIn, pg.api, true),
+		add("ceiling drop-in", ceil, modeDropIn, ceil.addr, false),
+	); err != nil {
+		return err
+	}
+	if ngx != nil {
+		if err := add("nginx drop-in (proxy_cache)", ngx, modeDropIn, ngx.addr, true); err != nil {
+			return err
+		}
+	}
+
+	samples := map[string][]hitSample{}
+	for round := range o.rounds {
+		for _, t := range alternate(targets, round) {
+			if o.warmup > 0 {
+				if _, err := e.runWrk(t.job, o.warmup, o.connections); err != nil {
+					return err
+				}
+			}
+			u0, c0 := snapshot(t.proc), fake.Calls()
+			res, err := e.runWrk(t.job, o.duration, o.connections)
+			if err != nil {
+				return err
+			}
+			u1, c1 := snapshot(t.proc), fake.Calls()
+			samples[t.name] = append(samples[t.name], hitSample{res: res, cpu: u1.cpu - u0.cpu, calls: c1 - c0})
+			e.logf("hit: round %d/%d %-28s %8.0f req/s  p99 %s  errors %d", round+1, o.rounds, t.name, res.rps(), fmtUs(res.P99), res.errors())
+		}
+	}
+
+	allOK, pgCalls := true, int64(0)
+	var bad []string
+	for _, t := range targets {
+		ss := samples[t.name]
+		row := Row{Name: t.name, PeakRSSMiB: mib(peakRSS(t.proc))}
+		var rps, p50, p90, p99, mx, cpu, cpr []float64
+		var calls int64
+		for _, s := range ss {
+			row.Requests += s.res.Requests
+			row.Errors += s.res.errors()
+			calls += s.calls
+			rps = append(rps, s.res.rps())
+			p50, p90, p99, mx = append(p50, s.res.P50), append(p90, s.res.P90), append(p99, s.res.P99), append(mx, s.res.Max)
+			cpu, cpr = append(cpu, s.cpu), append(cpr, s.cpuPerReq())
+		}
+		row.RPS, row.P50us, row.P90us, row.P99us, row.MaxUs = median(rps), median(p50), median(p90), median(p99), median(mx)
+		row.RoundsRPS = rps
+		row.CPUSeconds, row.CPUusPerReq = f64(median(cpu)), f64(median(cpr))
+		if t.upstream {
+			row.UpstreamCalls = i64(calls)
+		}
+		if strings.HasPrefix(t.name, "playerguard") {
+			pgCalls += calls
+		}
+		if row.Errors != 0 {
+			allOK = false
+			bad = append(bad, fmt.Sprintf("%s: %d", t.name, row.Errors))
+		}
+		r.Rows = append(r.Rows, row)
+	}
+	r.check(kindCorrectness, "every hit answered 200 (allow), on every server", "0 errors", allOK, "%s", orDefault(strings.Join(bad, ", "), "0 errors"))
+	r.check(kindCorrectness, "playerguard made no upstream call during the hit load", "0", pgCalls == 0, "%d", pgCalls)
+
+	// Peer ratios, paired per round.
+	ratio := func(name, a, b string, f func(hitSample) float64) (float64, bool) {
+		sa, sb := samples[a], samples[b]
+		if len(sa) == 0 || len(sb) == 0 {
+			return 0, false
+		}
+		var rs []float64
+		for i := range min(len(sa), len(sb)) {
+			rs = append(rs, f(sa[i])/f(sb[i]))
+		}
+		v := median(rs)
+		r.Ratios = append(r.Ratios, Ratio{Name: name, Value: v, Rounds: rs})
+		return v, true
+	}
+	rps := func(s hitSample) float64 { return s.res.rps() }
+	p99 := func(s hitSample) float64 { return s.res.P99 }
+	cpr := func(s hitSample) float64 { return s.cpuPerReq() }
+	const (
+		pgV1, pgDrop     = "playerguard /v1/validate", "playerguard drop-in"
+		ceilV1, ceilDrop = "ceiling /v1/validate", "ceiling drop-in"
+		nginxDrop        = "nginx drop-in (proxy_cache)"
+	)
+	target := func(name, want string, v float64, ok bool) {
+		r.check(kindTarget, name, want, ok, "%.3f", v)
+	}
+	if v, ok := ratio("throughput: playerguard drop-in ÷ ceiling drop-in", pgDrop, ceilDrop, rps); ok {
+		target("hit drop-in throughput vs ceiling", "≥ 0.95", v, v >= 0.95)
+	}
+	if v, ok := ratio("throughput: playerguard /v1/validate ÷ ceiling /v1/validate", pgV1, ceilV1, rps); ok {
+		target("hit /v1/validate throughput vs ceiling", "≥ 0.90", v, v >= 0.90)
+	}
+	if v, ok := ratio("throughput: playerguard drop-in ÷ nginx drop-in", pgDrop, nginxDrop, rps); ok {
+		target("hit drop-in throughput vs nginx", "≥ 1.10", v, v >= 1.10)
+	}
+	if v, ok := ratio("throughput: playerguard /v1/validate ÷ nginx drop-in", pgV1, nginxDrop, rps); ok {
+		target("hit /v1/validate throughput vs nginx", "≥ 1.10", v, v >= 1.10)
+	}
+	if v, ok := ratio("p99: playerguard drop-in ÷ ceiling drop-in", pgDrop, ceilDrop, p99); ok {
+		target("hit drop-in p99 vs ceiling", "≤ 1.10", v, v <= 1.10)
+	}
+	if v, ok := ratio("p99: playerguard /v1/validate ÷ ceiling /v1/validate", pgV1, ceilV1, p99); ok {
+		target("hit /v1/validate p99 vs ceiling", "≤ 1.10", v, v <= 1.10)
+	}
+	if v, ok := ratio("CPU per request: playerguard drop-in ÷ ceiling drop-in", pgDrop, ceilDrop, cpr); ok {
+		target("hit drop-in CPU per request vs ceiling", "≤ 1.15", v, v <= 1.15)
+	}
+	if v, ok := ratio("CPU per request: playerguard /v1/validate ÷ ceiling /v1/validate", pgV1, ceilV1, cpr); ok {
+		target("hit /v1/validate CPU per request vs ceiling", "≤ 1.15", v, v <= 1.15)
+	}
+	ratio("CPU per request: nginx drop-in ÷ ceiling drop-in", nginxDrop, ceilDrop, cpr)
+
+	if o.perf {
+		e.profileHit(r, targets)
+	}
+	return nil
+}
+
+// profileHit records playerguard (both modes) and the ceiling with perf
+// during one extra, unmeasured wrk run each, and notes their hottest
+// functions. It is an external view: the lead profiles the hot path with
+// go test -bench in validator/.
+func (e *env) profileHit(r *Report, targets []hitTarget) {
+	perf := lookTool("perf", "/usr/bin/perf")
+	if perf == "" {
+		r.Skipped = append(r.Skipped, "perf profile: perf is not installed (apt-get install -y linux-perf)")
+		return
+	}
+	for _, t := range targets {
+		if strings.HasPrefix(t.name, "nginx") {
+			continue
+		}
+		pids := t.proc.PIDs()
+		if len(pids) == 0 {
+			continue
+		}
+		out, err := e.perfRecord(perf, pids[0], t)
+		if err != nil {
+			r.note("perf %s: %v", t.name, err)
+			continue
+		}
+		r.note("perf profile of %s during one extra %v wrk run (share of the process's samples, functions ≥ 0.5%%; [k] kernel, [.] user):\n%s", t.name, e.o.duration, out)
+	}
+}
+
+func (e *env) perfRecord(perf string, pid int, t hitTarget) (string, error) {
+	dir, err := e.tempDir("perf-")
+	if err != nil {
+		return "", err
+	}
+	data := filepath.Join(dir, "perf.data")
+	secs := max(1, int(e.o.duration.Seconds()))
+	rec := exec.Command(perf, "record", "-F", "999", "-g", "-p", strconv.Itoa(pid), "-o", data, "--", "sleep", strconv.Itoa(secs))
+	recOut := &tailBuffer{max: 4 << 10}
+	rec.Stdout, rec.Stderr = recOut, recOut
+	if err := rec.Start(); err != nil {
+		return "", err
+	}
+	_, wrkErr := e.runWrk(t.job, time.Duration(secs)*time.Second, e.o.connections)
+	if err := rec.Wait(); err != nil {
+		return "", fmt.Errorf("perf record: %v: %s", err, recOut.String())
+	}
+	if wrkErr != nil {
+		return "", wrkErr
+	}
+	flat, err := perfReport(perf, data, "--no-children", 25, nil)
+	if err != nil {
+		return "", err
+	}
+	// Inclusive time of the functions playerguard adds over the ceiling.
+	ours := regexp.MustCompile(`playerguard/|ristretto|prometheus|sha256|time\.Now|fasthttp\.\(\*RequestCtx\)|fasthttp\.\(\*Server\)\.serveConn`)
+	incl, err := perfReport(perf, data, "--children", 25, ours)
+	if err != nil {
+		return "", err
+	}
+	return "  self time:\n" + flat + "\n  inclusive (callees counted), request path functions:\n" + incl, nil
+}
+
+// perfReport runs perf report on data and returns up to max symbol lines
+// (only those matching keep, if not nil).
+func perfReport(perf, data, mode string, maxLines int, keep *regexp.Regexp) (string, error) {
+	rep, err := exec.Command(perf, "report", "-i", data, "--stdio", mode, "--sort", "symbol",
+		"-g", "none", "--percent-limit", "0.5").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("perf report: %v: %s", err, rep)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(rep), "\n") {
+		t := strings.TrimSpace(perfTrailer.ReplaceAllString(l, ""))
+		if !strings.Contains(t, "%") || strings.HasPrefix(t, "#") || (keep != nil && !keep.MatchString(t)) {
+			continue
+		}
+		lines = append(lines, "    "+t)
+		if len(lines) == maxLines {
+			break
+		}
+	}
+	return strings.Join(lines, "\n"), nil
+}
+
+// perfTrailer is the empty columns perf report prints after the symbol.
+var perfTrailer = regexp.MustCompile(`(\s+-)+\s*$`)
+
+// alternate is the order to run targets in a round: as listed in even
+// rounds, reversed in odd ones. Servers compared with each other are
+// listed next to each other, so each pair runs back to back either way,
+// and none always runs first.
+func alternate[T any](targets []T, round int) []T {
+	out := append([]T(nil), targets...)
+	if round%2 == 1 {
+		slices.Reverse(out)
+	}
+	return out
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bufio"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"playerguard/bench/fakeupstream"
+)
+
+// ceilingRoute is one fixed answer of the ceiling peer (the JSON of
+// bench/peers/ceiling's -spec file).
+type ceilingRoute struct {
+	Path        string      `json:"path"`
+	Status      int         `json:"status"`
+	ContentType string      `json:"contentType"`
+	Headers     [][2]string `json:"headers"`
+	Body        string      `json:"body"`
+}
+
+// captureRoute asks playerguard (at addr) for p in mode m and returns the
+// answer as a ceiling route, with its X-Playerguard-* headers: the ceiling
+// then puts the same bytes on the wire as playerguard's cache hit.
+func captureRoute(addr string, m mode, p player, up fakeupstream.Config) (ceilingRoute, error) {
+	c := newHClient(addr, m, 1, up)
+	defer c.close()
+	r, _, err := c.do(p, 5*time.Second, true)
+	if err != nil {
+		return ceilingRoute{}, err
+	}
+	if r.status != fasthttp.StatusOK || r.source != "cache" {
+		return ceilingRoute{}, fmt.Errorf("capturing the cache-hit answer of %s: got status %d source %q", m, r.status, r.source)
+	}
+	route := ceilingRoute{Status: r.status, ContentType: r.ctype, Body: string(r.body),
+		Headers: [][2]string{
+			{"X-Playerguard-Decision", r.decision},
+			{"X-Playerguard-Reason", r.reason},
+			{"X-Playerguard-Source", r.source},
+		}}
+	route.Path = apiPath
+	if m != modeV1 {
+		route.Path = dropInPath
+	}
+	return route, nil
+}
+
+// ceiling is the running ceiling peer.
+type ceiling struct {
+	*process
+	addr string
+}
+
+func (e *env) startCeiling(routes []ceilingRoute) (*ceiling, error) {
+	dir, err := e.tempDir("ceiling-")
+	if err != nil {
+		return nil, err
+	}
+	spec, err := json.Marshal(struct {
+		Routes []ceilingRoute `json:"routes"`
+	}{routes})
+	if err != nil {
+		return nil, err
+	}
+	specFile := filepath.Join(dir, "spec.json")
+	if err := os.WriteFile(specFile, spec, 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(e.ceilBin, "-spec", specFile, "-listen", "127.0.0.1:0")
+	cmd.Env = cleanEnv()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	p, err := startProcess("ceiling", cmd)
+	if err != nil {
+		return nil, err
+	}
+	lines := make(chan string, 1)
+	go func() {
+		br := bufio.NewReader(stdout)
+		l, _ := br.ReadString('\n')
+		lines <- strings.TrimSpace(l)
+		io.Copy(p.out, br)
+	}()
+	select {
+	case l := <-lines:
+		addr, ok := strings.CutPrefix(l, "listening ")
+		if !ok {
+			p.stop(time.Second)
+			return nil, p.failure()
+		}
+		return &ceiling{process: p, addr: addr}, nil
+	case <-time.After(10 * time.Second):
+		p.stop(time.Second)
+		return nil, errors.New("ceiling did not start within 10s")
+	}
+}
+
+//go:embed peers/nginx.conf.tmpl
+var nginxConfTmpl string
+
+// nginxPeer is Debian's nginx as a caching reverse proxy (the template's
+// comment says how). Its CPU and memory are summed over the master and
+// its workers.
+type nginxPeer struct {
+	*process
+	addr string
+	dir  string
+}
+
+func (n *nginxPeer) PIDs() []int {
+	return append([]int{n.PID()}, childPIDs(n.PID())...)
+}
+
+func (e *env) startNginx(up fakeupstream.Config, upAddr string) (*nginxPeer, error) {
+	tmpl, err := template.New("nginx.conf").Parse(nginxConfTmpl)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := e.tempDir("nginx-")
+	if err != nil {
+		return nil, err
+	}
+	// Workers drop root for nobody when the master runs as root: they must
+	// be able to reach the cache directory nginx creates (and chowns) here.
+	for _, d := range []string{e.dir, dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	var conf strings.Builder
+	if err := tmpl.Execute(&conf, map[string]string{
+		"Dir": dir, "Listen": addr, "Upstream": upAddr,
+		"AppID": up.AppID, "AppSecret": up.AppSecret, "AdminKey": up.AdminKey,
+	}); err != nil {
+		return nil, err
+	}
+	confFile := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confFile, []byte(conf.String()), 0o600); err != nil {
+		return nil, err
+	}
+	errLog := filepath.Join(dir, "error.log")
+	cmd := exec.Command(e.nginx, "-p", dir, "-c", confFile, "-e", errLog)
+	cmd.Env = cleanEnv()
+	p, err := startProcess("nginx", cmd)
+	if err != nil {
+		return nil, err
+	}
+	n := &nginxPeer{process: p, addr: addr, dir: dir}
+	if err := waitTCP(addr, p, 10*time.Second); err != nil {
+		p.stop(2 * time.Second)
+		log, _ := os.ReadFile(errLog)
+		return nil, fmt.Errorf("%w\nnginx error.log:\n%s", err, log)
+	}
+	return n, nil
+}

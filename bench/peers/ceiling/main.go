@@ -1,0 +1,123 @@
+// Command ceiling is the upper bound of playerguard's bench (bench/README.md):
+// a bare fasthttp server, configured like playerguard's validation listener,
+// that answers each known path with a fixed response (status, content type,
+// headers, body) captured from playerguard's own cache-hit answer in the
+// same run, so both put the same bytes on the wire. Whatever playerguard
+// does beyond this (decoding the request, hashing the cache key, the cache
+// lookup, metrics) is the gap the bench measures.
+//
+//	ceiling -spec FILE [-listen 127.0.0.1:0]
+//
+// FILE is JSON: {"routes":[{"path","status","contentType","headers":[[k,v]…],"body"}]}.
+// Other paths get 404. It prints "listening ADDR" on stdout once it accepts
+// connections and serves until SIGTERM or SIGINT.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Route is one fixed answer.
+type Route struct {
+	Path        string      `json:"path"`
+	Status      int         `json:"status"`
+	ContentType string      `json:"contentType"`
+	Headers     [][2]string `json:"headers"`
+	Body        string      `json:"body"`
+}
+
+// Spec is the -spec file.
+type Spec struct {
+	Routes []Route `json:"routes"`
+}
+
+type answer struct {
+	status int
+	ctype  []byte
+	hdr    [][2][]byte
+	body   []byte
+}
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	listen := flag.String("listen", "127.0.0.1:0", "listen `address` (loopback)")
+	specFile := flag.String("spec", "", "JSON `file` of the routes to answer (required)")
+	flag.Parse()
+	b, err := os.ReadFile(*specFile)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ceiling: -spec: %v\n", err)
+		return 2
+	}
+	var spec Spec
+	if err := json.Unmarshal(b, &spec); err != nil || len(spec.Routes) == 0 {
+		fmt.Fprintf(os.Stderr, "ceiling: -spec: %s holds no routes (%v)\n", *specFile, err)
+		return 2
+	}
+	routes := map[string]*answer{}
+	for _, r := range spec.Routes {
+		a := &answer{status: r.Status, ctype: []byte(r.ContentType), body: []byte(r.Body)}
+		for _, kv := range r.Headers {
+			a.hdr = append(a.hdr, [2][]byte{[]byte(kv[0]), []byte(kv[1])})
+		}
+		routes[r.Path] = a
+	}
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ceiling: %v\n", err)
+		return 1
+	}
+	// The same server settings as playerguard's validation listener
+	// (cmd/playerguard/main.go), so only the handler differs.
+	srv := &fasthttp.Server{
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			a, ok := routes[string(ctx.Path())]
+			if !ok {
+				ctx.SetStatusCode(fasthttp.StatusNotFound)
+				return
+			}
+			h := &ctx.Response.Header
+			for _, kv := range a.hdr {
+				h.SetBytesKV(kv[0], kv[1])
+			}
+			ctx.SetStatusCode(a.status)
+			h.SetContentTypeBytes(a.ctype)
+			ctx.Response.SetBodyRaw(a.body)
+		},
+		Name:                         "playerguard",
+		MaxRequestBodySize:           16 << 10,
+		ReadBufferSize:               16 << 10,
+		ReadTimeout:                  10 * time.Second,
+		WriteTimeout:                 10 * time.Second,
+		IdleTimeout:                  30 * time.Second,
+		CloseOnShutdown:              true,
+		NoDefaultServerHeader:        true,
+		DisablePreParseMultipartForm: true,
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	fmt.Printf("listening %s\n", ln.Addr())
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		fmt.Fprintf(os.Stderr, "ceiling: %v\n", err)
+		return 1
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.ShutdownWithContext(sctx)
+	return 0
+}
