@@ -4,8 +4,9 @@
 //
 // Entries live in a ristretto cache bounded by Config.MaxEntries. Freshness
 // and staleness are judged by the cache's own clock (Config.Now), so tests can
-// move time; ristretto's TTL only garbage-collects entries once their stale
-// window has passed.
+// move time; ristretto's TTL is not used (entries past their stale window
+// read as misses and are evicted by ristretto's admission policy as room is
+// needed).
 //
 // Purging a player is O(1): it records a tombstone with a sequence number,
 // and any entry for that player whose Stamp is older is treated as absent.
@@ -179,10 +180,10 @@ func (c *Cache[V]) visible(player string, s Stamp) bool {
 }
 
 // Set stores v for k, fresh for fresh and then stale for stale more, on
-// behalf of player (which PurgePlayer names). It refuses, returning false,
-// a value whose stamp predates a purge of its player. ristretto may still
-// drop a Set under contention or refuse it by its admission policy; a
-// dropped Set only costs a later miss.
+// behalf of player (which PurgePlayer names), and returns once a Get can
+// see it. It refuses, returning false, a value whose stamp predates a purge
+// of its player. ristretto may still drop a Set under contention or refuse
+// it by its admission policy when full; that only costs a later miss.
 func (c *Cache[V]) Set(k *Key, player string, s Stamp, fresh, stale time.Duration, v V) bool {
 	if fresh <= 0 {
 		return false
@@ -201,13 +202,19 @@ func (c *Cache[V]) Set(k *Key, player string, s Stamp, fresh, stale time.Duratio
 		stale:  now + int64(fresh+stale),
 		val:    v,
 	}
-	h := k.hash()
-	// ristretto's own TTL runs on the wall clock; it only needs to outlive
-	// the stale window, which Get checks against c.now.
-	if !c.rc.SetWithTTL(h, e, 1, fresh+stale+time.Second) {
+	// No ristretto TTL: Get judges freshness on its own clock, and a
+	// ristretto TTL would cost a clock read on every Get plus an expiry
+	// index per entry. Entries past their stale window stay until the
+	// admission policy evicts them; MaxEntries bounds them all the same.
+	if !c.rc.Set(k.hash(), e, 1) {
 		c.drops.Add(1)
 		return false
 	}
+	// ristretto applies Sets asynchronously. Wait until this one is
+	// visible, so that once the caller's upstream call is over, no request
+	// for the same key can slip in between and make a second call (a
+	// reconnect storm showed 1,003 calls for 1,000 tokens without this).
+	c.rc.Wait()
 	return true
 }
 
@@ -278,13 +285,13 @@ func (c *Cache[V]) sweep() {
 	c.ntomb.Store(int64(len(c.tombs)))
 }
 
-// Wait blocks until every Set so far has been applied (ristretto applies
-// Sets asynchronously). For tests and benchmarks.
+// Wait blocks until every Set so far has been applied. Set already waits
+// for its own; this is for tests and benchmarks.
 func (c *Cache[V]) Wait() { c.rc.Wait() }
 
 // Stats is a snapshot of the cache's counters.
 type Stats struct {
-	Entries    uint64 // entries held (including stale and hidden ones)
+	Entries    uint64 // entries held (including stale, expired and hidden ones not yet evicted)
 	Evictions  uint64 // entries evicted to make room or on expiry
 	Rejections uint64 // Sets refused by the admission policy
 	Dropped    uint64 // Sets dropped under contention

@@ -296,3 +296,19 @@ func BenchmarkGetFresh(b *testing.B) {
 		}
 	})
 }
+
+// TestSetIsVisibleOnReturn: a Get right after Set sees the value, with no
+// Wait: the validator relies on it to make exactly one upstream call per key.
+func TestSetIsVisibleOnReturn(t *testing.T) {
+	c, _ := newTestCache(t, Config{MaxEntries: 100_000})
+	var b KeyBuilder
+	for i := range 2000 {
+		k := b.Key("app", []byte("mobile"), nil, fmt.Appendf(nil, "tok%d", i))
+		if !c.Set(&k, "p", c.Stamp(), time.Minute, 0, "v") {
+			t.Fatalf("Set %d dropped", i)
+		}
+		if _, s := c.Get(&k, c.now()); s != Fresh {
+			t.Fatalf("Get right after Set %d: state %d", i, s)
+		}
+	}
+}

@@ -214,7 +214,7 @@ type cacheCollector struct {
 }
 
 var (
-	descEntries    = prometheus.NewDesc(namespace+"_cache_entries", "Entries held in the decision cache, including stale ones.", nil, nil)
+	descEntries    = prometheus.NewDesc(namespace+"_cache_entries", "Entries held in the decision cache, including stale and expired ones not yet evicted.", nil, nil)
 	descMaxEntries = prometheus.NewDesc(namespace+"_cache_max_entries", "The configured bound on cache entries.", nil, nil)
 	descEvictions  = prometheus.NewDesc(namespace+"_cache_evictions_total", "Cache entries evicted to make room or after their stale window passed.", nil, nil)
 	descRejections = prometheus.NewDesc(namespace+"_cache_rejections_total", "Cache writes refused by the admission policy.", nil, nil)

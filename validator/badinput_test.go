@@ -170,3 +170,20 @@ func FuzzDropInHeaders(f *testing.F) {
 		}
 	})
 }
+
+// TestLongestTokenFitsHeaders: a token of the maximum length travels as a
+// drop-in header within the server's header limit.
+func TestLongestTokenFitsHeaders(t *testing.T) {
+	h := newHarness(t, nil)
+	tok := strings.Repeat("A", MaxTokenLen)
+	h.fake.Set(tok, fakeupstream.Allow(testApp, "p1", "normal"))
+	r := h.dropIn(map[string]string{"accessToken": tok, "platform": "pc", "playerId": "p1",
+		"User-Agent": strings.Repeat("u", 512), "X-Forwarded-For": "10.0.0.1, 10.0.0.2"})
+	if r.status != 200 {
+		t.Fatalf("max-length token: %d %s", r.status, r.raw)
+	}
+	r = h.dropIn(map[string]string{"accessToken": tok + "A", "platform": "pc"})
+	if r.status != 400 || r.str("error") != "accessToken too long (limit 4096 bytes)" {
+		t.Fatalf("token one byte too long: %d %s", r.status, r.raw)
+	}
+}

@@ -156,7 +156,7 @@ func Decide(status int, body []byte, contentType, claimed string, allowStatuses 
 		}
 		r.Verdict, r.Reason = Allow, ReasonOK
 		return r
-	case status == 400:
+	case status == 400 || requestShapeStatus(status):
 		// Our request was malformed: a bug or a misconfiguration, never
 		// the player's fault. Not counted against the breaker.
 		return r.unavailable(ReasonUpstreamUnavailable, false)
@@ -173,6 +173,19 @@ func Decide(status int, body []byte, contentType, claimed string, allowStatuses 
 	default: // 1xx, 3xx, 5xx, anything else
 		return r.unavailable(ReasonUpstreamUnavailable, true)
 	}
+}
+
+// requestShapeStatus reports the HTTP statuses that describe the shape of
+// our request (its method, length, size, headers or media type) and so
+// can never be a verdict about a player, though the table's "any other
+// 4xx" would otherwise make them kicks: a gateway answering 431 to a long
+// token header must not ban the player. They are treated like 400.
+func requestShapeStatus(status int) bool {
+	switch status {
+	case 405, 411, 413, 414, 415, 431:
+		return true
+	}
+	return false
 }
 
 // kickReason maps a kicking 4xx status to its reason.

@@ -61,13 +61,17 @@ func TestDecide(t *testing.T) {
 	f("463 lockout other idType", 463, `{"lockout":{"idType":"deviceId","id":"d7"}}`, "", Kick, ReasonLockout, false, "")
 	f("463 claimed", 463, lockoutBody, "p1", Kick, ReasonLockout, false, "p1")
 	f("464", 464, `{"desc":"Sanctioned. (464.-10102)","player":{"playerId":"p3","status":"normal"}}`, "", Kick, ReasonSanction, false, "p3")
-	for _, s := range []int{402, 403, 404, 405, 409, 410, 418, 451, 465, 499} {
+	for _, s := range []int{402, 403, 404, 409, 410, 418, 451, 465, 499} {
 		f(fmt.Sprint("other 4xx ", s), s, `{"desc":"Abnormal. (465.-1)"}`, "", Kick, ReasonAbnormalState, false, "")
 	}
 	f("4xx html body", 465, "<html>no</html>", "", Kick, ReasonAbnormalState, false, "")
 
 	// Never kicks: our own malformed request, and every outage.
 	f("400", 400, `{"desc":"Bad request. (400.-1)"}`, "p1", Unavailable, ReasonUpstreamUnavailable, false, "p1")
+	// Statuses about our request's shape, not the player: like 400.
+	for _, s := range []int{405, 411, 413, 414, 415, 431} {
+		f(fmt.Sprint("request shape ", s), s, "<html>Request Header Fields Too Large</html>", "p1", Unavailable, ReasonUpstreamUnavailable, false, "p1")
+	}
 	f("408", 408, "", "", Unavailable, ReasonUpstreamUnavailable, true, "")
 	f("429", 429, `{"desc":"Too many. (429.-1)"}`, "", Unavailable, ReasonUpstreamUnavailable, true, "")
 	f("473", 473, `{"desc":"Maintenance. (473.-1)"}`, "", Unavailable, ReasonUpstreamMaintenance, true, "")
@@ -171,7 +175,7 @@ func FuzzDecide(f *testing.F) {
 			}
 		}
 		// Outage statuses never kick.
-		if r.Verdict == Kick && (status < 400 || status >= 500 || status == 400 || status == 408 || status == 429 || status == 473) {
+		if r.Verdict == Kick && (status < 400 || status >= 500 || status == 400 || status == 408 || status == 429 || status == 473 || requestShapeStatus(status)) {
 			if status != 200 {
 				t.Fatalf("kick from status %d", status)
 			}

@@ -243,3 +243,56 @@ func TestNoAllowWithoutUpstreamAllow(t *testing.T) {
 		}
 	}
 }
+
+// TestHalfOpenProbeHasNoFollowers: requests for the same key as a hanging
+// half-open probe do not join it; they are answered at once.
+func TestHalfOpenProbeHasNoFollowers(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed })
+	h.fake.SetOverride(&fakeupstream.Verdict{Status: 500})
+	for i := range 3 {
+		h.check(fmt.Sprint("tok-f", i), "mobile", "")
+	}
+	waitFor(t, "half-open", func() bool { return h.metric("playerguard_breaker_state") == metrics.BreakerHalfOpen })
+	h.fake.SetOverride(&fakeupstream.Verdict{Fault: fakeupstream.FaultHang})
+	probe := make(chan reply, 1)
+	go func() { probe <- h.check("tok-same", "mobile", "") }()
+	waitFor(t, "the probe to reach the upstream", func() bool { return h.fake.TokenCalls("tok-same") == 1 })
+	for range 5 {
+		start := time.Now()
+		h.expect(h.check("tok-same", "mobile", ""), 503, "unavailable", "circuit_open", "upstream")
+		if d := time.Since(start); d > 150*time.Millisecond {
+			t.Errorf("a follower waited %v on the hanging probe", d)
+		}
+	}
+	h.expect(<-probe, 503, "unavailable", "upstream_unavailable", "upstream")
+	if n := h.fake.TokenCalls("tok-same"); n != 1 {
+		t.Errorf("upstream calls = %d, want 1 (the probe)", n)
+	}
+}
+
+// TestStormOneCallPerKey: waves of requests for the same keys, arriving
+// before, during and just after each key's upstream call, make exactly one
+// call per key (the allow is visible in the cache when the call ends).
+func TestStormOneCallPerKey(t *testing.T) {
+	h := newHarness(t, nil)
+	h.fake.SetLatency(20 * time.Millisecond)
+	const tokens = 200
+	for i := range tokens {
+		h.fake.Set(fmt.Sprint("tok-", i), fakeupstream.Allow(testApp, fmt.Sprint("p", i), "normal"))
+	}
+	var wg sync.WaitGroup
+	for wave := range 8 {
+		for i := range tokens {
+			wg.Go(func() {
+				if r := h.check(fmt.Sprint("tok-", i), "mobile", ""); r.status != 200 {
+					t.Errorf("wave %d token %d: %d", wave, i, r.status)
+				}
+			})
+		}
+		time.Sleep(7 * time.Millisecond) // waves straddle the calls' ends
+	}
+	wg.Wait()
+	if n := h.fake.Calls(); n != tokens {
+		t.Errorf("upstream calls = %d for %d tokens", n, tokens)
+	}
+}

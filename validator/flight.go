@@ -27,13 +27,18 @@ type flight struct {
 
 // do runs fn once for all concurrent callers with key k and returns its
 // result to each; shared is true for the callers that did not run it.
-func (g *flightGroup) do(k *cache.Key, fn func() *Result) (res *Result, shared bool) {
+// With noJoin, a caller that finds a call under way does not wait for it:
+// it gets nil, true at once.
+func (g *flightGroup) do(k *cache.Key, noJoin bool, fn func() *Result) (res *Result, shared bool) {
 	g.mu.Lock()
 	if g.calls == nil {
 		g.calls = make(map[cache.Key]*flight)
 	}
 	if f, ok := g.calls[*k]; ok {
 		g.mu.Unlock()
+		if noJoin {
+			return nil, true
+		}
 		<-f.done
 		return f.res, true
 	}

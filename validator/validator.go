@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -125,6 +126,9 @@ type Validator struct {
 	m        *metrics.Metrics
 	draining atomic.Bool
 	ctxClock bool // start times come from fasthttp's RequestCtx.Time
+	// breakerState mirrors the breaker's state as of its last transition
+	// (gobreaker moves from open to half-open lazily, on the next call).
+	breakerState atomic.Int32
 
 	// Label children resolved once: the hot path does no map lookups.
 	counts  [numVerdicts][numReasons][numSources]prometheus.Counter
@@ -237,6 +241,7 @@ func New(cfg Config) (*Validator, error) {
 		IsExcluded:  func(err error) bool { return errors.Is(err, errUpstreamRejected) || errors.Is(err, errSaturated) },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			// Runs under the breaker's lock: no calls back into it.
+			v.breakerState.Store(int32(to))
 			v.m.BreakerTransitions.WithLabelValues(breakerLabel(to)).Inc()
 			v.log.Warn("upstream circuit breaker", "from", breakerLabel(from), "to", breakerLabel(to))
 		},
@@ -316,8 +321,15 @@ func (v *Validator) validate(st *reqState, now time.Time) answer {
 		return answer{res: res, verdict: res.Verdict, reason: res.Reason, source: SourceCache}
 	}
 	v.m.CacheMisses.Inc()
-	res, shared := v.flights.do(&st.key, func() *Result { return v.fetch(st) })
-	if shared {
+	// While the breaker is not closed, the call under way for this key is
+	// a probe of an upstream that was failing: only the probe itself may
+	// wait on it; everyone else is answered at once, as if it were open.
+	probing := v.breakerState.Load() != int32(gobreaker.StateClosed)
+	res, shared := v.flights.do(&st.key, probing, func() *Result { return v.fetch(st) })
+	switch {
+	case res == nil:
+		res = &Result{Verdict: Unavailable, Reason: ReasonCircuitOpen, PlayerID: string(st.req.PlayerID), Err: gobreaker.ErrTooManyRequests}
+	case shared:
 		v.m.Coalesced.Inc()
 	}
 	if res.Verdict != Unavailable {
@@ -432,10 +444,10 @@ func (v *Validator) logFailure(res *Result, st *reqState) {
 	if res.Err != nil {
 		attrs = append(attrs, "error", res.Err.Error())
 	}
-	if res.Status == 400 {
+	if res.Status == 400 || requestShapeStatus(res.Status) {
 		// The upstream says our request is malformed: a bug or a bad
-		// -app-id/secret/key, and every player is affected.
-		v.log.Error("upstream rejected playerguard's request as malformed (400): check -app-id, the app secret, the admin key and -upstream", attrs...)
+		// -app-id/secret/key/-upstream, and every player is affected.
+		v.log.Error("upstream rejected playerguard's request as malformed ("+strconv.Itoa(res.Status)+"): check -app-id, the app secret, the admin key and -upstream", attrs...)
 		return
 	}
 	v.log.Warn("upstream failure", attrs...)

@@ -2,6 +2,7 @@ package validator
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -111,13 +112,21 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &fasthttp.Server{Handler: h.v.Handler, ErrorHandler: h.v.ErrorHandler, MaxRequestBodySize: MaxBodyLen, ReadBufferSize: 16 << 10,
+	srv := &fasthttp.Server{Handler: h.v.Handler, ErrorHandler: h.v.ErrorHandler, MaxRequestBodySize: MaxBodyLen, ReadBufferSize: 8 << 10,
 		Logger: fasthttpLogger{h.v.log}}
 	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Shutdown() })
 	h.url = "http://" + ln.Addr().String()
 	h.ops = h.v.OpsHandler(http.NotFoundHandler(), testAdmin)
-	h.http = &http.Client{Timeout: 10 * time.Second}
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	h.http = &http.Client{Timeout: 10 * time.Second, Transport: tr}
+	t.Cleanup(func() {
+		// A connection the client dialed but never used holds fasthttp's
+		// Shutdown (see cmd/playerguard/drain.go); drop the client's first.
+		tr.CloseIdleConnections()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.ShutdownWithContext(ctx)
+	})
 	return h
 }
 

@@ -150,6 +150,7 @@ func Start(cfg Config) (*Server, error) {
 		WriteTimeout:          30 * time.Second,
 		IdleTimeout:           2 * time.Minute, // longer than clients' idle timeouts: no reuse-after-close races
 		MaxRequestBodySize:    64 * 1024,
+		ReadBufferSize:        16 * 1024, // headers with a 4096-byte accessToken
 		NoDefaultServerHeader: true,
 		Logger:                nopLogger{},
 	}

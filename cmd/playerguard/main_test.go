@@ -434,3 +434,30 @@ func TestAllowRemoteSaysSo(t *testing.T) {
 		t.Errorf("no warning for a non-loopback listener:\n%s", pg.stderr.String())
 	}
 }
+
+// TestDrainWithUnusedConnection: a connection a client dialed but never
+// sent a request on (HTTP client pools do that) does not hold the drain
+// open until -drain-timeout.
+func TestDrainWithUnusedConnection(t *testing.T) {
+	fake := startFake(t)
+	pg := start(t, upstreamEnv(fake), "-drain-timeout", "10s")
+	conn, err := net.Dial("tcp", pg.listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	pg.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-pg.done:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, pg.stderr.String())
+		}
+		pg.done <- nil
+	case <-time.After(8 * time.Second):
+		t.Fatal("an unused connection held the drain open")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("drain took %v with one unused connection", d)
+	}
+}

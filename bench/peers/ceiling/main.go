@@ -97,7 +97,7 @@ func run() int {
 		},
 		Name:                         "playerguard",
 		MaxRequestBodySize:           16 << 10,
-		ReadBufferSize:               16 << 10,
+		ReadBufferSize:               8 << 10,
 		ReadTimeout:                  10 * time.Second,
 		WriteTimeout:                 10 * time.Second,
 		IdleTimeout:                  30 * time.Second,
