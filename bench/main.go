@@ -57,6 +57,7 @@ type options struct {
 	memEntries    int // memory: players filled into the default-bound cache
 	memBound      int // memory: -cache-max-entries of the bounded run
 	memBoundFill  int // memory: players filled into the bounded cache
+	soakDuration  time.Duration
 }
 
 // scenario is one load scenario.
@@ -73,6 +74,7 @@ var scenarios = []scenario{
 	{"outage", "the upstream fails, hangs, then recovers under steady load", runOutage},
 	{"sanction-wave", "a share of warm players sanctioned upstream and purged", runSanction},
 	{"memory", "the cache filled with distinct players: RSS and the entry bound", runMemory},
+	{"soak", "mixed load with outages: RSS, heap, goroutines and fds must not keep growing", runSoak},
 }
 
 func scenarioNames() []string {
@@ -105,6 +107,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.memEntries, "memory-entries", 1_000_000, "memory: distinct players filled into the cache at the default bound")
 	fs.IntVar(&o.memBound, "memory-bound", 100_000, "memory: -cache-max-entries of the bounded run")
 	fs.IntVar(&o.memBoundFill, "memory-bound-fill", 300_000, "memory: distinct players filled into the bounded run")
+	fs.DurationVar(&o.soakDuration, "soak-duration", time.Minute, "soak: how long the mixed load runs (CI: 60s; try 30m before a release)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -133,6 +136,8 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-rounds: must be in [1, 20]")
 	case o.threads < 1:
 		return nil, errors.New("-threads: must be positive")
+	case o.soakDuration < 4*time.Second || o.soakDuration > 24*time.Hour:
+		return nil, errors.New("-soak-duration: must be in [4s, 24h]")
 	case o.errorRate < 0 || o.errorRate > 1:
 		return nil, errors.New("-error-rate: must be in [0, 1]")
 	case o.hitTokens < 1 || o.stormTokens < 1 || o.stormRequests < o.stormTokens || o.players < 10:
@@ -162,6 +167,7 @@ func (o *options) applySmoke(given map[string]bool) {
 	set("memory-entries", func() { o.memEntries = 5_000 })
 	set("memory-bound", func() { o.memBound = 1_000 })
 	set("memory-bound-fill", func() { o.memBoundFill = 5_000 })
+	set("soak-duration", func() { o.soakDuration = 8 * time.Second })
 }
 
 // latencyOr is the upstream latency to use: -upstream-latency if given,
