@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"playerguard/bench/fakeupstream"
 )
 
 // hitTarget is one server the hit load is run against.
@@ -34,21 +32,13 @@ func (s hitSample) cpuPerReq() float64 { return s.cpu / float64(s.res.Requests) 
 // for /v1/validate and drop-in, against the ceiling and nginx peers.
 func runHit(e *env, r *Report) error {
 	o := e.o
-	fake, err := fakeupstream.Start(fakeupstream.Config{})
+	fake, players, pg, err := e.startAllowed("hit", o.hitTokens, 0)
 	if err != nil {
 		return err
 	}
 	defer fake.Close()
-	up := fake.Config()
-	players := makePlayers("hit", o.hitTokens, true)
-	for _, p := range players {
-		fake.Set(p.token, fakeupstream.Allow(up.AppID, p.id, "normal"))
-	}
-	pg, err := e.startPlayerguard(up, fake.URL())
-	if err != nil {
-		return err
-	}
 	defer pg.stop(5 * time.Second)
+	up := fake.Config()
 	r.setup("%s warm players (each token claims its playerId, platforms cycled), every one cached before the load", fmtInt(int64(len(players))))
 	r.setup("wrk -t%d -c%d, %d round(s) of %v per server (after %v unmeasured warm-up), servers alternated, medians reported",
 		min(o.threads, o.connections), o.connections, o.rounds, o.duration, o.warmup)

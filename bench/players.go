@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"time"
+
+	"playerguard/bench/fakeupstream"
 )
 
 // makePlayers returns n deterministic players of a scenario; claimID
@@ -56,4 +58,25 @@ func warm(c *hclient, players []player, workers int, cached func(reply) bool) (i
 		todo = next
 	}
 	return len(todo), nil
+}
+
+// startAllowed starts a fake upstream (latency lat) that allows n players
+// made for scenario, each claiming its playerId, and playerguard in front
+// of it with flags. The caller closes the fake and stops playerguard.
+func (e *env) startAllowed(scenario string, n int, lat time.Duration, flags ...string) (*fakeupstream.Server, []player, *playerguard, error) {
+	fake, err := fakeupstream.Start(fakeupstream.Config{Latency: lat})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	up := fake.Config()
+	players := makePlayers(scenario, n, true)
+	for _, p := range players {
+		fake.Set(p.token, fakeupstream.Allow(up.AppID, p.id, "normal"))
+	}
+	pg, err := e.startPlayerguard(up, fake.URL(), flags...)
+	if err != nil {
+		fake.Close()
+		return nil, nil, nil, err
+	}
+	return fake, players, pg, nil
 }

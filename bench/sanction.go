@@ -18,21 +18,13 @@ import (
 func runSanction(e *env, r *Report) error {
 	o := e.o
 	lat := o.latencyOr(30 * time.Millisecond)
-	fake, err := fakeupstream.Start(fakeupstream.Config{Latency: lat})
+	fake, players, pg, err := e.startAllowed("sanction", o.players, lat)
 	if err != nil {
 		return err
 	}
 	defer fake.Close()
-	up := fake.Config()
-	players := makePlayers("sanction", o.players, true)
-	for _, p := range players {
-		fake.Set(p.token, fakeupstream.Allow(up.AppID, p.id, "normal"))
-	}
-	pg, err := e.startPlayerguard(up, fake.URL())
-	if err != nil {
-		return err
-	}
 	defer pg.stop(5 * time.Second)
+	up := fake.Config()
 	const workers = 32
 	c := newHClient(pg.api, modeV1, workers, up)
 	defer c.close()

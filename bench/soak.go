@@ -36,17 +36,15 @@ func runSoak(e *env, r *Report) error {
 		kickN    = 200
 		cacheMax = 5_000
 	)
-	fake, err := fakeupstream.Start(fakeupstream.Config{Latency: 5 * time.Millisecond})
+	fake, warm, pg, err := e.startAllowed("soak-warm", warmN, 5*time.Millisecond,
+		"-cache-max-entries", fmt.Sprint(cacheMax), "-breaker-timeout", "1s", "-upstream-timeout", "500ms")
 	if err != nil {
 		return err
 	}
 	defer fake.Close()
+	defer pg.stop(5 * time.Second)
 	up := fake.Config()
-	warm := makePlayers("soak-warm", warmN, true)
 	kicked := makePlayers("soak-kick", kickN, true)
-	for _, p := range warm {
-		fake.Set(p.token, fakeupstream.Allow(up.AppID, p.id, "normal"))
-	}
 	for i, p := range kicked {
 		switch i % 3 {
 		case 0:
@@ -58,12 +56,6 @@ func runSoak(e *env, r *Report) error {
 		}
 	}
 	fake.SetDefault(fakeupstream.Allow(up.AppID, "soak-miss", "normal")) // every new token
-	pg, err := e.startPlayerguard(up, fake.URL(),
-		"-cache-max-entries", fmt.Sprint(cacheMax), "-breaker-timeout", "1s", "-upstream-timeout", "500ms")
-	if err != nil {
-		return err
-	}
-	defer pg.stop(5 * time.Second)
 	every := max(dur/30, time.Second)
 	r.setup("%v of mixed load from %d workers (/v1/validate and drop-in): 70%% hits over %s warm players, 15%% misses (a new token each), 15%% kicks (lockout, sanction, invalid token); fake upstream latency 5ms",
 		dur, workers, fmtInt(warmN))
