@@ -10,7 +10,9 @@
 //   - a fresh cached allow (or, if enabled, a cached invalid_token kick)
 //     answers at once, without allocating;
 //   - otherwise concurrent requests for the same key share one upstream
-//     call, made through a circuit breaker and a cap on concurrent calls;
+//     call, made through a circuit breaker and a cap on concurrent calls
+//     (while the breaker is not closed, only its probe waits on the
+//     upstream: nobody joins a probe's call);
 //   - Decide maps the upstream's answer to a Result (the decision table);
 //     an allow is cached, a kick drops the key and every cached allow of
 //     the player, a failure is logged;
