@@ -296,3 +296,63 @@ func TestStormOneCallPerKey(t *testing.T) {
 		t.Errorf("upstream calls = %d for %d tokens", n, tokens)
 	}
 }
+
+// TestOtherUpstreamImplementations: upstreams other than our fasthttp fake
+// frame responses differently: lowercase header names (as Node writes
+// what it is given), chunked bodies (net/http after a Flush), Connection:
+// close. Decisions and pass-through must not depend on it.
+func TestOtherUpstreamImplementations(t *testing.T) {
+	allow := playerBody("p1", "normal")
+	// A raw upstream: lowercase header names, one answer per connection.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 16<<10)
+				c.Read(buf) // the request fits one read here
+				body := allow
+				status := "200 OK"
+				if bytes.Contains(buf, []byte("tok-locked")) {
+					body, status = lockoutBody, "463 Lockout"
+				}
+				fmt.Fprintf(c, "HTTP/1.1 %s\r\ncontent-type: application/json;charset=UTF-8\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s", status, len(body), body)
+			}()
+		}
+	}()
+	h := newHarness(t, func(c *Config) { c.Upstream = "http://" + ln.Addr().String() })
+	h.expect(h.check("tok-a", "mobile", "p1"), 200, "allow", "ok", "upstream")
+	r := h.check("tok-locked", "mobile", "")
+	h.expect(r, 403, "kick", "lockout", "upstream")
+	if d := h.dropIn(map[string]string{"accessToken": "tok-locked", "platform": "pc"}); d.status != 463 || d.raw != lockoutBody ||
+		d.header.Get("Content-Type") != "application/json;charset=UTF-8" {
+		t.Errorf("drop-in lockout through a lowercase-header upstream: %d %q %v", d.status, d.raw, d.header)
+	}
+
+	// net/http, chunked.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.Header.Get("accessToken") == "tok-sanctioned" {
+			w.WriteHeader(464)
+			io.WriteString(w, `{"desc":"Sanctioned. `)
+			w.(http.Flusher).Flush()
+			io.WriteString(w, `(464.-10102)","player":{"playerId":"p3","status":"normal"}}`)
+			return
+		}
+		io.WriteString(w, allow[:10])
+		w.(http.Flusher).Flush() // forces chunked encoding
+		io.WriteString(w, allow[10:])
+	}))
+	defer srv.Close()
+	h = newHarness(t, func(c *Config) { c.Upstream = srv.URL })
+	h.expect(h.check("tok-a", "mobile", "p1"), 200, "allow", "ok", "upstream")
+	h.expect(h.check("tok-sanctioned", "mobile", ""), 403, "kick", "sanction", "upstream")
+}
