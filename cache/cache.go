@@ -29,6 +29,10 @@ import (
 	"github.com/dgraph-io/ristretto/v2"
 )
 
+// maxCounters caps ristretto's admission counters (4 bits each, plus a
+// bloom filter of about 10 bits each).
+const maxCounters = 2_000_000
+
 // State says how a Get found its key.
 type State uint8
 
@@ -114,8 +118,11 @@ func New[V any](cfg Config) (*Cache[V], error) {
 		done:     make(chan struct{}),
 	}
 	rc, err := ristretto.NewCache(&ristretto.Config[uint64, *entry[V]]{
-		// ristretto's docs: NumCounters about 10x the number of items.
-		NumCounters: max(cfg.MaxEntries*10, 1000),
+		// ristretto's docs suggest 10x the items kept. Capped: a sidecar
+		// sees thousands of players, not a million, and at the 1,000,000
+		// default 10x is ~32 MB of sketch and bloom filter that every hit's
+		// access tracking touches at random (bench/RESULTS.md).
+		NumCounters: min(max(cfg.MaxEntries*10, 1000), maxCounters),
 		MaxCost:     cfg.MaxEntries,
 		BufferItems: 64,
 		// ristretto's own Metrics would add a striped atomic to every Get;
