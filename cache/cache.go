@@ -255,16 +255,6 @@ func (c *Cache[V]) PurgePlayer(player string) {
 	c.ntomb.Store(int64(len(c.tombs)))
 }
 
-// PurgeAll hides every entry.
-func (c *Cache[V]) PurgeAll() {
-	c.purges.Add(1)
-	c.floor.Store(c.seq.Add(1))
-	c.mu.Lock()
-	clear(c.tombs)
-	c.ntomb.Store(0)
-	c.mu.Unlock()
-}
-
 func (c *Cache[V]) sweepLoop(every time.Duration) {
 	defer close(c.done)
 	t := time.NewTicker(every)
@@ -302,7 +292,7 @@ type Stats struct {
 	Evictions  uint64 // entries evicted to make room or on expiry
 	Rejections uint64 // Sets refused by the admission policy
 	Dropped    uint64 // Sets dropped under contention
-	Purges     uint64 // PurgePlayer and PurgeAll calls
+	Purges     uint64 // PurgePlayer calls
 	Tombstones uint64 // purge records held now
 }
 

@@ -184,18 +184,6 @@ func TestPurgePlayer(t *testing.T) {
 	}
 }
 
-func TestPurgeAll(t *testing.T) {
-	c, _ := newTestCache(t, Config{})
-	k := key("app", "mobile", "p1", "tok")
-	s := c.Stamp()
-	mustSet(t, c, k, "p1", s, time.Minute, time.Hour, "v")
-	c.PurgeAll()
-	expect(t, c, k, "", Miss)
-	if c.Set(&k, "p1", s, time.Minute, time.Hour, "late") {
-		t.Fatal("Set with a pre-purge stamp accepted")
-	}
-}
-
 func TestTombstoneOverflowInvalidatesAll(t *testing.T) {
 	c, _ := newTestCache(t, Config{MaxTombstones: 4})
 	k := key("app", "mobile", "keeper", "tok")

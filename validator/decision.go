@@ -210,6 +210,12 @@ func failed(reason Reason, err error, claimed string) *Result {
 	return &Result{Verdict: Unavailable, Reason: reason, Failure: true, Err: err, PlayerID: claimed}
 }
 
+// circuitOpen is the Result when the breaker refused the call: no
+// response, and not a failure of its own (the breaker counted those).
+func circuitOpen(claimed string, err error) *Result {
+	return &Result{Verdict: Unavailable, Reason: ReasonCircuitOpen, Err: err, PlayerID: claimed}
+}
+
 func (r *Result) kick(reason Reason) *Result {
 	r.Verdict, r.Reason = Kick, reason
 	return r

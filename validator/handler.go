@@ -83,11 +83,10 @@ func (v *Validator) started(ctx *fasthttp.RequestCtx) time.Time {
 
 func (v *Validator) getState() *reqState { return v.states.Get().(*reqState) }
 
+// putState returns st to the pool. Its scratch buffer stays: DecodeJSON
+// never grows it beyond MaxBodyLen.
 func (v *Validator) putState(st *reqState) {
-	st.req = Request{}
-	if cap(st.scratch) > 64<<10 {
-		st.scratch = nil // don't keep a huge one from an odd request
-	}
+	st.req = Request{} // drop references into the finished request's buffers
 	v.states.Put(st)
 }
 

@@ -328,7 +328,7 @@ func (v *Validator) validate(st *reqState, now time.Time) answer {
 	res, shared := v.flights.do(&st.key, probing, func() *Result { return v.fetch(st) })
 	switch {
 	case res == nil:
-		res = &Result{Verdict: Unavailable, Reason: ReasonCircuitOpen, PlayerID: string(st.req.PlayerID), Err: gobreaker.ErrTooManyRequests}
+		res = circuitOpen(string(st.req.PlayerID), gobreaker.ErrTooManyRequests)
 	case shared:
 		v.m.Coalesced.Inc()
 	}
@@ -366,7 +366,7 @@ func (v *Validator) fetch(st *reqState) *Result {
 	switch {
 	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
 		// No request waits on an upstream the breaker has given up on.
-		return &Result{Verdict: Unavailable, Reason: ReasonCircuitOpen, PlayerID: claimed, Err: err}
+		return circuitOpen(claimed, err)
 	case res == nil:
 		return failed(ReasonUpstreamUnavailable, err, claimed)
 	}

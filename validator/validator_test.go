@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -210,29 +211,14 @@ func (h *harness) metric(name string, labels ...string) float64 {
 }
 
 func (h *harness) admin(token, body string) *http.Response {
-	req, _ := http.NewRequest("POST", "/admin/purge", strings.NewReader(body))
+	req := httptest.NewRequest("POST", "/admin/purge", strings.NewReader(body))
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	w := &responseRecorder{header: http.Header{}}
+	w := httptest.NewRecorder()
 	h.ops.ServeHTTP(w, req)
-	return &http.Response{StatusCode: w.status, Body: io.NopCloser(&w.body)}
+	return w.Result()
 }
-
-type responseRecorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (w *responseRecorder) Header() http.Header { return w.header }
-func (w *responseRecorder) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = 200
-	}
-	return w.body.Write(b)
-}
-func (w *responseRecorder) WriteHeader(s int) { w.status = s }
 
 // TestDecisionTableEndToEnd drives every row of the decision table through
 // the fake upstream and the HTTP API.
@@ -699,22 +685,21 @@ func TestAdminPurge(t *testing.T) {
 
 	// Without an admin token configured, the admin API is closed.
 	closed := h.v.OpsHandler(http.NotFoundHandler(), "")
-	req, _ := http.NewRequest("POST", "/admin/purge", strings.NewReader(`{"playerId":"p1"}`))
+	req := httptest.NewRequest("POST", "/admin/purge", strings.NewReader(`{"playerId":"p1"}`))
 	req.Header.Set("Authorization", "Bearer ")
-	w := &responseRecorder{header: http.Header{}}
+	w := httptest.NewRecorder()
 	closed.ServeHTTP(w, req)
-	if w.status != 401 {
-		t.Errorf("admin without configured token: %d, want 401", w.status)
+	if w.Code != 401 {
+		t.Errorf("admin without configured token: %d, want 401", w.Code)
 	}
 }
 
 func TestHealthAndReady(t *testing.T) {
 	h := newHarness(t, nil)
 	get := func(path string) int {
-		w := &responseRecorder{header: http.Header{}}
-		req, _ := http.NewRequest("GET", path, nil)
-		h.ops.ServeHTTP(w, req)
-		return w.status
+		w := httptest.NewRecorder()
+		h.ops.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		return w.Code
 	}
 	if s := get("/healthz"); s != 200 {
 		t.Errorf("/healthz = %d", s)

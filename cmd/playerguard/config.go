@@ -97,9 +97,6 @@ func envName(flagName string) string {
 	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// errHelp is returned by parseConfig for -h; the usage was printed.
-var errHelp = flag.ErrHelp
-
 // parseConfig reads flags from args and, for flags not given there, from
 // environ (KEY=VALUE pairs). Unknown PLAYERGUARD_ variables and stray
 // arguments are errors: a typo must not silently fall back to a default.
@@ -110,7 +107,7 @@ func parseConfig(args []string, environ []string, usage io.Writer) (*Config, err
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(fs, usage)
-			return nil, errHelp
+			return nil, flag.ErrHelp // the usage was printed
 		}
 		return nil, err
 	}

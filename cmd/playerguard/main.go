@@ -9,6 +9,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -55,7 +56,7 @@ func buildVersion() string {
 // configuration.
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
 	cfg, err := parseConfig(args, environ, stdout)
-	if errors.Is(err, errHelp) {
+	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
