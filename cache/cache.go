@@ -8,6 +8,14 @@
 // read as misses and are evicted by ristretto's admission policy as room is
 // needed).
 //
+// In front of ristretto sits a direct-mapped index of pointers to entries
+// ristretto holds, filled by Gets and read without a lock: a hit there is
+// one atomic load and a key compare, where ristretto's Get takes a shard
+// lock, probes a map and feeds its admission policy (front hits feed it a
+// sample). ristretto stays the store of record (it alone admits, evicts and
+// bounds the entry count); an entry it lets go of, or Delete drops, is
+// marked gone and never served from the index again.
+//
 // Purging a player is O(1): it records a tombstone with a sequence number,
 // and any entry for that player whose Stamp is older is treated as absent.
 // Stamps are taken before the upstream is asked (Cache.Stamp), so an allow
@@ -22,6 +30,8 @@ package cache
 
 import (
 	"errors"
+	"math/bits"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +42,24 @@ import (
 // maxCounters caps ristretto's admission counters (4 bits each, plus a
 // bloom filter of about 10 bits each).
 const maxCounters = 2_000_000
+
+// The front index has four slots per entry ristretto may hold, rounded up
+// to a power of two, within these bounds. It is direct-mapped: keys that
+// share a slot take turns in it, and with n keys in use over m slots about
+// e^(-n/m) of them have a slot to themselves (one slot per entry, with the
+// working set as large as the cache, left 55% of hits in the front; four,
+// 85%). A slot is one pointer (8 bytes), so the largest front is 2 MiB;
+// pages of it no Get ever touched are never faulted in and cost no RSS.
+// Below the minimum, a small cache would have its few entries collide in
+// the index for the sake of a few KiB.
+const (
+	minFront = 1 << 10
+	maxFront = 1 << 18
+)
+
+// frontTouch: one front hit in frontTouch is also reported to ristretto
+// (a power of two, so the draw is a mask).
+const frontTouch = 8
 
 // State says how a Get found its key.
 type State uint8
@@ -63,6 +91,8 @@ type Config struct {
 // Cache is a decision cache. See the package comment.
 type Cache[V any] struct {
 	rc       *ristretto.Cache[uint64, *entry[V]]
+	front    []atomic.Pointer[entry[V]] // see Get; len is a power of two
+	mask     uint64                     // len(front) - 1
 	now      func() time.Time
 	maxAge   time.Duration
 	maxTombs int
@@ -93,6 +123,12 @@ type entry[V any] struct {
 	fresh  int64 // unix nanos: fresh before this
 	stale  int64 // unix nanos: stale before this
 	val    V
+
+	// gone is set once ristretto lets go of the entry (evicts, replaces,
+	// deletes or refuses it) or Delete is about to, and never cleared: the
+	// entry may still be reachable through a front slot, and must not be
+	// served from there.
+	gone atomic.Bool
 }
 
 // New returns a Cache; call Close when done with it.
@@ -109,7 +145,10 @@ func New[V any](cfg Config) (*Cache[V], error) {
 	if cfg.MaxTombstones <= 0 {
 		cfg.MaxTombstones = int(max(cfg.MaxEntries/8, 1024))
 	}
+	nfront := min(max(uint64(1)<<bits.Len64(uint64(4*cfg.MaxEntries-1)), minFront), maxFront)
 	c := &Cache[V]{
+		front:    make([]atomic.Pointer[entry[V]], nfront),
+		mask:     nfront - 1,
 		now:      cfg.Now,
 		maxAge:   cfg.MaxAge,
 		maxTombs: cfg.MaxTombstones,
@@ -131,6 +170,11 @@ func New[V any](cfg Config) (*Cache[V], error) {
 		IgnoreInternalCost: true, // cost 1 per entry: MaxCost counts entries
 		OnEvict:            func(*ristretto.Item[*entry[V]]) { c.evictions.Add(1) },
 		OnReject:           func(*ristretto.Item[*entry[V]]) { c.rejections.Add(1) },
+		// ristretto calls OnExit for every value that leaves its store or is
+		// refused entry: after OnEvict and OnReject, on Del, and for the old
+		// value when Set replaces a key's value. That is exactly when an
+		// entry must stop being served from the front.
+		OnExit: c.forget,
 	})
 	if err != nil {
 		return nil, err
@@ -145,6 +189,31 @@ func (c *Cache[V]) Close() {
 	close(c.stop)
 	<-c.done
 	c.rc.Close()
+	// ristretto's Close let go of what it held (and forget cleared their
+	// slots), but slots can still point at entries that were gone before a
+	// Get installed them; drop those too, so all can be collected.
+	clear(c.front)
+}
+
+// forget marks e gone and takes it out of the front. ristretto calls it
+// (as OnExit) with a nil e for a Del of an absent key. The CAS leaves the
+// slot alone if another entry has taken it since.
+func (c *Cache[V]) forget(e *entry[V]) {
+	if e == nil {
+		return
+	}
+	e.gone.Store(true)
+	c.slot(e.key.hash()).CompareAndSwap(e, nil)
+}
+
+// slot is the front slot for a key's hash. It takes the hash's low bits,
+// which ristretto also shards on (hash % 256); that is harmless, as the
+// hash is a slice of a SHA-256 digest whose bits are all uniform and
+// independent, and the front shares no lock or line with the shards. Two
+// keys with the same hash also share a slot, but ristretto cannot hold both
+// of them at once anyway.
+func (c *Cache[V]) slot(h uint64) *atomic.Pointer[entry[V]] {
+	return &c.front[h&c.mask]
 }
 
 // Stamp returns the stamp to pass to Set for a value about to be fetched.
@@ -159,8 +228,34 @@ func (c *Cache[V]) Stamp() Stamp { return Stamp(c.seq.Load()) }
 func (c *Cache[V]) Get(k *Key, now time.Time) (V, State) {
 	var zero V
 	h := k.hash()
+	slot := c.slot(h)
+	if e := slot.Load(); e != nil && e.key == *k && !e.gone.Load() {
+		// A front hit. ristretto's admission policy still has to hear of
+		// the key's popularity, or it would evict what we use the most as
+		// if it were never read; a sample keeps the frequencies it compares
+		// in proportion. rand.Uint32 draws from per-thread state: no shared
+		// counter for the cores to fight over.
+		if rand.Uint32()%frontTouch == 0 {
+			c.rc.Get(h)
+		}
+		return c.judge(e, now)
+	}
 	e, ok := c.rc.Get(h)
-	if !ok || e.key != *k || !c.visible(e.player, e.stamp) {
+	if !ok || e.key != *k || e.gone.Load() {
+		return zero, Miss
+	}
+	// If ristretto lets go of e between its Get above and this Store, the
+	// slot keeps a gone entry: never served (the check above), overwritten
+	// by the next miss on the slot, and with at most one per slot, bounded
+	// in number by the front's size.
+	slot.Store(e)
+	return c.judge(e, now)
+}
+
+// judge answers a Get with e, the entry for its key.
+func (c *Cache[V]) judge(e *entry[V], now time.Time) (V, State) {
+	var zero V
+	if !c.visible(e.player, e.stamp) {
 		return zero, Miss
 	}
 	switch now := now.UnixNano(); {
@@ -225,12 +320,22 @@ func (c *Cache[V]) Set(k *Key, player string, s Stamp, fresh, stale time.Duratio
 	return true
 }
 
-// Delete drops k's entry, fresh or stale.
+// Delete drops k's entry, fresh or stale. A Get that starts after Delete
+// misses k until it is Set again.
 func (c *Cache[V]) Delete(k *Key) {
 	h := k.hash()
-	if e, ok := c.rc.Get(h); ok && e.key == *k {
-		c.rc.Del(h)
+	e := c.slot(h).Load()
+	if e == nil || e.key != *k || e.gone.Load() {
+		var ok bool
+		if e, ok = c.rc.Get(h); !ok || e.key != *k {
+			return
+		}
 	}
+	// Forget it first: then no Get serves it, whether it finds it in the
+	// front or in ristretto before Del has taken it out. (ristretto calls
+	// forget again from Del; the second time does nothing.)
+	c.forget(e)
+	c.rc.Del(h)
 }
 
 // PurgePlayer hides every entry of player, and refuses Sets stamped before

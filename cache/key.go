@@ -5,9 +5,10 @@ import (
 	"encoding/binary"
 )
 
-// Key identifies one cached decision: a SHA-256 digest over the app id, the
-// platform, the claimed player id and the access token. The token itself is
-// never stored anywhere in the cache, only this digest.
+// Key identifies one cached decision: a SHA-256 digest over the platform,
+// the claimed player id and the access token. The token itself is never
+// stored anywhere in the cache, only this digest. (The app id is not part
+// of it: one cache serves one app.)
 type Key [sha256.Size]byte
 
 // KeyBuilder derives Keys without allocating. A KeyBuilder is not safe for
@@ -16,12 +17,14 @@ type KeyBuilder struct {
 	buf []byte
 }
 
-// Key returns the digest of the four fields. Each field is length-prefixed,
-// so no choice of field contents can make two different tuples hash the same
-// input ("ab"+"c" and "a"+"bc" differ).
-func (b *KeyBuilder) Key(appID string, platform, playerID, token []byte) Key {
+// Key returns the digest of the three fields. Each field is prefixed with
+// its length (a uvarint), so no choice of field contents can make two
+// different tuples hash the same input ("ab"+"c" and "a"+"bc" differ).
+// Hashing is most of a cache hit's own CPU (SHA-256 works in 64-byte
+// blocks), so the input carries no more than that: no app id, short
+// length prefixes.
+func (b *KeyBuilder) Key(platform, playerID, token []byte) Key {
 	buf := b.buf[:0]
-	buf = appendField(buf, appID)
 	buf = appendField(buf, platform)
 	buf = appendField(buf, playerID)
 	buf = appendField(buf, token)
@@ -29,8 +32,8 @@ func (b *KeyBuilder) Key(appID string, platform, playerID, token []byte) Key {
 	return sha256.Sum256(buf)
 }
 
-func appendField[T string | []byte](buf []byte, f T) []byte {
-	buf = binary.BigEndian.AppendUint32(buf, uint32(len(f)))
+func appendField(buf, f []byte) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(f)))
 	return append(buf, f...)
 }
 

@@ -32,10 +32,11 @@ const (
 // Metrics holds the collectors the validator updates directly.
 type Metrics struct {
 	// Validations counts answered validations by decision, reason, source.
-	Validations *prometheus.CounterVec
+	// Striped: every request updates it (striped.go).
+	Validations *CounterVec
 	// ValidationSeconds is the time from request read to response written,
-	// as the game server sees it, by source.
-	ValidationSeconds *prometheus.HistogramVec
+	// as the game server sees it, by source. Striped, like Validations.
+	ValidationSeconds *HistogramVec
 	// BadRequests counts requests refused with a 4xx before any lookup.
 	BadRequests prometheus.Counter
 
@@ -53,7 +54,7 @@ type Metrics struct {
 	// CacheHits counts fresh cache answers; CacheMisses lookups that had to
 	// ask the upstream (or the outage policy); StaleServes degraded allows
 	// answered from an expired entry.
-	CacheHits   prometheus.Counter
+	CacheHits   *Counter
 	CacheMisses prometheus.Counter
 	StaleServes prometheus.Counter
 
@@ -80,17 +81,13 @@ const (
 func New(reg prometheus.Registerer, version string) *Metrics {
 	m := &Metrics{
 		reg: reg,
-		Validations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace,
-			Name:      "validations_total",
-			Help:      "Validations answered, by decision (allow, kick, unavailable), reason and source (upstream, cache, stale, policy).",
-		}, []string{LabelDecision, LabelReason, LabelSource}),
-		ValidationSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: namespace,
-			Name:      "validation_duration_seconds",
-			Help:      "Time to answer a validation as the game server sees it, by source.",
-			Buckets:   []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
-		}, []string{LabelSource}),
+		Validations: NewCounterVec("validations_total",
+			"Validations answered, by decision (allow, kick, unavailable), reason and source (upstream, cache, stale, policy).",
+			LabelDecision, LabelReason, LabelSource),
+		ValidationSeconds: NewHistogramVec("validation_duration_seconds",
+			"Time to answer a validation as the game server sees it, by source.",
+			[]float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+			LabelSource),
 		BadRequests: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace,
 			Name:      "bad_requests_total",
@@ -117,11 +114,6 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Name:      "upstream_saturated_total",
 			Help:      "Upstream calls not made because the concurrent upstream call cap was reached.",
 		}),
-		CacheHits: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace,
-			Name:      "cache_hits_total",
-			Help:      "Validations answered from a fresh cache entry.",
-		}),
 		CacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace,
 			Name:      "cache_misses_total",
@@ -143,6 +135,8 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Help:      "Circuit breaker state changes, by the state entered (closed, half_open, open).",
 		}, []string{LabelTo}),
 	}
+	hits := NewCounterVec("cache_hits_total", "Validations answered from a fresh cache entry.")
+	m.CacheHits = hits.WithLabelValues()
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace:   namespace,
 		Name:        "build_info",
@@ -159,7 +153,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	reg.MustRegister(
 		m.Validations, m.ValidationSeconds, m.BadRequests,
 		m.UpstreamRequests, m.UpstreamSeconds, m.UpstreamInFlight, m.UpstreamRejected,
-		m.CacheHits, m.CacheMisses, m.StaleServes, m.Coalesced,
+		hits, m.CacheMisses, m.StaleServes, m.Coalesced,
 		m.BreakerTransitions, buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -187,3 +187,29 @@ func TestLongestTokenFitsHeaders(t *testing.T) {
 		t.Fatalf("token one byte too long: %d %s", r.status, r.raw)
 	}
 }
+
+// TestDropInHeaderNamesAnyCase: the drop-in reads its three headers
+// whatever case the caller spells their names in, exactly as fasthttp's
+// normalizing Peek would find them (readHeaders skips the normalizing).
+func TestDropInHeaderNamesAnyCase(t *testing.T) {
+	for _, names := range [][3]string{
+		{"accessToken", "platform", "playerId"},
+		{"ACCESSTOKEN", "PLATFORM", "PLAYERID"},
+		{"accesstoken", "Platform", "playerid"},
+		{"AccessToken", "pLaTfOrM", "PlayerId"},
+	} {
+		raw := "POST " + ValidationPath + " HTTP/1.1\r\nHost: pg\r\n" + names[0] + ": tok\r\n" +
+			names[1] + ": pc\r\n" + names[2] + ": p1\r\nX-Other: 1\r\n\r\n"
+		var ctx fasthttp.RequestCtx
+		if err := ctx.Request.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+			t.Fatal(err)
+		}
+		var r Request
+		readHeaders(&ctx, &r)
+		h := &ctx.Request.Header
+		if string(r.Token) != "tok" || string(r.Platform) != "pc" || string(r.PlayerID) != "p1" ||
+			string(h.Peek("accessToken")) != "tok" || string(h.Peek("playerId")) != "p1" {
+			t.Errorf("%v: read %q %q %q", names, r.Token, r.Platform, r.PlayerID)
+		}
+	}
+}

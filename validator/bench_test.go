@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,7 +149,7 @@ func BenchmarkCacheMemoryPerEntry(b *testing.B) {
 			id := fmt.Sprintf("%015d", 100000000000000+i)
 			body := []byte(`{"player":{"kgAppId":"909428","playerId":"` + id + `","status":"normal","nickname":"player-` + id + `","data":{}}}`)
 			res := Decide(200, body, "application/json;charset=UTF-8", "", []string{"normal"})
-			k := kb.Key(testApp, []byte("mobile"), nil, fmt.Appendf(nil, "token-%d-%s", i, benchToken[:150]))
+			k := kb.Key([]byte("mobile"), nil, fmt.Appendf(nil, "token-%d-%s", i, benchToken[:150]))
 			for !c.Set(&k, res.PlayerID, c.Stamp(), time.Hour, 0, res) {
 				c.Wait() // ristretto drops Sets under pressure; this is a fill, not a race
 			}
@@ -160,4 +161,106 @@ func BenchmarkCacheMemoryPerEntry(b *testing.B) {
 		b.ReportMetric(float64(c.Stats().Entries), "entries")
 		c.Close()
 	}
+}
+
+// benchPlayers is how many distinct cached players the "Many" benchmarks
+// cycle over: the bench's hit scenario's working set, so that cache misses
+// in the CPU's caches count as they do under real load.
+const benchPlayers = 10_000
+
+type manyReq struct{ token, platform, id, body []byte }
+
+// manyValidator returns a validator with benchPlayers players cached, and
+// their requests.
+func manyValidator(b *testing.B) (*Validator, []manyReq) {
+	b.Helper()
+	fake, err := fakeupstream.Start(fakeupstream.Config{AppID: testApp, AppSecret: testSecret, AdminKey: testKey})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(fake.Close)
+	v, err := New(Config{Upstream: fake.URL(), AppID: testApp, AppSecret: testSecret, AdminKey: testKey, CacheTTL: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(v.Close)
+	platforms := []string{"mobile", "pc", "launcher"}
+	reqs := make([]manyReq, benchPlayers)
+	for i := range reqs {
+		id := fmt.Sprintf("%015d", 100000000000000+i)
+		tok := fmt.Sprintf("%06d", i) + benchToken[6:]
+		fake.Set(tok, fakeupstream.Allow(testApp, id, "normal"))
+		r := manyReq{token: []byte(tok), platform: []byte(platforms[i%3]), id: []byte(id)}
+		r.body = fmt.Appendf(nil, `{"accessToken":%q,"platform":%q,"playerId":%q}`, tok, r.platform, id)
+		reqs[i] = r
+	}
+	ctx := &fasthttp.RequestCtx{}
+	for i := range reqs {
+		// ristretto may drop a Set under contention: ask again until the
+		// answer comes from the cache.
+		for try := 0; string(ctx.Response.Header.Peek("X-Playerguard-Source")) != "cache"; try++ {
+			setManyReq(ctx, &reqs[i], false)
+			v.Handler(ctx)
+			if ctx.Response.StatusCode() != 200 || try == 10 {
+				b.Fatalf("warm-up: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+			}
+		}
+		ctx.Response.Reset()
+	}
+	return v, reqs
+}
+
+func setManyReq(ctx *fasthttp.RequestCtx, r *manyReq, dropIn bool) {
+	ctx.Request.Reset()
+	ctx.Response.Reset()
+	ctx.Request.Header.SetMethod("POST")
+	if dropIn {
+		ctx.Request.SetRequestURI(ValidationPath)
+		ctx.Request.Header.SetBytesV("accessToken", r.token)
+		ctx.Request.Header.SetBytesV("platform", r.platform)
+		ctx.Request.Header.SetBytesV("playerId", r.id)
+	} else {
+		ctx.Request.SetRequestURI(APIPath)
+		ctx.Request.SetBodyRaw(r.body)
+	}
+}
+
+// benchmarkHitMany: cache hits over benchPlayers players from parallel
+// goroutines (b.RunParallel; -cpu sets how many), each with its own
+// RequestCtx as fasthttp gives each connection. fixed replaces the handler
+// with a fixed answer: the request setup's own cost, to subtract.
+func benchmarkHitMany(b *testing.B, dropIn, fixed bool) {
+	v, reqs := manyValidator(b)
+	body := []byte(`{"decision":"allow","reason":"ok","source":"cache","player":{"kgAppId":"909428","playerId":"100000000000000","status":"normal","nickname":"player-100000000000000","data":{}}}`)
+	var next atomic.Uint64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := &fasthttp.RequestCtx{}
+		ctx.Init(&fasthttp.Request{}, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1234}, nil)
+		i := int(next.Add(7919)) % len(reqs)
+		for pb.Next() {
+			setManyReq(ctx, &reqs[i], dropIn)
+			if fixed {
+				writeAnswerHeaders(ctx, &answer{verdict: Allow, reason: ReasonOK, source: SourceCache})
+				ctx.SetStatusCode(fasthttp.StatusOK)
+				ctx.Response.Header.SetContentTypeBytes(ctJSON)
+				ctx.Response.SetBodyRaw(body)
+			} else {
+				v.Handler(ctx)
+			}
+			if i++; i == len(reqs) {
+				i = 0
+			}
+		}
+	})
+}
+
+// BenchmarkHandlerHitMany is the cache-hit handler as the hit scenario
+// drives it: many players, parallel callers. Subtract the Fixed variant.
+func BenchmarkHandlerHitMany(b *testing.B) {
+	b.Run("v1", func(b *testing.B) { benchmarkHitMany(b, false, false) })
+	b.Run("dropin", func(b *testing.B) { benchmarkHitMany(b, true, false) })
+	b.Run("v1-fixed", func(b *testing.B) { benchmarkHitMany(b, false, true) })
+	b.Run("dropin-fixed", func(b *testing.B) { benchmarkHitMany(b, true, true) })
 }

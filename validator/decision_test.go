@@ -1,6 +1,8 @@
 package validator
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -184,4 +186,30 @@ func FuzzDecide(f *testing.F) {
 			t.Fatalf("failure with verdict %v", r.Verdict)
 		}
 	})
+}
+
+// TestCacheHitBodyMatchesRenderAnswer: the body rendered once per cached
+// allow is exactly what renderAnswer gives that allow served from cache,
+// and Body is still the upstream's bytes.
+func TestCacheHitBodyMatchesRenderAnswer(t *testing.T) {
+	for _, body := range []string{
+		`{"player":{"kgAppId":"909428","playerId":"123","status":"normal"}}`,
+		`{"player":{"playerId":"123","status":"normal","data":{"nested":[1,2,{"x":"}"}]}},"extra":true}`,
+		"  {\"player\" :\n {\"playerId\":\"123\",\"status\":\"normal\"} }  ",
+	} {
+		r := Decide(200, []byte(body), "application/json", "123", []string{"normal"})
+		if r.Verdict != Allow {
+			t.Fatalf("%s: %v %v", body, r.Verdict, r.Reason)
+		}
+		want := renderAnswer(&answer{res: r, verdict: Allow, reason: ReasonOK, source: SourceCache})
+		if !bytes.Equal(r.cacheHit, want) {
+			t.Errorf("cache-hit body\n got %s\nwant %s", r.cacheHit, want)
+		}
+		if string(r.Body) != body || cap(r.Body) != len(r.Body) {
+			t.Errorf("Body = %q (cap %d), want the upstream's %q, capped", r.Body, cap(r.Body), body)
+		}
+		if !json.Valid(r.cacheHit) {
+			t.Errorf("cache-hit body is not JSON: %s", r.cacheHit)
+		}
+	}
 }

@@ -99,7 +99,7 @@ func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 	}
 	var kb = v.getState()
 	defer v.putState(kb)
-	k := kb.kb.Key(v.cfg.AppID, req.Platform, req.PlayerID, req.Token)
+	k := kb.kb.Key(req.Platform, req.PlayerID, req.Token)
 	v.cache.Delete(&k)
 	v.log.Info("admin purge", "player", string(req.PlayerID), "platform", string(req.Platform), "scope", "key")
 	opsJSON(w, http.StatusOK, map[string]string{"purged": "key"})

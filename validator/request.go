@@ -613,8 +613,11 @@ func plainRun(b []byte) int {
 }
 
 func knownPlatform(p []byte) bool {
-	s := string(p) // the comparisons below do not allocate
-	return s == "web" || s == "launcher" || s == "mobile" || s == "pc"
+	switch string(p) { // a switch on string(p) neither allocates nor copies
+	case "web", "launcher", "mobile", "pc":
+		return true
+	}
+	return false
 }
 
 // maxEchoLen is how much of an unknown platform its error echoes.

@@ -131,8 +131,8 @@ type Validator struct {
 	breakerState atomic.Int32
 
 	// Label children resolved once: the hot path does no map lookups.
-	counts  [numVerdicts][numReasons][numSources]prometheus.Counter
-	latency [numSources]prometheus.Observer
+	counts  [numVerdicts][numReasons][numSources]*metrics.Counter
+	latency [numSources]*metrics.Histogram
 
 	states sync.Pool // *reqState
 }
@@ -315,7 +315,7 @@ type answer struct {
 // validate answers one checked request that arrived at now: cache, then the
 // (coalesced, breaker-guarded) upstream, then the outage policy.
 func (v *Validator) validate(st *reqState, now time.Time) answer {
-	st.key = st.kb.Key(v.cfg.AppID, st.req.Platform, st.req.PlayerID, st.req.Token)
+	st.key = st.kb.Key(st.req.Platform, st.req.PlayerID, st.req.Token)
 	if res, s := v.cache.Get(&st.key, now); s == cache.Fresh {
 		v.m.CacheHits.Inc()
 		return answer{res: res, verdict: res.Verdict, reason: res.Reason, source: SourceCache}
