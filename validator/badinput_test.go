@@ -92,6 +92,19 @@ func TestBadInputOnTheWire(t *testing.T) {
 		t.Errorf("malformed requests reached the upstream %d times", n)
 	}
 
+	// The handler matches the raw request URI first; every other spelling
+	// of the two paths still reaches them, through fasthttp's normalizing.
+	for _, path := range []string{APIPath + "?trace=1", "http://pg" + APIPath, "/v1/./validate", "/v1/x/../validate", "/v1/%76alidate", "//v1/validate"} {
+		if resps := h.raw(jsonReq("POST", path, good)); len(resps) != 1 || resps[0].StatusCode != 200 {
+			t.Errorf("POST %s: %v", path, resps)
+		}
+	}
+	for _, path := range []string{"/v1/validate/", "/V1/validate", APIPath + "x", "/service/v5/auth/validation/x"} {
+		if resps := h.raw(jsonReq("POST", path, good)); len(resps) != 1 || resps[0].StatusCode != 404 {
+			t.Errorf("POST %s: %v, want 404", path, resps)
+		}
+	}
+
 	// HTTP/1.0 works (and closes the connection after).
 	resps := h.raw("POST " + APIPath + " HTTP/1.0\r\nContent-Length: " + fmt.Sprint(len(good)) + "\r\n\r\n" + good)
 	if len(resps) != 1 || resps[0].StatusCode != 200 {

@@ -3,8 +3,8 @@ package validator
 import "testing"
 
 // TestSWARScans checks the word-at-a-time scanners against plain byte
-// loops for every byte value at every position of a 3-word buffer, alone
-// and next to another odd byte.
+// loops for every byte value at every position of buffers up to five words
+// (past the four-word unrolled loops), alone and next to another odd byte.
 func TestSWARScans(t *testing.T) {
 	naiveVisible := func(b []byte) bool {
 		for _, c := range b {
@@ -22,7 +22,15 @@ func TestSWARScans(t *testing.T) {
 		}
 		return len(b)
 	}
-	for n := 0; n <= 24; n++ {
+	naiveControl := func(b []byte) bool {
+		for _, c := range b {
+			if c < 0x20 {
+				return true
+			}
+		}
+		return false
+	}
+	for n := 0; n <= 41; n++ {
 		for pos := 0; pos < n; pos++ {
 			for v := 0; v < 256; v++ {
 				for _, other := range []byte{'a', 0x7f, 0x80, '"', 0x00, 0xff} {
@@ -36,6 +44,9 @@ func TestSWARScans(t *testing.T) {
 					}
 					if got, want := visibleASCII(b), naiveVisible(b); got != want {
 						t.Fatalf("visibleASCII(%q) = %v, want %v", b, got, want)
+					}
+					if got, want := hasControl(b), naiveControl(b); got != want {
+						t.Fatalf("hasControl(%q) = %v, want %v", b, got, want)
 					}
 					// plainRun may stop early at a word holding an odd byte,
 					// never late.
