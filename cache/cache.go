@@ -117,18 +117,20 @@ type tombstone struct {
 }
 
 type entry[V any] struct {
-	key    Key
-	player string
-	stamp  Stamp
-	fresh  int64 // unix nanos: fresh before this
-	stale  int64 // unix nanos: stale before this
-	val    V
-
+	// What a fresh hit reads comes first, 64 bytes together: the key,
+	// the fresh deadline, the stamp, the value and the gone flag.
+	key   Key
+	fresh int64 // unix nanos: fresh before this
+	stamp Stamp
+	val   V
 	// gone is set once ristretto lets go of the entry (evicts, replaces,
 	// deletes or refuses it) or Delete is about to, and never cleared: the
 	// entry may still be reachable through a front slot, and must not be
 	// served from there.
 	gone atomic.Bool
+
+	stale  int64 // unix nanos: stale before this
+	player string
 }
 
 // New returns a Cache; call Close when done with it.

@@ -65,6 +65,9 @@ func (s Source) String() string { return sourceNames[s] }
 // Result is the outcome of one upstream exchange, shared by every request
 // that coalesced onto it and by the cache. It is immutable once built.
 type Result struct {
+	// The fields a cache hit reads come first (a /v1 hit reads the first
+	// 40 bytes): the verdict, and what the two API shapes answer with.
+
 	Verdict Verdict
 	Reason  Reason
 	// Failure marks an upstream failure (the breaker counts it and the
@@ -74,23 +77,23 @@ type Result struct {
 
 	// Status is the upstream's HTTP status; 0 when there was no response.
 	Status int
+	// cacheHit is the /v1/validate body that answers this allow from the
+	// cache (see renderCacheHit).
+	cacheHit []byte
+	// Body and ContentType are the upstream's response as received.
+	Body        []byte
+	ContentType string
+
 	// Code is the sub-code from desc's trailing "(STATUS.SUBCODE)"; HasCode
 	// says whether desc had one.
 	Code    int
 	HasCode bool
 	Desc    string
 
-	// Body and ContentType are the upstream's response as received.
-	Body        []byte
-	ContentType string
 	// Where the raw JSON values of the fields the game server needs sit in
 	// Body: offsets, not slices, because allows live in the cache by the
 	// hundred thousand (see Player, Lockout, Token, RedirectURI).
 	player, lockout, token, redirectURI span
-
-	// cacheHit is the /v1/validate body that answers this allow from the
-	// cache (see renderCacheHit).
-	cacheHit []byte
 
 	// PlayerID is the player this verdict is about: the one the request
 	// claimed, else the one the upstream named ("" when neither).
