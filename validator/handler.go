@@ -135,11 +135,10 @@ func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx) {
 	a := v.validate(st, start)
 	writeAnswerHeaders(ctx, &a)
 	if a.source == SourceCache && a.verdict == Allow {
-		// The hot path: no allocation, no copy; the body was rendered
-		// when the allow was cached.
+		// The hot path: no allocation.
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		ctx.Response.Header.SetContentTypeBytes(ctJSON)
-		ctx.Response.SetBodyRaw(a.res.cacheHit)
+		writeCacheHit(&ctx.Response, a.res)
 	} else {
 		ctx.SetStatusCode(statusFor(a.verdict))
 		ctx.Response.Header.SetContentTypeBytes(ctJSON)
@@ -223,6 +222,22 @@ func writeAnswerHeaders(ctx *fasthttp.RequestCtx, a *answer) {
 	if a.degraded {
 		h.SetCanonical(hdrDegraded, hdrTrue)
 	}
+}
+
+// allowCachePrefix is the cache-hit allow body, up to the player object.
+var allowCachePrefix = []byte(`{"decision":"allow","reason":"ok","source":"cache","player":`)
+
+// writeCacheHit writes the /v1/validate body of an allow answered from the
+// cache: what renderAnswer gives, assembled around the cached player
+// object without allocating. (fasthttp's server keeps each connection's
+// response buffer, so this is a copy into warm memory. Rendering the body
+// once per cached allow instead cost every entry ~170 bytes, a quarter
+// more RSS at 1,000,000 players, for no measurable gain in the hit
+// scenario.)
+func writeCacheHit(resp *fasthttp.Response, r *Result) {
+	resp.AppendBody(allowCachePrefix)
+	resp.AppendBody(r.Player())
+	resp.AppendBodyString("}")
 }
 
 func statusFor(v Verdict) int {
