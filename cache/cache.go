@@ -11,8 +11,8 @@
 // In front of ristretto sits a direct-mapped index of pointers to entries
 // ristretto holds, filled by Gets and read without a lock: a hit there is
 // one atomic load and a key compare, where ristretto's Get takes a shard
-// lock, probes a map and feeds its admission policy (front hits feed it a
-// sample). ristretto stays the store of record (it alone admits, evicts and
+// lock, probes a map and feeds its admission policy (a front hit feeds it
+// once a second per entry). ristretto stays the store of record (it alone admits, evicts and
 // bounds the entry count); an entry it lets go of, or Delete drops, is
 // marked gone and never served from the index again.
 //
@@ -31,7 +31,6 @@ package cache
 import (
 	"errors"
 	"math/bits"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,10 +55,6 @@ const (
 	minFront = 1 << 10
 	maxFront = 1 << 18
 )
-
-// frontTouch: one front hit in frontTouch is also reported to ristretto
-// (a power of two, so the draw is a mask).
-const frontTouch = 8
 
 // State says how a Get found its key.
 type State uint8
@@ -128,6 +123,9 @@ type entry[V any] struct {
 	// entry may still be reachable through a front slot, and must not be
 	// served from there.
 	gone atomic.Bool
+	// reported is the second (Unix time, truncated) of the last front hit
+	// reported to ristretto (see Get).
+	reported atomic.Uint32
 
 	stale  int64 // unix nanos: stale before this
 	player string
@@ -233,11 +231,18 @@ func (c *Cache[V]) Get(k *Key, now time.Time) (V, State) {
 	slot := c.slot(h)
 	if e := slot.Load(); e != nil && e.key == *k && !e.gone.Load() {
 		// A front hit. ristretto's admission policy still has to hear of
-		// the key's popularity, or it would evict what we use the most as
-		// if it were never read; a sample keeps the frequencies it compares
-		// in proportion. rand.Uint32 draws from per-thread state: no shared
-		// counter for the cores to fight over.
-		if rand.Uint32()%frontTouch == 0 {
+		// the key's popularity, or in a full cache it would evict the
+		// players who connect the most as if they were never seen
+		// (TestFrontHitsFeedAdmission). Each entry reports itself at most
+		// once a second: a report is a whole ristretto Get on cold memory
+		// plus the sketch updates of its policy goroutine, which on every
+		// hit would undo most of what the front saves. What the policy
+		// compares at admission is then "seen in how many recent seconds",
+		// which still puts a returning player far above a token seen once.
+		// (Reporting a random 1 in 8 or 1 in 32 hits instead let a flood
+		// of one-time keys evict most hot keys in some runs of that test.)
+		if sec := uint32(now.Unix()); e.reported.Load() != sec {
+			e.reported.Store(sec)
 			c.rc.Get(h)
 		}
 		return c.judge(e, now)
