@@ -71,6 +71,15 @@ func runHit(e *env, r *Report) error {
 	defer ceil.stop(5 * time.Second)
 	r.setup("answer bodies: /v1/validate %d bytes, drop-in %d bytes (the ceiling sends the same, with the same X-Playerguard-* headers)",
 		len(routes[0].Body), len(routes[1].Body))
+	for _, m := range []mode{modeV1, modeDropIn} {
+		want, err1 := wireAnswer(pg.api, m, players[0])
+		got, err2 := wireAnswer(ceil.addr, m, players[0])
+		if err := firstErr(err1, err2); err != nil {
+			return err
+		}
+		r.check(kindCorrectness, "the ceiling answers with playerguard's bytes ("+m.String()+")", "same status, headers, body (Date aside)",
+			got == want, "%d and %d bytes%s", len(want), len(got), map[bool]string{true: "", false: ":\n" + want + "\n---\n" + got}[got == want])
+	}
 
 	var ngx *nginxPeer
 	if e.nginx == "" {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,6 +54,42 @@ func captureRoute(addr string, m mode, p player, up fakeupstream.Config) (ceilin
 		route.Path = dropInPath
 	}
 	return route, nil
+}
+
+// wireAnswer asks the server at addr for p in mode m on a fresh
+// connection and returns its answer as received: the status line, every
+// header but Date (in the order fasthttp lists them), and the body.
+func wireAnswer(addr string, m mode, p player) (string, error) {
+	var req []byte
+	if m == modeV1 {
+		body := fmt.Sprintf(`{"accessToken":%q,"platform":%q,"playerId":%q}`, p.token, p.platform, p.id)
+		req = fmt.Appendf(nil, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+			apiPath, addr, len(body), body)
+	} else {
+		req = rawDropIn(addr, p, nil)
+	}
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(req); err != nil {
+		return "", err
+	}
+	var resp fasthttp.Response
+	if err := resp.Read(bufio.NewReader(c)); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d\n", resp.StatusCode())
+	for k, v := range resp.Header.All() {
+		if string(k) != fasthttp.HeaderDate {
+			fmt.Fprintf(&b, "%s: %s\n", k, v)
+		}
+	}
+	b.Write(resp.Body())
+	return b.String(), nil
 }
 
 // ceiling is the running ceiling peer.

@@ -2,8 +2,11 @@
 // a bare fasthttp server, configured like playerguard's validation listener,
 // that answers each known path with a fixed response (status, content type,
 // headers, body) captured from playerguard's own cache-hit answer in the
-// same run, so both put the same bytes on the wire. Whatever playerguard
-// does beyond this (decoding the request, hashing the cache key, the cache
+// same run, so both put the same bytes on the wire (the hit scenario checks
+// it). It routes and sets headers the way playerguard does (the raw request
+// URI first; header names normalized once, not per answer), so what it
+// spends is what any fasthttp sidecar must. Whatever playerguard does
+// beyond this (decoding the request, hashing the cache key, the cache
 // lookup, metrics) is the gap the bench measures.
 //
 //	ceiling -spec FILE [-listen 127.0.0.1:0]
@@ -14,6 +17,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -42,6 +46,7 @@ type Spec struct {
 }
 
 type answer struct {
+	path   []byte
 	status int
 	ctype  []byte
 	hdr    [][2][]byte
@@ -66,11 +71,17 @@ func run() int {
 	}
 	routes := map[string]*answer{}
 	for _, r := range spec.Routes {
-		a := &answer{status: r.Status, ctype: []byte(r.ContentType), body: []byte(r.Body)}
+		a := &answer{path: []byte(r.Path), status: r.Status, ctype: []byte(r.ContentType), body: []byte(r.Body)}
 		for _, kv := range r.Headers {
-			a.hdr = append(a.hdr, [2][]byte{[]byte(kv[0]), []byte(kv[1])})
+			// Names normalized once here, so each answer sets them as they
+			// are (SetCanonical), as playerguard does.
+			a.hdr = append(a.hdr, [2][]byte{fasthttp.AppendNormalizedHeaderKey(nil, kv[0]), []byte(kv[1])})
 		}
 		routes[r.Path] = a
+	}
+	list := make([]*answer, 0, len(routes))
+	for _, a := range routes {
+		list = append(list, a)
 	}
 
 	ln, err := net.Listen("tcp", *listen)
@@ -82,14 +93,18 @@ func run() int {
 	// (cmd/playerguard/main.go), so only the handler differs.
 	srv := &fasthttp.Server{
 		Handler: func(ctx *fasthttp.RequestCtx) {
-			a, ok := routes[string(ctx.Path())]
-			if !ok {
-				ctx.SetStatusCode(fasthttp.StatusNotFound)
-				return
+			// Routed as playerguard routes: the raw request URI first,
+			// fasthttp's parsed and normalized path only if that fails.
+			a := match(list, ctx.Request.Header.RequestURI())
+			if a == nil {
+				if a = routes[string(ctx.Path())]; a == nil {
+					ctx.SetStatusCode(fasthttp.StatusNotFound)
+					return
+				}
 			}
 			h := &ctx.Response.Header
 			for _, kv := range a.hdr {
-				h.SetBytesKV(kv[0], kv[1])
+				h.SetCanonical(kv[0], kv[1])
 			}
 			ctx.SetStatusCode(a.status)
 			h.SetContentTypeBytes(a.ctype)
@@ -117,4 +132,14 @@ func run() int {
 	defer cancel()
 	_ = srv.ShutdownWithContext(sctx)
 	return 0
+}
+
+// match returns the answer whose path is uri exactly, or nil.
+func match(list []*answer, uri []byte) *answer {
+	for _, a := range list {
+		if bytes.Equal(a.path, uri) {
+			return a
+		}
+	}
+	return nil
 }
