@@ -228,17 +228,23 @@ func (d *jsonDecoder) stringOrNull(k int) ([]byte, error) {
 // its capacity is clipped so that appending to it cannot overwrite anything.
 func (d *jsonDecoder) str() ([]byte, error) {
 	start := d.i + 1
-	// Most strings need no attention: find the closing quote and make sure
-	// nothing before it is an escape or a control character. IndexByte is
-	// vectorised, so for a 200-byte token this is a third of the byte
-	// scan below.
-	if q := bytes.IndexByte(d.b[start:], '"'); q >= 0 {
-		if s := d.b[start : start+q : start+q]; bytes.IndexByte(s, '\\') < 0 && !hasControl(s) {
-			d.i = start + q + 1
-			return s, nil
+	// Keys, platforms and player ids end within two words: those the
+	// byte loop below finishes. Past that the string is long (a token),
+	// and most need no attention: find the closing quote with IndexByte
+	// (vectorised) and make sure nothing before it is an escape or a
+	// control character; for a 200-byte token that is a third of the byte
+	// scan.
+	i := start + plainRun(d.b[start:min(start+16, len(d.b))])
+	if i == start+16 {
+		if q := bytes.IndexByte(d.b[i:], '"'); q >= 0 {
+			if end := i + q; bytes.IndexByte(d.b[i:end], '\\') < 0 && !hasControl(d.b[i:end]) {
+				d.i = end + 1
+				return d.b[start:end:end], nil
+			}
 		}
+		i += plainRun(d.b[i:])
 	}
-	for i := start + plainRun(d.b[start:]); i < len(d.b); i++ {
+	for ; i < len(d.b); i++ {
 		switch c := d.b[i]; {
 		case c == '"':
 			d.i = i + 1
