@@ -34,7 +34,7 @@ func hitCtx(tb testing.TB, v *Validator, dropIn bool) *fasthttp.RequestCtx {
 	if ctx.Response.StatusCode() != 200 {
 		tb.Fatalf("warm-up: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
 	}
-	v.cache.(interface{ Wait() }).Wait()
+	v.flights.wait()
 	ctx.Response.Reset()
 	v.Handler(ctx)
 	if string(ctx.Response.Header.Peek("X-Playerguard-Source")) != "cache" {
@@ -201,6 +201,7 @@ func manyValidator(b *testing.B) (*Validator, []manyReq) {
 		for try := 0; string(ctx.Response.Header.Peek("X-Playerguard-Source")) != "cache"; try++ {
 			setManyReq(ctx, &reqs[i], false)
 			v.Handler(ctx)
+			v.flights.wait()
 			if ctx.Response.StatusCode() != 200 || try == 10 {
 				b.Fatalf("warm-up: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
 			}

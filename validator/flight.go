@@ -16,8 +16,10 @@ import (
 // call the others are waiting on. The call is bounded by the upstream
 // timeout instead.
 type flightGroup struct {
-	mu    sync.Mutex
-	calls map[cache.Key]*flight
+	mu       sync.Mutex
+	calls    map[cache.Key]*flight
+	settling int        // settle funcs running
+	settled  *sync.Cond // on mu; broadcast when settling drops to 0
 }
 
 type flight struct {
@@ -29,7 +31,13 @@ type flight struct {
 // result to each; shared is true for the callers that did not run it.
 // With noJoin, a caller that finds a call under way does not wait for it:
 // it gets nil, true at once.
-func (g *flightGroup) do(k *cache.Key, noJoin bool, fn func() *Result) (res *Result, shared bool) {
+//
+// fn may return a settle func, work that must finish before a new caller
+// for k stops joining this flight (the cache write of an allow). It runs
+// after the result is handed out, on a goroutine of its own: the leader
+// and its followers answer at once, and callers arriving until settle
+// returns share the result instead of asking the upstream again.
+func (g *flightGroup) do(k *cache.Key, noJoin bool, fn func() (*Result, func())) (res *Result, shared bool) {
 	g.mu.Lock()
 	if g.calls == nil {
 		g.calls = make(map[cache.Key]*flight)
@@ -48,15 +56,49 @@ func (g *flightGroup) do(k *cache.Key, noJoin bool, fn func() *Result) (res *Res
 
 	// Publish the result even if fn panics, so followers are not stranded;
 	// the panic itself carries on to the leader's recover (fasthttp's).
+	var settle func()
 	defer func() {
 		if f.res == nil { // fn panicked
 			f.res = failed(ReasonUpstreamUnavailable, errPanic, "")
 		}
+		if settle == nil {
+			g.forget(k)
+			close(f.done)
+			return
+		}
 		g.mu.Lock()
-		delete(g.calls, *k)
+		g.settling++
 		g.mu.Unlock()
 		close(f.done)
+		key := *k // k belongs to the caller's pooled state
+		go func() {
+			settle()
+			g.mu.Lock()
+			delete(g.calls, key)
+			if g.settling--; g.settling == 0 && g.settled != nil {
+				g.settled.Broadcast()
+			}
+			g.mu.Unlock()
+		}()
 	}()
-	f.res = fn()
+	f.res, settle = fn()
 	return f.res, false
+}
+
+func (g *flightGroup) forget(k *cache.Key) {
+	g.mu.Lock()
+	delete(g.calls, *k)
+	g.mu.Unlock()
+}
+
+// wait returns once no settle func is running (Validator.Close, tests).
+func (g *flightGroup) wait() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.settled == nil {
+		g.settled = sync.NewCond(&g.mu)
+	}
+	for g.settling > 0 {
+		g.settled.Wait()
+	}
 }
