@@ -51,10 +51,10 @@ type Metrics struct {
 	// concurrency cap was reached.
 	UpstreamRejected prometheus.Counter
 
-	// CacheHits counts fresh cache answers; CacheMisses lookups that had to
-	// ask the upstream (or the outage policy); StaleServes degraded allows
-	// answered from an expired entry.
-	CacheHits   *Counter
+	// CacheMisses counts lookups that had to ask the upstream (or the
+	// outage policy); StaleServes degraded allows answered from an expired
+	// entry. (playerguard_cache_hits_total is not updated by anyone: it is
+	// the sum of Validations{source="cache"}, read at scrape time.)
 	CacheMisses prometheus.Counter
 	StaleServes prometheus.Counter
 
@@ -135,8 +135,11 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Help:      "Circuit breaker state changes, by the state entered (closed, half_open, open).",
 		}, []string{LabelTo}),
 	}
-	hits := NewCounterVec("cache_hits_total", "Validations answered from a fresh cache entry.")
-	m.CacheHits = hits.WithLabelValues()
+	hits := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: namespace,
+		Name:      "cache_hits_total",
+		Help:      "Validations answered from a fresh cache entry.",
+	}, func() float64 { return float64(m.Validations.sumWhere(LabelSource, "cache")) })
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace:   namespace,
 		Name:        "build_info",

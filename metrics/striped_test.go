@@ -112,7 +112,11 @@ func TestStripedRegistry(t *testing.T) {
 		t.Error("WithLabelValues made a second child for the same labels")
 	}
 	a.Inc()
-	m.CacheHits.Inc()
+	a.Inc()
+	m.Validations.WithLabelValues("kick", "invalid_token", "cache").Inc()
+	up := m.Validations.WithLabelValues("allow", "ok", "upstream")
+	up.Inc()
+	up.Inc()
 	m.ValidationSeconds.WithLabelValues("cache").Observe(3 * time.Microsecond)
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -129,6 +133,12 @@ func TestStripedRegistry(t *testing.T) {
 	}
 	if n, err := testutil.GatherAndCount(reg, "playerguard_cache_hits_total"); err != nil || n != 1 {
 		t.Errorf("cache_hits_total series: %d, %v", n, err)
+	}
+	// cache_hits_total is the validations answered from the cache, of any
+	// decision: 2 allows and 1 kick, not the 2 upstream allows.
+	want := "# HELP playerguard_cache_hits_total Validations answered from a fresh cache entry.\n# TYPE playerguard_cache_hits_total counter\nplayerguard_cache_hits_total 3\n"
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "playerguard_cache_hits_total"); err != nil {
+		t.Error(err)
 	}
 }
 

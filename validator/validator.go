@@ -318,7 +318,8 @@ type answer struct {
 func (v *Validator) validate(st *reqState, now time.Time) answer {
 	st.key = st.kb.Key(st.req.Platform, st.req.PlayerID, st.req.Token)
 	if res, s := v.cache.Get(&st.key, now); s == cache.Fresh {
-		v.m.CacheHits.Inc()
+		// Counted by observe, as validations_total{source="cache"}, which
+		// cache_hits_total sums.
 		return answer{res: res, verdict: res.Verdict, reason: res.Reason, source: SourceCache}
 	}
 	v.m.CacheMisses.Inc()
