@@ -69,7 +69,7 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "ceiling: -spec: %s holds no routes (%v)\n", *specFile, err)
 		return 2
 	}
-	routes := map[string]*answer{}
+	var routes []*answer
 	for _, r := range spec.Routes {
 		a := &answer{path: []byte(r.Path), status: r.Status, ctype: []byte(r.ContentType), body: []byte(r.Body)}
 		for _, kv := range r.Headers {
@@ -77,11 +77,7 @@ func run() int {
 			// are (SetCanonical), as playerguard does.
 			a.hdr = append(a.hdr, [2][]byte{fasthttp.AppendNormalizedHeaderKey(nil, kv[0]), []byte(kv[1])})
 		}
-		routes[r.Path] = a
-	}
-	list := make([]*answer, 0, len(routes))
-	for _, a := range routes {
-		list = append(list, a)
+		routes = append(routes, a)
 	}
 
 	ln, err := net.Listen("tcp", *listen)
@@ -95,9 +91,9 @@ func run() int {
 		Handler: func(ctx *fasthttp.RequestCtx) {
 			// Routed as playerguard routes: the raw request URI first,
 			// fasthttp's parsed and normalized path only if that fails.
-			a := match(list, ctx.Request.Header.RequestURI())
+			a := match(routes, ctx.Request.Header.RequestURI())
 			if a == nil {
-				if a = routes[string(ctx.Path())]; a == nil {
+				if a = match(routes, ctx.Path()); a == nil {
 					ctx.SetStatusCode(fasthttp.StatusNotFound)
 					return
 				}
@@ -134,10 +130,10 @@ func run() int {
 	return 0
 }
 
-// match returns the answer whose path is uri exactly, or nil.
-func match(list []*answer, uri []byte) *answer {
-	for _, a := range list {
-		if bytes.Equal(a.path, uri) {
+// match returns the answer whose path is path exactly, or nil.
+func match(routes []*answer, path []byte) *answer {
+	for _, a := range routes {
+		if bytes.Equal(a.path, path) {
 			return a
 		}
 	}
