@@ -113,7 +113,8 @@ type tombstone struct {
 
 type entry[V any] struct {
 	// What a fresh hit reads comes first, 64 bytes together: the key,
-	// the fresh deadline, the stamp, the value and the gone flag.
+	// the fresh deadline, the stamp, the value and the gone and reported
+	// words.
 	key   Key
 	fresh int64 // unix nanos: fresh before this
 	stamp Stamp

@@ -65,8 +65,8 @@ func (s Source) String() string { return sourceNames[s] }
 // Result is the outcome of one upstream exchange, shared by every request
 // that coalesced onto it and by the cache. It is immutable once built.
 type Result struct {
-	// The fields a cache hit reads come first: the verdict, and what the
-	// two API shapes answer with.
+	// The fields every cache hit reads come first: the verdict, the status
+	// and the upstream's body (a /v1 hit also reads the player span below).
 
 	Verdict Verdict
 	Reason  Reason
