@@ -29,7 +29,7 @@ type hitSample struct {
 func (s hitSample) cpuPerReq() float64 { return s.cpu / float64(s.res.Requests) * 1e6 }
 
 // runHit: steady connects over a warm cache, at o.connections connections,
-// for /v1/validate and drop-in, against the ceiling and nginx peers.
+// for /v1/validate and drop-in, against the ceiling, minimal and nginx peers.
 func runHit(e *env, r *Report) error {
 	o := e.o
 	fake, players, pg, err := e.startAllowed("hit", o.hitTokens, 0)
@@ -69,16 +69,50 @@ func runHit(e *env, r *Report) error {
 		return err
 	}
 	defer ceil.stop(5 * time.Second)
-	r.setup("answer bodies: /v1/validate %d bytes, drop-in %d bytes (the ceiling sends the same, with the same X-Playerguard-* headers)",
-		len(routes[0].Body), len(routes[1].Body))
-	for _, m := range []mode{modeV1, modeDropIn} {
-		want, err1 := wireAnswer(pg.api, m, players[0])
-		got, err2 := wireAnswer(ceil.addr, m, players[0])
-		if err := firstErr(err1, err2); err != nil {
+	// The minimal peer: the ceiling's listener and answers, plus the
+	// least a correct cache hit must do (decode, hash, look up).
+	var keyed []ceilingRoute
+	for i, m := range []mode{modeV1, modeDropIn} {
+		rt, err := minimalRoute(pg.api, m, routes[i], players, up)
+		if err != nil {
 			return err
 		}
-		r.check(kindCorrectness, "the ceiling answers with playerguard's bytes ("+m.String()+")", "same status, headers, body (Date aside)",
-			got == want, "%d and %d bytes%s", len(want), len(got), map[bool]string{true: "", false: ":\n" + want + "\n---\n" + got}[got == want])
+		keyed = append(keyed, rt)
+	}
+	minimal, err := e.startCeiling(keyed)
+	if err != nil {
+		return err
+	}
+	defer minimal.stop(5 * time.Second)
+	r.setup("answer bodies: /v1/validate %d bytes, drop-in %d bytes (the ceiling sends the same, with the same X-Playerguard-* headers)",
+		len(routes[0].Body), len(routes[1].Body))
+	r.setup("minimal: the ceiling plus the least a correct cache hit does (playerguard's JSON decoder or the three headers, its SHA-256 key, a read-only map of the %s players, each player's own answer bytes)",
+		fmtInt(int64(len(players))))
+	for _, m := range []mode{modeV1, modeDropIn} {
+		// The ceiling answers every player with players[0]'s bytes; the
+		// minimal peer answers each player with its own.
+		for _, peer := range []struct {
+			name, addr string
+			who        []player
+		}{
+			{"ceiling", ceil.addr, players[:1]},
+			{"minimal peer", minimal.addr, []player{players[0], players[len(players)/2], players[len(players)-1]}},
+		} {
+			same, n, detail := true, 0, ""
+			for _, p := range peer.who {
+				want, err1 := wireAnswer(pg.api, m, p)
+				got, err2 := wireAnswer(peer.addr, m, p)
+				if err := firstErr(err1, err2); err != nil {
+					return err
+				}
+				n = len(want)
+				if got != want && same {
+					same, detail = false, ":\n"+want+"\n---\n"+got
+				}
+			}
+			r.check(kindCorrectness, "the "+peer.name+" answers with playerguard's bytes ("+m.String()+")", "same status, headers, body (Date aside)",
+				same, "%d bytes, players checked: %d%s", n, len(peer.who), detail)
+		}
 	}
 
 	var ngx *nginxPeer
@@ -111,8 +145,10 @@ func runHit(e *env, r *Report) error {
 	}
 	if err := firstErr(
 		add("playerguard /v1/validate", pg, modeV1, pg.api, true),
+		add("minimal /v1/validate", minimal, modeV1, minimal.addr, false),
 		add("ceiling /v1/validate", ceil, modeV1, ceil.addr, false),
 		add("playerguard drop-in", pg, modeDropIn, pg.api, true),
+		add("minimal drop-in", minimal, modeDropIn, minimal.addr, false),
 		add("ceiling drop-in", ceil, modeDropIn, ceil.addr, false),
 	); err != nil {
 		return err
@@ -225,6 +261,28 @@ func runHit(e *env, r *Report) error {
 		target("hit /v1/validate CPU per request vs ceiling", "≤ 1.15", v, v <= 1.15)
 	}
 	ratio("CPU per request: nginx drop-in ÷ ceiling drop-in", nginxDrop, ceilDrop, cpr)
+
+	// The minimal peer bounds what any correct implementation can score
+	// against the ceiling here; playerguard ÷ minimal is its own overhead.
+	const minV1, minDrop = "minimal /v1/validate", "minimal drop-in"
+	for _, c := range []struct {
+		mode               string
+		pgName, min, ceil  string
+		throughput, cpuTgt float64
+	}{
+		{"drop-in", pgDrop, minDrop, ceilDrop, 0.95, 1.15},
+		{"/v1/validate", pgV1, minV1, ceilV1, 0.90, 1.15},
+	} {
+		floor, ok1 := ratio("throughput: minimal "+c.mode+" ÷ ceiling "+c.mode, c.min, c.ceil, rps)
+		floorCPU, ok2 := ratio("CPU per request: minimal "+c.mode+" ÷ ceiling "+c.mode, c.min, c.ceil, cpr)
+		own, ok3 := ratio("throughput: playerguard "+c.mode+" ÷ minimal "+c.mode, c.pgName, c.min, rps)
+		ownCPU, ok4 := ratio("CPU per request: playerguard "+c.mode+" ÷ minimal "+c.mode, c.pgName, c.min, cpr)
+		if !ok1 || !ok2 || !ok3 || !ok4 {
+			continue
+		}
+		r.note("%s: the minimal peer (decode, SHA-256 key, map lookup, nothing else) reaches %.3f of the ceiling's throughput at %.3f× its CPU per request (targets: ≥ %.2f, ≤ %.2f×); playerguard reaches %.3f of the minimal peer's throughput at %.3f× its CPU",
+			c.mode, floor, floorCPU, c.throughput, c.cpuTgt, own, ownCPU)
+	}
 
 	if o.perf {
 		e.profileHit(r, targets)

@@ -68,7 +68,7 @@ type scenario struct {
 }
 
 var scenarios = []scenario{
-	{"hit", "steady connects over a warm cache, with the ceiling and nginx peers", runHit},
+	{"hit", "steady connects over a warm cache, with the ceiling, minimal and nginx peers", runHit},
 	{"miss", "every connect a new token: latency added over the upstream's", runMiss},
 	{"storm", "reconnect storm: many connects over fewer tokens, all at once", runStorm},
 	{"outage", "the upstream fails, hangs, then recovers under steady load", runOutage},

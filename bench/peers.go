@@ -28,6 +28,18 @@ type ceilingRoute struct {
 	ContentType string      `json:"contentType"`
 	Headers     [][2]string `json:"headers"`
 	Body        string      `json:"body"`
+	// Lookup and Players make the route keyed: the minimal peer (see
+	// bench/peers/ceiling).
+	Lookup  string          `json:"lookup,omitempty"`
+	Players []ceilingPlayer `json:"players,omitempty"`
+}
+
+// ceilingPlayer is one player a keyed route knows, with its answer body.
+type ceilingPlayer struct {
+	Token    string `json:"token"`
+	Platform string `json:"platform"`
+	PlayerID string `json:"playerId"`
+	Body     string `json:"body"`
 }
 
 // captureRoute asks playerguard (at addr) for p in mode m and returns the
@@ -54,6 +66,36 @@ func captureRoute(addr string, m mode, p player, up fakeupstream.Config) (ceilin
 		route.Path = dropInPath
 	}
 	return route, nil
+}
+
+// minimalRoute is the minimal peer's route for mode m: route (captured
+// from playerguard) keyed on the player, with every player's own body as
+// playerguard answers its cache hit, asked for here workers at a time.
+func minimalRoute(addr string, m mode, route ceilingRoute, players []player, up fakeupstream.Config) (ceilingRoute, error) {
+	const workers = 32
+	c := newHClient(addr, m, workers, up)
+	defer c.close()
+	route.Body, route.Lookup = "", "headers"
+	if m == modeV1 {
+		route.Lookup = "json"
+	}
+	route.Players = make([]ceilingPlayer, len(players))
+	errs := make([]error, len(players))
+	loop(workers, 2*time.Minute, int64(len(players)), func(_ int, i int64) {
+		p := players[i]
+		r, _, err := c.do(p, 5*time.Second, true)
+		if err == nil && (r.status != fasthttp.StatusOK || r.source != "cache") {
+			err = fmt.Errorf("capturing the cache-hit answers of %s: player %d got status %d source %q", m, i, r.status, r.source)
+		}
+		errs[i] = err
+		route.Players[i] = ceilingPlayer{Token: p.token, Platform: p.platform, PlayerID: p.id, Body: string(r.body)}
+	})
+	for i, p := range route.Players {
+		if p.Body == "" && errs[i] == nil {
+			errs[i] = errors.New("capturing the cache-hit answers: timed out")
+		}
+	}
+	return route, firstErr(errs...)
 }
 
 // wireAnswer asks the server at addr for p in mode m on a fresh

@@ -9,16 +9,27 @@
 // beyond this (decoding the request, hashing the cache key, the cache
 // lookup, metrics) is the gap the bench measures.
 //
+// A route with a lookup ("json" or "headers") is the bench's minimal peer
+// instead: the least any correct cache hit must do on top of the ceiling.
+// It reads accessToken, platform and playerId (from the JSON body with
+// playerguard's own decoder, or from the drop-in headers), hashes them as
+// playerguard's cache key is hashed (SHA-256 over length-prefixed fields),
+// finds the digest in a read-only map filled at start, and answers that
+// player's body as captured from playerguard. No clock, expiry, metrics,
+// input checks or concurrent updates: a floor, not a design.
+//
 //	ceiling -spec FILE [-listen 127.0.0.1:0]
 //
-// FILE is JSON: {"routes":[{"path","status","contentType","headers":[[k,v]…],"body"}]}.
-// Other paths get 404. It prints "listening ADDR" on stdout once it accepts
-// connections and serves until SIGTERM or SIGINT.
+// FILE is JSON: {"routes":[{"path","status","contentType","headers":[[k,v]…],"body","lookup","players":[{"token","platform","playerId","body"}…]}]}.
+// Other paths, and unknown players, get 404. It prints "listening ADDR" on
+// stdout once it accepts connections and serves until SIGTERM or SIGINT.
 package main
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -29,6 +40,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"playerguard/validator"
 )
 
 // Route is one fixed answer.
@@ -38,6 +51,18 @@ type Route struct {
 	ContentType string      `json:"contentType"`
 	Headers     [][2]string `json:"headers"`
 	Body        string      `json:"body"`
+	// Lookup makes the route keyed (the minimal peer): "json" reads the
+	// player from the body, "headers" from the drop-in headers.
+	Lookup  string   `json:"lookup,omitempty"`
+	Players []Player `json:"players,omitempty"`
+}
+
+// Player is one known player of a keyed route and the body it is answered.
+type Player struct {
+	Token    string `json:"token"`
+	Platform string `json:"platform"`
+	PlayerID string `json:"playerId"`
+	Body     string `json:"body"`
 }
 
 // Spec is the -spec file.
@@ -51,6 +76,46 @@ type answer struct {
 	ctype  []byte
 	hdr    [][2][]byte
 	body   []byte
+	lookup string
+	bodies map[[sha256.Size]byte][]byte // keyed routes: digest -> body
+}
+
+// digest is playerguard's cache key (cache.KeyBuilder.Key): SHA-256 over
+// the uvarint-length-prefixed platform, playerId and token.
+func digest(platform, playerID, token []byte) [sha256.Size]byte {
+	var arr [256]byte
+	buf := arr[:0]
+	for _, f := range [3][]byte{platform, playerID, token} {
+		buf = binary.AppendUvarint(buf, uint64(len(f)))
+		buf = append(buf, f...)
+	}
+	return sha256.Sum256(buf)
+}
+
+// The drop-in header names as fasthttp stores them (normalized).
+var (
+	hdrToken    = []byte("Accesstoken")
+	hdrPlatform = []byte("Platform")
+	hdrPlayerID = []byte("Playerid")
+)
+
+// body is the answer body for this request: the route's own, or for a
+// keyed route the requesting player's (nil if unknown or unreadable).
+func (a *answer) bodyFor(ctx *fasthttp.RequestCtx) []byte {
+	switch a.lookup {
+	case "":
+		return a.body
+	case "json":
+		var req validator.Request
+		var scratch [64]byte
+		if _, err := validator.DecodeJSON(ctx.Request.Body(), &req, scratch[:0]); err != nil {
+			return nil
+		}
+		return a.bodies[digest(req.Platform, req.PlayerID, req.Token)]
+	default:
+		h := &ctx.Request.Header
+		return a.bodies[digest(h.PeekCanonical(hdrPlatform), h.PeekCanonical(hdrPlayerID), h.PeekCanonical(hdrToken))]
+	}
 }
 
 func main() { os.Exit(run()) }
@@ -71,7 +136,18 @@ func run() int {
 	}
 	var routes []*answer
 	for _, r := range spec.Routes {
-		a := &answer{path: []byte(r.Path), status: r.Status, ctype: []byte(r.ContentType), body: []byte(r.Body)}
+		a := &answer{path: []byte(r.Path), status: r.Status, ctype: []byte(r.ContentType), body: []byte(r.Body), lookup: r.Lookup}
+		switch r.Lookup {
+		case "":
+		case "json", "headers":
+			a.bodies = make(map[[sha256.Size]byte][]byte, len(r.Players))
+			for _, p := range r.Players {
+				a.bodies[digest([]byte(p.Platform), []byte(p.PlayerID), []byte(p.Token))] = []byte(p.Body)
+			}
+		default:
+			fmt.Fprintf(os.Stderr, "ceiling: -spec: route %s: lookup %q (want json or headers)\n", r.Path, r.Lookup)
+			return 2
+		}
 		for _, kv := range r.Headers {
 			// Names normalized once here, so each answer sets them as they
 			// are (SetCanonical), as playerguard does.
@@ -98,13 +174,18 @@ func run() int {
 					return
 				}
 			}
+			body := a.bodyFor(ctx)
+			if body == nil {
+				ctx.SetStatusCode(fasthttp.StatusNotFound)
+				return
+			}
 			h := &ctx.Response.Header
 			for _, kv := range a.hdr {
 				h.SetCanonical(kv[0], kv[1])
 			}
 			ctx.SetStatusCode(a.status)
 			h.SetContentTypeBytes(a.ctype)
-			ctx.Response.SetBodyRaw(a.body)
+			ctx.Response.SetBodyRaw(body)
 		},
 		Name:                         "playerguard",
 		MaxRequestBodySize:           16 << 10,
