@@ -32,6 +32,7 @@ type ceilingRoute struct {
 	// bench/peers/ceiling).
 	Lookup  string          `json:"lookup,omitempty"`
 	Players []ceilingPlayer `json:"players,omitempty"`
+	Hold    string          `json:"hold,omitempty"`
 }
 
 // ceilingPlayer is one player a keyed route knows, with its answer body.

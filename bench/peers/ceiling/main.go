@@ -16,11 +16,15 @@
 // playerguard's cache key is hashed (SHA-256 over length-prefixed fields),
 // finds the digest in a read-only map filled at start, and answers that
 // player's body as captured from playerguard. No clock, expiry, metrics,
-// input checks or concurrent updates: a floor, not a design.
+// input checks or concurrent updates: a floor, not a design. With "hold"
+// (a duration) a keyed route is the storm's minimal peer: the first request
+// for a player waits that long, as for one upstream call with a free
+// upstream, and every request for the player that arrives meanwhile waits
+// for the same end (coalescing); later ones are answered at once.
 //
 //	ceiling -spec FILE [-listen 127.0.0.1:0]
 //
-// FILE is JSON: {"routes":[{"path","status","contentType","headers":[[k,v]…],"body","lookup","players":[{"token","platform","playerId","body"}…]}]}.
+// FILE is JSON: {"routes":[{"path","status","contentType","headers":[[k,v]…],"body","lookup","hold","players":[{"token","platform","playerId","body"}…]}]}.
 // Other paths, and unknown players, get 404. It prints "listening ADDR" on
 // stdout once it accepts connections and serves until SIGTERM or SIGINT.
 package main
@@ -36,6 +40,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -55,6 +60,9 @@ type Route struct {
 	// player from the body, "headers" from the drop-in headers.
 	Lookup  string   `json:"lookup,omitempty"`
 	Players []Player `json:"players,omitempty"`
+	// Hold (a duration, keyed routes only) coalesces each player's
+	// requests on one wait of this length.
+	Hold string `json:"hold,omitempty"`
 }
 
 // Player is one known player of a keyed route and the body it is answered.
@@ -78,6 +86,24 @@ type answer struct {
 	body   []byte
 	lookup string
 	bodies map[[sha256.Size]byte][]byte // keyed routes: digest -> body
+
+	hold    time.Duration // > 0: coalesce each player on one wait
+	mu      sync.Mutex
+	flights map[[sha256.Size]byte]chan struct{} // closed when the wait is over
+}
+
+// wait blocks until the player's one wait of a.hold is over, starting it
+// if this is the player's first request.
+func (a *answer) wait(k [sha256.Size]byte) {
+	a.mu.Lock()
+	done, ok := a.flights[k]
+	if !ok {
+		done = make(chan struct{})
+		a.flights[k] = done
+		time.AfterFunc(a.hold, func() { close(done) })
+	}
+	a.mu.Unlock()
+	<-done
 }
 
 // digest is playerguard's cache key (cache.KeyBuilder.Key): SHA-256 over
@@ -111,11 +137,19 @@ func (a *answer) bodyFor(ctx *fasthttp.RequestCtx) []byte {
 		if _, err := validator.DecodeJSON(ctx.Request.Body(), &req, scratch[:0]); err != nil {
 			return nil
 		}
-		return a.bodies[digest(req.Platform, req.PlayerID, req.Token)]
+		return a.keyed(digest(req.Platform, req.PlayerID, req.Token))
 	default:
 		h := &ctx.Request.Header
-		return a.bodies[digest(h.PeekCanonical(hdrPlatform), h.PeekCanonical(hdrPlayerID), h.PeekCanonical(hdrToken))]
+		return a.keyed(digest(h.PeekCanonical(hdrPlatform), h.PeekCanonical(hdrPlayerID), h.PeekCanonical(hdrToken)))
 	}
+}
+
+func (a *answer) keyed(k [sha256.Size]byte) []byte {
+	b, ok := a.bodies[k]
+	if ok && a.hold > 0 {
+		a.wait(k)
+	}
+	return b
 }
 
 func main() { os.Exit(run()) }
@@ -147,6 +181,14 @@ func run() int {
 		default:
 			fmt.Fprintf(os.Stderr, "ceiling: -spec: route %s: lookup %q (want json or headers)\n", r.Path, r.Lookup)
 			return 2
+		}
+		if r.Hold != "" {
+			d, err := time.ParseDuration(r.Hold)
+			if err != nil || d <= 0 || r.Lookup == "" {
+				fmt.Fprintf(os.Stderr, "ceiling: -spec: route %s: hold %q (want a positive duration, on a keyed route)\n", r.Path, r.Hold)
+				return 2
+			}
+			a.hold, a.flights = d, map[[sha256.Size]byte]chan struct{}{}
 		}
 		for _, kv := range r.Headers {
 			// Names normalized once here, so each answer sets them as they
