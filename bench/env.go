@@ -30,6 +30,7 @@ type env struct {
 	root     string // module root
 	pgBin    string // playerguard built from the tree
 	ceilBin  string // bench/peers/ceiling built from the tree
+	protoBin string // bench/peers/nethttp built from the tree
 	wrk      string // path of wrk, "" if missing
 	nginx    string // path of nginx, "" if missing
 	self     string // this executable, for the child fake upstream
@@ -56,8 +57,8 @@ func newEnv(o *options, progress io.Writer) (*env, error) {
 		return nil, err
 	}
 	start := time.Now()
-	e.logf("building playerguard and the ceiling peer from %s", e.root)
-	build := exec.Command("go", "build", "-o", e.dir+string(os.PathSeparator), "./cmd/playerguard", "./bench/peers/ceiling")
+	e.logf("building playerguard and the peers from %s", e.root)
+	build := exec.Command("go", "build", "-o", e.dir+string(os.PathSeparator), "./cmd/playerguard", "./bench/peers/ceiling", "./bench/peers/nethttp")
 	build.Dir = e.root
 	if out, err := build.CombinedOutput(); err != nil {
 		e.close()
@@ -66,6 +67,7 @@ func newEnv(o *options, progress io.Writer) (*env, error) {
 	e.logf("built in %.1fs", time.Since(start).Seconds())
 	e.pgBin = filepath.Join(e.dir, "playerguard")
 	e.ceilBin = filepath.Join(e.dir, "ceiling")
+	e.protoBin = filepath.Join(e.dir, "nethttp")
 	e.wrk = lookTool("wrk", "/usr/bin/wrk")
 	e.nginx = lookTool("nginx", "/usr/sbin/nginx")
 	return e, nil

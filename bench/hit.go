@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"playerguard/bench/peers/spec"
 )
 
 // hitTarget is one server the hit load is run against.
@@ -56,7 +59,7 @@ func runHit(e *env, r *Report) error {
 			"%s of %s", fmtInt(int64(len(players)-left)), fmtInt(int64(len(players))))
 	}
 
-	var routes []ceilingRoute
+	var routes []spec.Route
 	for _, m := range []mode{modeV1, modeDropIn} {
 		rt, err := captureRoute(pg.api, m, players[0], up)
 		if err != nil {
@@ -71,7 +74,7 @@ func runHit(e *env, r *Report) error {
 	defer ceil.stop(5 * time.Second)
 	// The minimal peer: the ceiling's listener and answers, plus the
 	// least a correct cache hit must do (decode, hash, look up).
-	var keyed []ceilingRoute
+	var keyed []spec.Route
 	for i, m := range []mode{modeV1, modeDropIn} {
 		rt, err := minimalRoute(pg.api, m, routes[i], players, up)
 		if err != nil {
@@ -84,8 +87,33 @@ func runHit(e *env, r *Report) error {
 		return err
 	}
 	defer minimal.stop(5 * time.Second)
+	// The quick prototype: net/http, encoding/json, a mutex-guarded map.
+	proto, err := e.startPeer("nethttp", e.protoBin, keyed[:1])
+	if err != nil {
+		return err
+	}
+	defer proto.stop(5 * time.Second)
+	{
+		c1, c2 := newHClient(pg.api, modeV1, 1, up), newHClient(proto.addr, modeV1, 1, up)
+		same, detail := true, ""
+		for _, p := range []player{players[0], players[len(players)-1]} {
+			want, _, err1 := c1.do(p, 5*time.Second, true)
+			got, _, err2 := c2.do(p, 5*time.Second, true)
+			if err := firstErr(err1, err2); err != nil {
+				return err
+			}
+			if !reflect.DeepEqual(got, want) && same {
+				same, detail = false, fmt.Sprintf(": %+v, want %+v", got, want)
+			}
+		}
+		c1.close()
+		c2.close()
+		r.check(kindCorrectness, "the net/http prototype answers as playerguard (/v1/validate)", "same status, X-Playerguard-*, content type, body",
+			same, "players checked: 2%s", detail)
+	}
 	r.setup("answer bodies: /v1/validate %d bytes, drop-in %d bytes (the ceiling sends the same, with the same X-Playerguard-* headers)",
 		len(routes[0].Body), len(routes[1].Body))
+	r.setup("net/http prototype: bench/peers/nethttp, the standard library's server and encoding/json, the same key, a mutex-guarded map; /v1/validate only")
 	r.setup("minimal: the ceiling plus the least a correct cache hit does (playerguard's JSON decoder or the three headers, its SHA-256 key, a read-only map of the %s players, each player's own answer bytes)",
 		fmtInt(int64(len(players))))
 	for _, m := range []mode{modeV1, modeDropIn} {
@@ -139,7 +167,7 @@ func runHit(e *env, r *Report) error {
 
 	var targets []hitTarget
 	add := func(name string, p measured, m mode, addr string, upstream bool) error {
-		job, err := e.newWrkJob(strings.Fields(name)[0], players, m, addr)
+		job, err := e.newWrkJob(strings.ReplaceAll(strings.Fields(name)[0], "/", ""), players, m, addr)
 		targets = append(targets, hitTarget{name: name, proc: p, job: job, upstream: upstream})
 		return err
 	}
@@ -147,6 +175,7 @@ func runHit(e *env, r *Report) error {
 		add("playerguard /v1/validate", pg, modeV1, pg.api, true),
 		add("minimal /v1/validate", minimal, modeV1, minimal.addr, false),
 		add("ceiling /v1/validate", ceil, modeV1, ceil.addr, false),
+		add("net/http prototype /v1/validate", proto, modeV1, proto.addr, false),
 		add("playerguard drop-in", pg, modeDropIn, pg.api, true),
 		add("minimal drop-in", minimal, modeDropIn, minimal.addr, false),
 		add("ceiling drop-in", ceil, modeDropIn, ceil.addr, false),
@@ -261,6 +290,11 @@ func runHit(e *env, r *Report) error {
 		target("hit /v1/validate CPU per request vs ceiling", "≤ 1.15", v, v <= 1.15)
 	}
 	ratio("CPU per request: nginx drop-in ÷ ceiling drop-in", nginxDrop, ceilDrop, cpr)
+
+	const protoV1 = "net/http prototype /v1/validate"
+	ratio("throughput: net/http prototype ÷ ceiling /v1/validate", protoV1, ceilV1, rps)
+	ratio("CPU per request: net/http prototype ÷ ceiling /v1/validate", protoV1, ceilV1, cpr)
+	ratio("throughput: playerguard /v1/validate ÷ net/http prototype", pgV1, protoV1, rps)
 
 	// The minimal peer bounds what any correct implementation can score
 	// against the ceiling here; playerguard ÷ minimal is its own overhead.

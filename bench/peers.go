@@ -18,45 +18,23 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"playerguard/bench/fakeupstream"
+	"playerguard/bench/peers/spec"
 )
-
-// ceilingRoute is one fixed answer of the ceiling peer (the JSON of
-// bench/peers/ceiling's -spec file).
-type ceilingRoute struct {
-	Path        string      `json:"path"`
-	Status      int         `json:"status"`
-	ContentType string      `json:"contentType"`
-	Headers     [][2]string `json:"headers"`
-	Body        string      `json:"body"`
-	// Lookup and Players make the route keyed: the minimal peer (see
-	// bench/peers/ceiling).
-	Lookup  string          `json:"lookup,omitempty"`
-	Players []ceilingPlayer `json:"players,omitempty"`
-	Hold    string          `json:"hold,omitempty"`
-}
-
-// ceilingPlayer is one player a keyed route knows, with its answer body.
-type ceilingPlayer struct {
-	Token    string `json:"token"`
-	Platform string `json:"platform"`
-	PlayerID string `json:"playerId"`
-	Body     string `json:"body"`
-}
 
 // captureRoute asks playerguard (at addr) for p in mode m and returns the
 // answer as a ceiling route, with its X-Playerguard-* headers: the ceiling
 // then puts the same bytes on the wire as playerguard's cache hit.
-func captureRoute(addr string, m mode, p player, up fakeupstream.Config) (ceilingRoute, error) {
+func captureRoute(addr string, m mode, p player, up fakeupstream.Config) (spec.Route, error) {
 	c := newHClient(addr, m, 1, up)
 	defer c.close()
 	r, _, err := c.do(p, 5*time.Second, true)
 	if err != nil {
-		return ceilingRoute{}, err
+		return spec.Route{}, err
 	}
 	if r.status != fasthttp.StatusOK || r.source != "cache" {
-		return ceilingRoute{}, fmt.Errorf("capturing the cache-hit answer of %s: got status %d source %q", m, r.status, r.source)
+		return spec.Route{}, fmt.Errorf("capturing the cache-hit answer of %s: got status %d source %q", m, r.status, r.source)
 	}
-	route := ceilingRoute{Status: r.status, ContentType: r.ctype, Body: string(r.body),
+	route := spec.Route{Status: r.status, ContentType: r.ctype, Body: string(r.body),
 		Headers: [][2]string{
 			{"X-Playerguard-Decision", r.decision},
 			{"X-Playerguard-Reason", r.reason},
@@ -72,7 +50,7 @@ func captureRoute(addr string, m mode, p player, up fakeupstream.Config) (ceilin
 // minimalRoute is the minimal peer's route for mode m: route (captured
 // from playerguard) keyed on the player, with every player's own body as
 // playerguard answers its cache hit, asked for here workers at a time.
-func minimalRoute(addr string, m mode, route ceilingRoute, players []player, up fakeupstream.Config) (ceilingRoute, error) {
+func minimalRoute(addr string, m mode, route spec.Route, players []player, up fakeupstream.Config) (spec.Route, error) {
 	const workers = 32
 	c := newHClient(addr, m, workers, up)
 	defer c.close()
@@ -80,7 +58,7 @@ func minimalRoute(addr string, m mode, route ceilingRoute, players []player, up 
 	if m == modeV1 {
 		route.Lookup = "json"
 	}
-	route.Players = make([]ceilingPlayer, len(players))
+	route.Players = make([]spec.Player, len(players))
 	errs := make([]error, len(players))
 	loop(workers, 2*time.Minute, int64(len(players)), func(_ int, i int64) {
 		p := players[i]
@@ -89,7 +67,7 @@ func minimalRoute(addr string, m mode, route ceilingRoute, players []player, up 
 			err = fmt.Errorf("capturing the cache-hit answers of %s: player %d got status %d source %q", m, i, r.status, r.source)
 		}
 		errs[i] = err
-		route.Players[i] = ceilingPlayer{Token: p.token, Platform: p.platform, PlayerID: p.id, Body: string(r.body)}
+		route.Players[i] = spec.Player{Token: p.token, Platform: p.platform, PlayerID: p.id, Body: string(r.body)}
 	})
 	for i, p := range route.Players {
 		if p.Body == "" && errs[i] == nil {
@@ -135,34 +113,39 @@ func wireAnswer(addr string, m mode, p player) (string, error) {
 	return b.String(), nil
 }
 
-// ceiling is the running ceiling peer.
-type ceiling struct {
+// peer is a running peer built from bench/peers (the ceiling, the
+// minimal peer, the net/http prototype).
+type peer struct {
 	*process
 	addr string
 }
 
-func (e *env) startCeiling(routes []ceilingRoute) (*ceiling, error) {
-	dir, err := e.tempDir("ceiling-")
+func (e *env) startCeiling(routes []spec.Route) (*peer, error) {
+	return e.startPeer("ceiling", e.ceilBin, routes)
+}
+
+// startPeer runs bin (a command of bench/peers) with a -spec file of
+// routes and waits for it to say where it listens.
+func (e *env) startPeer(name, bin string, routes []spec.Route) (*peer, error) {
+	dir, err := e.tempDir(name + "-")
 	if err != nil {
 		return nil, err
 	}
-	spec, err := json.Marshal(struct {
-		Routes []ceilingRoute `json:"routes"`
-	}{routes})
+	b, err := json.Marshal(spec.Spec{Routes: routes})
 	if err != nil {
 		return nil, err
 	}
 	specFile := filepath.Join(dir, "spec.json")
-	if err := os.WriteFile(specFile, spec, 0o644); err != nil {
+	if err := os.WriteFile(specFile, b, 0o644); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(e.ceilBin, "-spec", specFile, "-listen", "127.0.0.1:0")
+	cmd := exec.Command(bin, "-spec", specFile, "-listen", "127.0.0.1:0")
 	cmd.Env = cleanEnv()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
-	p, err := startProcess("ceiling", cmd)
+	p, err := startProcess(name, cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -180,10 +163,10 @@ func (e *env) startCeiling(routes []ceilingRoute) (*ceiling, error) {
 			p.stop(time.Second)
 			return nil, p.failure()
 		}
-		return &ceiling{process: p, addr: addr}, nil
+		return &peer{process: p, addr: addr}, nil
 	case <-time.After(10 * time.Second):
 		p.stop(time.Second)
-		return nil, errors.New("ceiling did not start within 10s")
+		return nil, fmt.Errorf("%s did not start within 10s", name)
 	}
 }
 

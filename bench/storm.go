@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"playerguard/bench/fakeupstream"
+	"playerguard/bench/peers/spec"
 )
 
 // runStorm: a reconnect storm. o.stormRequests connects over o.stormTokens
@@ -115,20 +116,20 @@ func runStorm(e *env, r *Report) error {
 	// this storm on this machine.
 	hdrs := [][2]string{{"X-Playerguard-Decision", "allow"}, {"X-Playerguard-Reason", "ok"}, {"X-Playerguard-Source", "upstream"}}
 	allow := fakeupstream.Allow(up.AppID, players[0].id, "normal")
-	keyed := ceilingRoute{Path: dropInPath, Status: 200, ContentType: fakeupstream.DefaultContentType, Headers: hdrs,
+	keyed := spec.Route{Path: dropInPath, Status: 200, ContentType: fakeupstream.DefaultContentType, Headers: hdrs,
 		Lookup: "headers", Hold: lat.String()}
 	for _, p := range players {
-		keyed.Players = append(keyed.Players, ceilingPlayer{Token: p.token, Platform: p.platform, PlayerID: p.id,
+		keyed.Players = append(keyed.Players, spec.Player{Token: p.token, Platform: p.platform, PlayerID: p.id,
 			Body: string(fakeupstream.Allow(up.AppID, p.id, "normal").Body)})
 	}
 	for _, peer := range []struct {
 		name  string
-		route ceilingRoute
+		route spec.Route
 	}{
-		{"ceiling (fixed answer, no upstream)", ceilingRoute{Path: dropInPath, Status: 200, ContentType: fakeupstream.DefaultContentType, Body: string(allow.Body), Headers: hdrs}},
+		{"ceiling (fixed answer, no upstream)", spec.Route{Path: dropInPath, Status: 200, ContentType: fakeupstream.DefaultContentType, Body: string(allow.Body), Headers: hdrs}},
 		{fmt.Sprintf("minimal (one %v wait per token, coalesced)", lat), keyed},
 	} {
-		srv, err := e.startCeiling([]ceilingRoute{peer.route})
+		srv, err := e.startCeiling([]spec.Route{peer.route})
 		if err != nil {
 			return err
 		}

@@ -24,59 +24,23 @@
 //
 //	ceiling -spec FILE [-listen 127.0.0.1:0]
 //
-// FILE is JSON: {"routes":[{"path","status","contentType","headers":[[k,v]…],"body","lookup","hold","players":[{"token","platform","playerId","body"}…]}]}.
-// Other paths, and unknown players, get 404. It prints "listening ADDR" on
+// FILE is JSON, as package playerguard/bench/peers/spec describes. Other
+// paths, and unknown players, get 404. It prints "listening ADDR" on
 // stdout once it accepts connections and serves until SIGTERM or SIGINT.
 package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
-	"encoding/binary"
-	"encoding/json"
-	"flag"
-	"fmt"
-	"net"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"playerguard/bench/peers/spec"
 	"playerguard/validator"
 )
-
-// Route is one fixed answer.
-type Route struct {
-	Path        string      `json:"path"`
-	Status      int         `json:"status"`
-	ContentType string      `json:"contentType"`
-	Headers     [][2]string `json:"headers"`
-	Body        string      `json:"body"`
-	// Lookup makes the route keyed (the minimal peer): "json" reads the
-	// player from the body, "headers" from the drop-in headers.
-	Lookup  string   `json:"lookup,omitempty"`
-	Players []Player `json:"players,omitempty"`
-	// Hold (a duration, keyed routes only) coalesces each player's
-	// requests on one wait of this length.
-	Hold string `json:"hold,omitempty"`
-}
-
-// Player is one known player of a keyed route and the body it is answered.
-type Player struct {
-	Token    string `json:"token"`
-	Platform string `json:"platform"`
-	PlayerID string `json:"playerId"`
-	Body     string `json:"body"`
-}
-
-// Spec is the -spec file.
-type Spec struct {
-	Routes []Route `json:"routes"`
-}
 
 type answer struct {
 	path   []byte
@@ -106,18 +70,6 @@ func (a *answer) wait(k [sha256.Size]byte) {
 	<-done
 }
 
-// digest is playerguard's cache key (cache.KeyBuilder.Key): SHA-256 over
-// the uvarint-length-prefixed platform, playerId and token.
-func digest(platform, playerID, token []byte) [sha256.Size]byte {
-	var arr [256]byte
-	buf := arr[:0]
-	for _, f := range [3][]byte{platform, playerID, token} {
-		buf = binary.AppendUvarint(buf, uint64(len(f)))
-		buf = append(buf, f...)
-	}
-	return sha256.Sum256(buf)
-}
-
 // The drop-in header names as fasthttp stores them (normalized).
 var (
 	hdrToken    = []byte("Accesstoken")
@@ -137,10 +89,10 @@ func (a *answer) bodyFor(ctx *fasthttp.RequestCtx) []byte {
 		if _, err := validator.DecodeJSON(ctx.Request.Body(), &req, scratch[:0]); err != nil {
 			return nil
 		}
-		return a.keyed(digest(req.Platform, req.PlayerID, req.Token))
+		return a.keyed(spec.Digest(req.Platform, req.PlayerID, req.Token))
 	default:
 		h := &ctx.Request.Header
-		return a.keyed(digest(h.PeekCanonical(hdrPlatform), h.PeekCanonical(hdrPlayerID), h.PeekCanonical(hdrToken)))
+		return a.keyed(spec.Digest(h.PeekCanonical(hdrPlatform), h.PeekCanonical(hdrPlayerID), h.PeekCanonical(hdrToken)))
 	}
 }
 
@@ -155,40 +107,21 @@ func (a *answer) keyed(k [sha256.Size]byte) []byte {
 func main() { os.Exit(run()) }
 
 func run() int {
-	listen := flag.String("listen", "127.0.0.1:0", "listen `address` (loopback)")
-	specFile := flag.String("spec", "", "JSON `file` of the routes to answer (required)")
-	flag.Parse()
-	b, err := os.ReadFile(*specFile)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "ceiling: -spec: %v\n", err)
-		return 2
-	}
-	var spec Spec
-	if err := json.Unmarshal(b, &spec); err != nil || len(spec.Routes) == 0 {
-		fmt.Fprintf(os.Stderr, "ceiling: -spec: %s holds no routes (%v)\n", *specFile, err)
-		return 2
+	sp, ln, code := spec.Start("ceiling")
+	if code != 0 {
+		return code
 	}
 	var routes []*answer
-	for _, r := range spec.Routes {
+	for _, r := range sp.Routes {
 		a := &answer{path: []byte(r.Path), status: r.Status, ctype: []byte(r.ContentType), body: []byte(r.Body), lookup: r.Lookup}
-		switch r.Lookup {
-		case "":
-		case "json", "headers":
+		if r.Lookup != "" {
 			a.bodies = make(map[[sha256.Size]byte][]byte, len(r.Players))
 			for _, p := range r.Players {
-				a.bodies[digest([]byte(p.Platform), []byte(p.PlayerID), []byte(p.Token))] = []byte(p.Body)
+				a.bodies[spec.Digest([]byte(p.Platform), []byte(p.PlayerID), []byte(p.Token))] = []byte(p.Body)
 			}
-		default:
-			fmt.Fprintf(os.Stderr, "ceiling: -spec: route %s: lookup %q (want json or headers)\n", r.Path, r.Lookup)
-			return 2
 		}
-		if r.Hold != "" {
-			d, err := time.ParseDuration(r.Hold)
-			if err != nil || d <= 0 || r.Lookup == "" {
-				fmt.Fprintf(os.Stderr, "ceiling: -spec: route %s: hold %q (want a positive duration, on a keyed route)\n", r.Path, r.Hold)
-				return 2
-			}
-			a.hold, a.flights = d, map[[sha256.Size]byte]chan struct{}{}
+		if a.hold, _ = r.HoldFor(); a.hold > 0 { // checked by Load
+			a.flights = map[[sha256.Size]byte]chan struct{}{}
 		}
 		for _, kv := range r.Headers {
 			// Names normalized once here, so each answer sets them as they
@@ -198,11 +131,6 @@ func run() int {
 		routes = append(routes, a)
 	}
 
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "ceiling: %v\n", err)
-		return 1
-	}
 	// The same server settings as playerguard's validation listener
 	// (cmd/playerguard/main.go), so only the handler differs.
 	srv := &fasthttp.Server{
@@ -236,21 +164,7 @@ func run() int {
 		NoDefaultServerHeader:        true,
 		DisablePreParseMultipartForm: true,
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	fmt.Printf("listening %s\n", ln.Addr())
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		fmt.Fprintf(os.Stderr, "ceiling: %v\n", err)
-		return 1
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = srv.ShutdownWithContext(sctx)
-	return 0
+	return spec.Serve("ceiling", ln, srv.Serve, srv.ShutdownWithContext)
 }
 
 // match returns the answer whose path is path exactly, or nil.
