@@ -77,7 +77,7 @@ var (
 	hdrPlayerID = []byte("Playerid")
 )
 
-// body is the answer body for this request: the route's own, or for a
+// bodyFor is the answer body for this request: the route's own, or for a
 // keyed route the requesting player's (nil if unknown or unreadable).
 func (a *answer) bodyFor(ctx *fasthttp.RequestCtx) []byte {
 	switch a.lookup {
@@ -96,6 +96,8 @@ func (a *answer) bodyFor(ctx *fasthttp.RequestCtx) []byte {
 	}
 }
 
+// keyed is the body of the player whose digest is k (nil if unknown),
+// after the player's wait when the route holds.
 func (a *answer) keyed(k [sha256.Size]byte) []byte {
 	b, ok := a.bodies[k]
 	if ok && a.hold > 0 {
