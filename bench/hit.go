@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -352,32 +353,54 @@ func (e *env) profileHit(r *Report, targets []hitTarget) {
 }
 
 func (e *env) perfRecord(perf string, pid int, t hitTarget) (string, error) {
-	dir, err := e.tempDir("perf-")
+	rec, err := e.startPerf(perf, pid, 999)
 	if err != nil {
 		return "", err
 	}
-	data := filepath.Join(dir, "perf.data")
 	secs := max(1, int(e.o.duration.Seconds()))
-	rec := exec.Command(perf, "record", "-F", "999", "-g", "-p", strconv.Itoa(pid), "-o", data, "--", "sleep", strconv.Itoa(secs))
-	recOut := &tailBuffer{max: 4 << 10}
-	rec.Stdout, rec.Stderr = recOut, recOut
-	if err := rec.Start(); err != nil {
-		return "", err
-	}
 	_, wrkErr := e.runWrk(t.job, time.Duration(secs)*time.Second, e.o.connections)
-	if err := rec.Wait(); err != nil {
-		return "", fmt.Errorf("perf record: %v: %s", err, recOut.String())
+	out, err := rec.stop()
+	return out, firstErr(wrkErr, err)
+}
+
+// perfRun is a perf record of one process, under way.
+type perfRun struct {
+	perf, data string
+	cmd        *exec.Cmd
+	out        *tailBuffer
+}
+
+// startPerf starts recording pid with call graphs at freq samples a
+// second and returns once perf has had time to attach.
+func (e *env) startPerf(perf string, pid, freq int) (*perfRun, error) {
+	dir, err := e.tempDir("perf-")
+	if err != nil {
+		return nil, err
 	}
-	if wrkErr != nil {
-		return "", wrkErr
+	r := &perfRun{perf: perf, data: filepath.Join(dir, "perf.data"), out: &tailBuffer{max: 4 << 10}}
+	r.cmd = exec.Command(perf, "record", "-F", strconv.Itoa(freq), "-g", "-p", strconv.Itoa(pid), "-o", r.data)
+	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
+	if err := r.cmd.Start(); err != nil {
+		return nil, err
 	}
-	flat, err := perfReport(perf, data, "--no-children", 25, nil)
+	time.Sleep(500 * time.Millisecond)
+	return r, nil
+}
+
+// stop ends the recording and returns the process's hottest functions,
+// by self time and inclusive of callees (request-path functions only).
+func (r *perfRun) stop() (string, error) {
+	r.cmd.Process.Signal(os.Interrupt)
+	if err := r.cmd.Wait(); err != nil && !strings.Contains(err.Error(), "interrupt") {
+		return "", fmt.Errorf("perf record: %v: %s", err, r.out.String())
+	}
+	flat, err := perfReport(r.perf, r.data, "--no-children", 25, nil)
 	if err != nil {
 		return "", err
 	}
 	// Inclusive time of the functions playerguard adds over the ceiling.
-	ours := regexp.MustCompile(`playerguard/|ristretto|prometheus|sha256|time\.Now|fasthttp\.\(\*RequestCtx\)|fasthttp\.\(\*Server\)\.serveConn`)
-	incl, err := perfReport(perf, data, "--children", 25, ours)
+	ours := regexp.MustCompile(`playerguard/|ristretto|prometheus|sha256|time\.Now|fasthttp\.\(\*RequestCtx\)|fasthttp\.\(\*Server\)\.serveConn|fasthttp\.\(\*HostClient\)\.Do$|runtime\.gcAssistAlloc$|runtime\.gcBgMarkWorker$|asm_exc_page_fault`)
+	incl, err := perfReport(r.perf, r.data, "--children", 30, ours)
 	if err != nil {
 		return "", err
 	}

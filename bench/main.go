@@ -48,7 +48,7 @@ type options struct {
 	errorRate       float64       // miss: share of tokens the upstream answers 500
 	smoke           bool
 	json            bool
-	perf            bool // hit: record playerguard and the ceiling with perf
+	perf            bool // hit and storm: record the servers with perf
 
 	hitTokens     int
 	stormTokens   int
@@ -99,7 +99,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&o.errorRate, "error-rate", 0, "miss: share of new tokens (0..1) the fake upstream answers 500")
 	fs.BoolVar(&o.smoke, "smoke", false, "tiny sizes (seconds in all) for CI: asserts correctness, not speed")
 	fs.BoolVar(&o.json, "json", false, "print machine-readable results instead of tables")
-	fs.BoolVar(&o.perf, "perf", false, "hit: also record playerguard and the ceiling with perf(1) and print their top functions")
+	fs.BoolVar(&o.perf, "perf", false, "hit: also record playerguard and its Go peers with perf(1) during one extra run each; storm: playerguard over one extra storm; print their top functions")
 	fs.IntVar(&o.hitTokens, "hit-tokens", 10_000, "hit: distinct warm players the load cycles over")
 	fs.IntVar(&o.stormTokens, "storm-tokens", 1_000, "storm: distinct tokens")
 	fs.IntVar(&o.stormRequests, "storm-requests", 10_000, "storm: connects launched at once (one connection each)")

@@ -105,6 +105,12 @@ func runStorm(e *env, r *Report) error {
 		e.logf("storm: %s: p99 %s, %d upstream calls", v.name, fmtUs(row.P99us), calls)
 	}
 
+	if o.perf {
+		if err := e.profileStorm(r, up, fake, order, bigCap); err != nil {
+			return err
+		}
+	}
+
 	// The ceiling, answering every connect at once with the allow body:
 	// no upstream, no cache. Its CPU and memory per connect show what the
 	// fresh connections themselves cost a fasthttp server with
@@ -387,4 +393,42 @@ func (s stormOutcome) errNote() string {
 		return ""
 	}
 	return fmt.Sprintf(" (first: %v)", s.first)
+}
+
+// profileStorm records playerguard (at -max-upstream-conns bigCap) with
+// perf over one extra, unmeasured storm, from just before the release to
+// the last answer, and notes its hottest functions.
+func (e *env) profileStorm(r *Report, up fakeupstream.Config, fake *fakeupstream.Server, order []player, bigCap int) error {
+	perf := lookTool("perf", "/usr/bin/perf")
+	if perf == "" {
+		r.Skipped = append(r.Skipped, "storm perf profile: perf is not installed (apt-get install -y linux-perf)")
+		return nil
+	}
+	pg, err := e.startPlayerguard(up, fake.URL(), "-max-upstream-conns", fmt.Sprint(bigCap))
+	if err != nil {
+		return err
+	}
+	defer pg.stop(5 * time.Second)
+	raw := make([][]byte, len(order))
+	for k, p := range order {
+		raw[k] = rawDropIn(pg.api, p, nil)
+	}
+	conns, err := dialAll(pg.api, len(order))
+	if err != nil {
+		return err
+	}
+	defer closeAll(conns)
+	rec, err := e.startPerf(perf, pg.PID(), 20_000)
+	if err != nil {
+		r.note("storm perf: %v", err)
+		return nil
+	}
+	fire(conns, raw, "")
+	prof, err := rec.stop()
+	if err != nil {
+		r.note("storm perf: %v", err)
+		return nil
+	}
+	r.note("perf profile of playerguard (-max-upstream-conns %d) over one extra, unmeasured storm, from just before the release to the last answer (share of the process's samples at -F 20000, functions ≥ 0.5%%; [k] kernel, [.] user):\n%s", bigCap, prof)
+	return nil
 }
