@@ -143,11 +143,11 @@ type playerguard struct {
 func (e *env) startPlayerguard(up fakeupstream.Config, upURL string, flags ...string) (*playerguard, error) {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		api, err1 := freePort()
-		ops, err2 := freePort()
-		if err := errors.Join(err1, err2); err != nil {
+		ports, err := freePorts(2)
+		if err != nil {
 			return nil, err
 		}
+		api, ops := ports[0], ports[1]
 		tok := make([]byte, 16)
 		rand.Read(tok)
 		pg := &playerguard{api: api, ops: ops, adminToken: hex.EncodeToString(tok), flags: flags}

@@ -202,10 +202,11 @@ func (e *env) startNginx(up fakeupstream.Config, upAddr string) (*nginxPeer, err
 			return nil, err
 		}
 	}
-	addr, err := freePort()
+	ports, err := freePorts(1)
 	if err != nil {
 		return nil, err
 	}
+	addr := ports[0]
 	var conf strings.Builder
 	if err := tmpl.Execute(&conf, map[string]string{
 		"Dir": dir, "Listen": addr, "Upstream": upAddr,

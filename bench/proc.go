@@ -225,16 +225,21 @@ func (t *tailBuffer) String() string {
 	return string(t.b)
 }
 
-// freePort returns a loopback address with a port free a moment ago. The
-// port may be taken by someone else before it is used; callers retry.
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+// freePorts returns n distinct loopback addresses that were free a moment
+// ago: all n are held open until each is chosen, so two can never be the
+// same port (closing one before asking for the next let the kernel hand
+// it out twice). Whoever binds them later may still lose one to a race.
+func freePorts(n int) ([]string, error) {
+	addrs := make([]string, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer ln.Close()
+		addrs = append(addrs, ln.Addr().String())
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr, nil
+	return addrs, nil
 }
 
 // waitHTTP polls url until it answers 200, p exits, or timeout passes.
