@@ -42,12 +42,24 @@ func TestMain(m *testing.M) {
 // freeAddr returns a loopback address nobody listens on right now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return freeAddrs(t, 1)[0]
+}
+
+// freeAddrs returns n distinct loopback addresses that were free a moment
+// ago. All n are held open until each is chosen: closing one before asking
+// for the next let the kernel hand the same port out twice.
+func freeAddrs(t *testing.T, n int) []string {
+	t.Helper()
+	addrs := make([]string, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs = append(addrs, ln.Addr().String())
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs
 }
 
 // proc is a running playerguard.
@@ -76,9 +88,27 @@ func (b *lockedBuffer) String() string {
 }
 
 // start runs playerguard with args and env and waits until it is ready.
+// If it cannot listen (another process took a port between freeAddrs and
+// the bind), it tries again on other ports.
 func start(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{listen: freeAddr(t), ops: freeAddr(t), stdout: newLockedBuffer(), stderr: newLockedBuffer(), done: make(chan error, 1)}
+	for attempt := 1; ; attempt++ {
+		p, err := tryStart(t, env, args...)
+		if err == nil {
+			return p
+		}
+		if attempt == 3 || !strings.Contains(p.stderr.String(), "cannot listen") {
+			t.Fatalf("%v\n%s", err, p.stderr.String())
+		}
+	}
+}
+
+// tryStart is one attempt of start. The proc it returns on an error has
+// exited (its stderr says why).
+func tryStart(t *testing.T, env []string, args ...string) (*proc, error) {
+	t.Helper()
+	addrs := freeAddrs(t, 2)
+	p := &proc{listen: addrs[0], ops: addrs[1], stdout: newLockedBuffer(), stderr: newLockedBuffer(), done: make(chan error, 1)}
 	args = append([]string{"-listen", p.listen, "-ops-listen", p.ops}, args...)
 	p.cmd = exec.Command(binary, args...)
 	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
@@ -89,7 +119,11 @@ func start(t *testing.T, env []string, args ...string) *proc {
 	go func() { p.done <- p.cmd.Wait() }()
 	t.Cleanup(func() {
 		p.cmd.Process.Kill()
-		<-p.done
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("playerguard (pid %d) had not exited 10s after SIGKILL", p.cmd.Process.Pid)
+		}
 		if t.Failed() {
 			t.Logf("playerguard stderr:\n%s", p.stderr.String())
 		}
@@ -100,12 +134,13 @@ func start(t *testing.T, env []string, args ...string) *proc {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return p
+				return p, nil
 			}
 		}
 		select {
 		case err := <-p.done:
-			t.Fatalf("playerguard exited early: %v\n%s", err, p.stderr.String())
+			p.done <- err // for the cleanup, which waits for the exit
+			return p, fmt.Errorf("playerguard exited early: %v", err)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -380,10 +415,10 @@ func TestSIGTERMDrains(t *testing.T) {
 	}
 	select {
 	case err := <-pg.done:
+		pg.done <- err // for the cleanup, which waits for the exit
 		if err != nil {
 			t.Fatalf("exit after SIGTERM: %v\n%s", err, pg.stderr.String())
 		}
-		pg.done <- nil // for the cleanup
 	case <-time.After(20 * time.Second):
 		t.Fatal("no exit 20s after SIGTERM")
 	}
@@ -412,10 +447,10 @@ func TestDrainWithIdleKeepAlive(t *testing.T) {
 	pg.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-pg.done:
+		pg.done <- err // for the cleanup
 		if err != nil {
 			t.Fatalf("exit: %v", err)
 		}
-		pg.done <- nil
 	case <-time.After(10 * time.Second):
 		t.Fatal("an idle keep-alive connection held the drain open")
 	}
@@ -450,10 +485,10 @@ func TestDrainWithUnusedConnection(t *testing.T) {
 	pg.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-pg.done:
+		pg.done <- err // for the cleanup
 		if err != nil {
 			t.Fatalf("exit: %v\n%s", err, pg.stderr.String())
 		}
-		pg.done <- nil
 	case <-time.After(8 * time.Second):
 		t.Fatal("an unused connection held the drain open")
 	}
