@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"playerguard/bench/fakeupstream"
 	"playerguard/bench/peers/spec"
 )
 
@@ -94,23 +95,16 @@ func runHit(e *env, r *Report) error {
 		return err
 	}
 	defer proto.stop(5 * time.Second)
+	// The prototype frames answers its own way (net/http's header order,
+	// Date, Content-Length): compared as the bench reads them.
 	{
-		c1, c2 := newHClient(pg.api, modeV1, 1, up), newHClient(proto.addr, modeV1, 1, up)
-		same, detail := true, ""
-		for _, p := range []player{players[0], players[len(players)-1]} {
-			want, _, err1 := c1.do(p, 5*time.Second, true)
-			got, _, err2 := c2.do(p, 5*time.Second, true)
-			if err := firstErr(err1, err2); err != nil {
-				return err
-			}
-			if !reflect.DeepEqual(got, want) && same {
-				same, detail = false, fmt.Sprintf(": %+v, want %+v", got, want)
-			}
+		ps := []player{players[0], players[len(players)-1]}
+		same, detail, err := sameReplies(pg.api, proto.addr, modeV1, ps, up)
+		if err != nil {
+			return err
 		}
-		c1.close()
-		c2.close()
 		r.check(kindCorrectness, "the net/http prototype answers as playerguard (/v1/validate)", "same status, X-Playerguard-*, content type, body",
-			same, "players checked: 2%s", detail)
+			same, "players checked: %d%s", len(ps), detail)
 	}
 	r.setup("answer bodies: /v1/validate %d bytes, drop-in %d bytes (the ceiling sends the same, with the same X-Playerguard-* headers)",
 		len(routes[0].Body), len(routes[1].Body))
@@ -127,17 +121,9 @@ func runHit(e *env, r *Report) error {
 			{"ceiling", ceil.addr, players[:1]},
 			{"minimal peer", minimal.addr, []player{players[0], players[len(players)/2], players[len(players)-1]}},
 		} {
-			same, n, detail := true, 0, ""
-			for _, p := range peer.who {
-				want, err1 := wireAnswer(pg.api, m, p)
-				got, err2 := wireAnswer(peer.addr, m, p)
-				if err := firstErr(err1, err2); err != nil {
-					return err
-				}
-				n = len(want)
-				if got != want && same {
-					same, detail = false, ":\n"+want+"\n---\n"+got
-				}
+			same, n, detail, err := sameWire(pg.api, peer.addr, m, peer.who)
+			if err != nil {
+				return err
 			}
 			r.check(kindCorrectness, "the "+peer.name+" answers with playerguard's bytes ("+m.String()+")", "same status, headers, body (Date aside)",
 				same, "%d bytes, players checked: %d%s", n, len(peer.who), detail)
@@ -323,6 +309,47 @@ func runHit(e *env, r *Report) error {
 		e.profileHit(r, targets)
 	}
 	return nil
+}
+
+// sameWire reports whether the servers at a and b answer each of ps in
+// mode m with the same bytes (Date aside), the size of a's last answer,
+// and the first difference.
+func sameWire(a, b string, m mode, ps []player) (same bool, n int, detail string, err error) {
+	for _, p := range ps {
+		want, err1 := wireAnswer(a, m, p)
+		got, err2 := wireAnswer(b, m, p)
+		if err := firstErr(err1, err2); err != nil {
+			return false, 0, "", err
+		}
+		n = len(want)
+		if got != want {
+			return false, n, ":\n" + want + "\n---\n" + got, nil
+		}
+	}
+	return true, n, "", nil
+}
+
+// sameReplies reports whether the servers at a and b give each of ps in
+// mode m the same reply as the bench reads it (status, X-Playerguard-*,
+// content type, body), and the first difference.
+func sameReplies(a, b string, m mode, ps []player, up fakeupstream.Config) (same bool, detail string, err error) {
+	ca, cb := newHClient(a, m, 1, up), newHClient(b, m, 1, up)
+	defer ca.close()
+	defer cb.close()
+	for _, p := range ps {
+		want, _, err1 := ca.do(p, 5*time.Second, true)
+		got, _, err2 := cb.do(p, 5*time.Second, true)
+		if err := firstErr(err1, err2); err != nil {
+			return false, "", err
+		}
+		if !reflect.DeepEqual(got, want) {
+			show := func(r reply) string {
+				return fmt.Sprintf("%d %s/%s/%s %s %q", r.status, r.decision, r.reason, r.source, r.ctype, r.body)
+			}
+			return false, ": " + show(got) + ", want " + show(want), nil
+		}
+	}
+	return true, "", nil
 }
 
 // profileHit records playerguard (both modes) and the ceiling with perf
