@@ -24,12 +24,20 @@ type KeyBuilder struct {
 // blocks), so the input carries no more than that: no app id, short
 // length prefixes.
 func (b *KeyBuilder) Key(platform, playerID, token []byte) Key {
-	buf := b.buf[:0]
-	buf = appendField(buf, platform)
+	var k Key
+	k, b.buf = SumKey(b.buf[:0], platform, playerID, token)
+	return k
+}
+
+// SumKey is KeyBuilder.Key for callers that keep no KeyBuilder: it builds
+// the hashed input in scratch (grown if too small) and returns it with the
+// Key for reuse. A stack array's slice serves as scratch without
+// allocating.
+func SumKey(scratch, platform, playerID, token []byte) (Key, []byte) {
+	buf := appendField(scratch[:0], platform)
 	buf = appendField(buf, playerID)
 	buf = appendField(buf, token)
-	b.buf = buf
-	return sha256.Sum256(buf)
+	return sha256.Sum256(buf), buf
 }
 
 func appendField(buf, f []byte) []byte {

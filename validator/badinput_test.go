@@ -164,7 +164,7 @@ func FuzzDropInHeaders(f *testing.F) {
 		var ctx fasthttp.RequestCtx
 		req.CopyTo(&ctx.Request)
 		var r Request
-		readHeaders(&ctx, &r)
+		ReadHeaders(&ctx, &r)
 		if r.Check() != nil {
 			return
 		}
@@ -203,7 +203,7 @@ func TestLongestTokenFitsHeaders(t *testing.T) {
 
 // TestDropInHeaderNamesAnyCase: the drop-in reads its three headers
 // whatever case the caller spells their names in, exactly as fasthttp's
-// normalizing Peek would find them (readHeaders skips the normalizing).
+// normalizing Peek would find them (ReadHeaders skips the normalizing).
 func TestDropInHeaderNamesAnyCase(t *testing.T) {
 	for _, names := range [][3]string{
 		{"accessToken", "platform", "playerId"},
@@ -218,7 +218,7 @@ func TestDropInHeaderNamesAnyCase(t *testing.T) {
 			t.Fatal(err)
 		}
 		var r Request
-		readHeaders(&ctx, &r)
+		ReadHeaders(&ctx, &r)
 		h := &ctx.Request.Header
 		if string(r.Token) != "tok" || string(r.Platform) != "pc" || string(r.PlayerID) != "p1" ||
 			string(h.Peek("accessToken")) != "tok" || string(h.Peek("playerId")) != "p1" {

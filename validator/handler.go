@@ -123,7 +123,7 @@ func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx) {
 	if body := ctx.Request.Body(); len(body) > 0 {
 		st.scratch, err = DecodeJSON(body, &st.req, st.scratch)
 	} else {
-		readHeaders(ctx, &st.req)
+		ReadHeaders(ctx, &st.req)
 	}
 	if err == nil {
 		err = st.req.Check()
@@ -159,7 +159,7 @@ func (v *Validator) serveDropIn(ctx *fasthttp.RequestCtx) {
 	}
 	st := v.getState()
 	defer v.putState(st)
-	readHeaders(ctx, &st.req)
+	ReadHeaders(ctx, &st.req)
 	if err := st.req.Check(); err != nil {
 		v.badRequest(ctx, err, true)
 		return
@@ -200,9 +200,10 @@ var (
 	hdrPlayerID = []byte("Playerid")
 )
 
-// readHeaders fills r from the accessToken, platform and playerId headers
-// (names are case-insensitive).
-func readHeaders(ctx *fasthttp.RequestCtx, r *Request) {
+// ReadHeaders fills r from the accessToken, platform and playerId headers
+// (names are case-insensitive), as the drop-in endpoint and header-carried
+// /v1/validate requests are read. r's fields point into ctx's request.
+func ReadHeaders(ctx *fasthttp.RequestCtx, r *Request) {
 	h := &ctx.Request.Header
 	r.Token = h.PeekCanonical(hdrToken)
 	r.Platform = h.PeekCanonical(hdrPlatform)

@@ -11,10 +11,10 @@
 //
 // A route with a lookup ("json" or "headers") is the bench's minimal peer
 // instead: the least any correct cache hit must do on top of the ceiling.
-// It reads accessToken, platform and playerId (from the JSON body with
-// playerguard's own decoder, or from the drop-in headers), hashes them as
-// playerguard's cache key is hashed (SHA-256 over length-prefixed fields),
-// finds the digest in a read-only map filled at start, and answers that
+// It reads accessToken, platform and playerId with playerguard's own code
+// (validator.DecodeJSON for the JSON body, validator.ReadHeaders for the
+// drop-in headers), hashes them into playerguard's cache key
+// (cache.SumKey), finds it in a read-only map filled at start, and answers that
 // player's body as captured from playerguard. No clock, expiry, metrics,
 // input checks or concurrent updates: a floor, not a design. With "hold"
 // (a duration) a keyed route is the storm's minimal peer: the first request
@@ -31,7 +31,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"os"
 	"sync"
 	"time"
@@ -39,6 +38,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"playerguard/bench/peers/spec"
+	"playerguard/cache"
 	"playerguard/validator"
 )
 
@@ -49,16 +49,16 @@ type answer struct {
 	hdr    [][2][]byte
 	body   []byte
 	lookup string
-	bodies map[[sha256.Size]byte][]byte // keyed routes: digest -> body
+	bodies map[cache.Key][]byte // keyed routes: each player's body by cache key
 
 	hold    time.Duration // > 0: coalesce each player on one wait
 	mu      sync.Mutex
-	flights map[[sha256.Size]byte]chan struct{} // closed when the wait is over
+	flights map[cache.Key]chan struct{} // closed when the wait is over
 }
 
 // wait blocks until the player's one wait of a.hold is over, starting it
 // if this is the player's first request.
-func (a *answer) wait(k [sha256.Size]byte) {
+func (a *answer) wait(k cache.Key) {
 	a.mu.Lock()
 	done, ok := a.flights[k]
 	if !ok {
@@ -70,35 +70,27 @@ func (a *answer) wait(k [sha256.Size]byte) {
 	<-done
 }
 
-// The drop-in header names as fasthttp stores them (normalized).
-var (
-	hdrToken    = []byte("Accesstoken")
-	hdrPlatform = []byte("Platform")
-	hdrPlayerID = []byte("Playerid")
-)
-
 // bodyFor is the answer body for this request: the route's own, or for a
 // keyed route the requesting player's (nil if unknown or unreadable).
 func (a *answer) bodyFor(ctx *fasthttp.RequestCtx) []byte {
+	var req validator.Request
 	switch a.lookup {
 	case "":
 		return a.body
 	case "json":
-		var req validator.Request
 		var scratch [64]byte
 		if _, err := validator.DecodeJSON(ctx.Request.Body(), &req, scratch[:0]); err != nil {
 			return nil
 		}
-		return a.keyed(spec.Digest(req.Platform, req.PlayerID, req.Token))
 	default:
-		h := &ctx.Request.Header
-		return a.keyed(spec.Digest(h.PeekCanonical(hdrPlatform), h.PeekCanonical(hdrPlayerID), h.PeekCanonical(hdrToken)))
+		validator.ReadHeaders(ctx, &req)
 	}
+	return a.keyed(spec.Key(req.Platform, req.PlayerID, req.Token))
 }
 
-// keyed is the body of the player whose digest is k (nil if unknown),
+// keyed is the body of the player whose cache key is k (nil if unknown),
 // after the player's wait when the route holds.
-func (a *answer) keyed(k [sha256.Size]byte) []byte {
+func (a *answer) keyed(k cache.Key) []byte {
 	b, ok := a.bodies[k]
 	if ok && a.hold > 0 {
 		a.wait(k)
@@ -117,13 +109,10 @@ func run() int {
 	for _, r := range sp.Routes {
 		a := &answer{path: []byte(r.Path), status: r.Status, ctype: []byte(r.ContentType), body: []byte(r.Body), lookup: r.Lookup}
 		if r.Lookup != "" {
-			a.bodies = make(map[[sha256.Size]byte][]byte, len(r.Players))
-			for _, p := range r.Players {
-				a.bodies[spec.Digest([]byte(p.Platform), []byte(p.PlayerID), []byte(p.Token))] = []byte(p.Body)
-			}
+			a.bodies = r.Bodies()
 		}
 		if a.hold, _ = r.HoldFor(); a.hold > 0 { // checked by Load
-			a.flights = map[[sha256.Size]byte]chan struct{}{}
+			a.flights = map[cache.Key]chan struct{}{}
 		}
 		for _, kv := range r.Headers {
 			// Names normalized once here, so each answer sets them as they

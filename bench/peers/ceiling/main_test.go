@@ -1,10 +1,11 @@
 package main
 
 import (
-	"crypto/sha256"
 	"sync"
 	"testing"
 	"time"
+
+	"playerguard/cache"
 )
 
 // TestHoldCoalesces: a holding route makes a player's first request wait
@@ -12,9 +13,9 @@ import (
 // answered at once. Unknown players neither wait nor get a body.
 func TestHoldCoalesces(t *testing.T) {
 	const hold = 400 * time.Millisecond
-	k := [sha256.Size]byte{1}
-	a := &answer{lookup: "headers", hold: hold, flights: map[[sha256.Size]byte]chan struct{}{},
-		bodies: map[[sha256.Size]byte][]byte{k: []byte("body")}}
+	k := cache.Key{1}
+	a := &answer{lookup: "headers", hold: hold, flights: map[cache.Key]chan struct{}{},
+		bodies: map[cache.Key][]byte{k: []byte("body")}}
 	timed := func() time.Duration {
 		t0 := time.Now()
 		if b := a.keyed(k); string(b) != "body" {
@@ -41,7 +42,7 @@ func TestHoldCoalesces(t *testing.T) {
 	if len(a.flights) != 1 {
 		t.Errorf("%d waits started for one player, want 1", len(a.flights))
 	}
-	if b := a.keyed([sha256.Size]byte{2}); b != nil || len(a.flights) != 1 {
+	if b := a.keyed(cache.Key{2}); b != nil || len(a.flights) != 1 {
 		t.Errorf("an unknown player: body %q, %d waits; want nil and no new wait", b, len(a.flights))
 	}
 }

@@ -16,7 +16,6 @@
 package main
 
 import (
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -24,6 +23,7 @@ import (
 	"sync"
 
 	"playerguard/bench/peers/spec"
+	"playerguard/cache"
 )
 
 func main() { os.Exit(run()) }
@@ -52,15 +52,11 @@ type route struct {
 	headers [][2]string
 
 	mu    sync.Mutex
-	cache map[[sha256.Size]byte][]byte
+	cache map[cache.Key][]byte
 }
 
 func newRoute(r spec.Route) *route {
-	rt := &route{status: r.Status, ctype: r.ContentType, headers: r.Headers, cache: map[[sha256.Size]byte][]byte{}}
-	for _, p := range r.Players {
-		rt.cache[spec.Digest([]byte(p.Platform), []byte(p.PlayerID), []byte(p.Token))] = []byte(p.Body)
-	}
-	return rt
+	return &route{status: r.Status, ctype: r.ContentType, headers: r.Headers, cache: r.Bodies()}
 }
 
 func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -73,7 +69,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad request", http.StatusBadRequest)
 		return
 	}
-	k := spec.Digest([]byte(req.Platform), []byte(req.PlayerID), []byte(req.AccessToken))
+	k := spec.Key([]byte(req.Platform), []byte(req.PlayerID), []byte(req.AccessToken))
 	rt.mu.Lock()
 	body, ok := rt.cache[k]
 	rt.mu.Unlock()

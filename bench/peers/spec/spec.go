@@ -1,13 +1,12 @@
 // Package spec is the -spec file of the bench's own peers (the ceiling,
 // the minimal peer and the net/http prototype, under bench/peers): the
 // routes they answer, captured from playerguard in the same run, and for a
-// keyed route the players it knows; and the life cycle they share.
+// keyed route the players it knows; the cache key they find players by
+// (playerguard's own, cache.SumKey); and the life cycle they share.
 package spec
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"playerguard/cache"
 )
 
 // Spec is the -spec file: {"routes":[…]}.
@@ -87,16 +88,21 @@ func (r *Route) HoldFor() (time.Duration, error) {
 	return d, nil
 }
 
-// Digest is playerguard's cache key (cache.KeyBuilder.Key): SHA-256 over
-// the uvarint-length-prefixed platform, playerId and token.
-func Digest(platform, playerID, token []byte) [sha256.Size]byte {
-	var arr [256]byte
-	buf := arr[:0]
-	for _, f := range [3][]byte{platform, playerID, token} {
-		buf = binary.AppendUvarint(buf, uint64(len(f)))
-		buf = append(buf, f...)
+// Key is playerguard's cache key for a request's fields (cache.SumKey),
+// with a buffer on the caller's stack for the hashed input.
+func Key(platform, playerID, token []byte) cache.Key {
+	var scratch [256]byte
+	k, _ := cache.SumKey(scratch[:0], platform, playerID, token)
+	return k
+}
+
+// Bodies maps each of a keyed route's players, by cache key, to its body.
+func (r *Route) Bodies() map[cache.Key][]byte {
+	m := make(map[cache.Key][]byte, len(r.Players))
+	for _, p := range r.Players {
+		m[Key([]byte(p.Platform), []byte(p.PlayerID), []byte(p.Token))] = []byte(p.Body)
 	}
-	return sha256.Sum256(buf)
+	return m
 }
 
 // Serve is the peers' shared life cycle: serve on ln, say "listening
