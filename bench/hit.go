@@ -61,29 +61,26 @@ func runHit(e *env, r *Report) error {
 			"%s of %s", fmtInt(int64(len(players)-left)), fmtInt(int64(len(players))))
 	}
 
-	var routes []spec.Route
+	// The ceiling answers playerguard's cache-hit bytes for players[0];
+	// the minimal peer, the same server, each player's own after the
+	// least a correct cache hit must do (decode, hash, look up).
+	var routes, keyed []spec.Route
 	for _, m := range []mode{modeV1, modeDropIn} {
 		rt, err := captureRoute(pg.api, m, players[0], up)
 		if err != nil {
 			return err
 		}
-		routes = append(routes, rt)
+		kr, err := minimalRoute(pg.api, m, rt, players, up)
+		if err != nil {
+			return err
+		}
+		routes, keyed = append(routes, rt), append(keyed, kr)
 	}
 	ceil, err := e.startCeiling(routes)
 	if err != nil {
 		return err
 	}
 	defer ceil.stop(5 * time.Second)
-	// The minimal peer: the ceiling's listener and answers, plus the
-	// least a correct cache hit must do (decode, hash, look up).
-	var keyed []spec.Route
-	for i, m := range []mode{modeV1, modeDropIn} {
-		rt, err := minimalRoute(pg.api, m, routes[i], players, up)
-		if err != nil {
-			return err
-		}
-		keyed = append(keyed, rt)
-	}
 	minimal, err := e.startCeiling(keyed)
 	if err != nil {
 		return err

@@ -65,11 +65,7 @@ func runStorm(e *env, r *Report) error {
 		if err != nil {
 			return err
 		}
-		raw := make([][]byte, nReq)
-		for k, p := range order {
-			raw[k] = rawDropIn(pg.api, p, nil)
-		}
-		conns, err := dialAll(pg.api, nReq)
+		raw, conns, err := armStorm(pg.api, order, nil)
 		if err != nil {
 			pg.stop(5 * time.Second)
 			return err
@@ -139,11 +135,7 @@ func runStorm(e *env, r *Report) error {
 		if err != nil {
 			return err
 		}
-		raw := make([][]byte, nReq)
-		for k, p := range order {
-			raw[k] = rawDropIn(srv.addr, p, nil)
-		}
-		conns, err := dialAll(srv.addr, nReq)
+		raw, conns, err := armStorm(srv.addr, order, nil)
 		if err != nil {
 			srv.stop(5 * time.Second)
 			return err
@@ -175,12 +167,7 @@ func runStorm(e *env, r *Report) error {
 	if err := firstErr(doOK(child, "latency "+lat.String()), doOK(child, "default-allow "+up.AppID+" 100000000000000")); err != nil {
 		return err
 	}
-	secrets := &up
-	raw := make([][]byte, nReq)
-	for k, p := range order {
-		raw[k] = rawDropIn(child.addr, p, secrets)
-	}
-	conns, err := dialAll(child.addr, nReq)
+	raw, conns, err := armStorm(child.addr, order, &up)
 	if err != nil {
 		return err
 	}
@@ -224,6 +211,18 @@ func rawDropIn(host string, p player, secrets *fakeupstream.Config) []byte {
 	}
 	b.WriteString("Content-Length: 0\r\n\r\n")
 	return b.Bytes()
+}
+
+// armStorm readies a storm against addr: the raw request of each connect
+// in order (with the upstream secrets when secrets is not nil) and a
+// connection for each, dialled.
+func armStorm(addr string, order []player, secrets *fakeupstream.Config) ([][]byte, []net.Conn, error) {
+	raw := make([][]byte, len(order))
+	for k, p := range order {
+		raw[k] = rawDropIn(addr, p, secrets)
+	}
+	conns, err := dialAll(addr, len(order))
+	return raw, conns, err
 }
 
 // dialAll opens n connections to addr, 64 dials at a time.
@@ -409,11 +408,7 @@ func (e *env) profileStorm(r *Report, up fakeupstream.Config, fake *fakeupstream
 		return err
 	}
 	defer pg.stop(5 * time.Second)
-	raw := make([][]byte, len(order))
-	for k, p := range order {
-		raw[k] = rawDropIn(pg.api, p, nil)
-	}
-	conns, err := dialAll(pg.api, len(order))
+	raw, conns, err := armStorm(pg.api, order, nil)
 	if err != nil {
 		return err
 	}
