@@ -103,11 +103,15 @@ func (f *family[T]) WithLabelValues(lvs ...string) *T {
 
 func (f *family[T]) Describe(ch chan<- *prometheus.Desc) { ch <- f.desc }
 
-func (f *family[T]) collect(ch chan<- prometheus.Metric, metric func(m *T, lvs []string) prometheus.Metric) {
+// list is the children made so far, in the order they were made.
+func (f *family[T]) list() []labelled[T] {
 	f.mu.Lock()
-	children := f.order
-	f.mu.Unlock()
-	for _, c := range children {
+	defer f.mu.Unlock()
+	return f.order
+}
+
+func (f *family[T]) collect(ch chan<- prometheus.Metric, metric func(m *T, lvs []string) prometheus.Metric) {
+	for _, c := range f.list() {
 		ch <- metric(c.m, c.lvs)
 	}
 }
@@ -124,11 +128,8 @@ func NewCounterVec(name, help string, labels ...string) *CounterVec {
 // too, as the sum of counters.
 func (v *CounterVec) sumWhere(label, value string) uint64 {
 	i := slices.Index(v.labels, label)
-	v.mu.Lock()
-	children := v.order
-	v.mu.Unlock()
 	var n uint64
-	for _, c := range children {
+	for _, c := range v.list() {
 		if c.lvs[i] == value {
 			n += c.m.Value()
 		}
