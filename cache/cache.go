@@ -16,13 +16,16 @@
 // bounds the entry count); an entry it lets go of, or Delete drops, is
 // marked gone and never served from the index again.
 //
-// Purging a player is O(1): it records a tombstone with a sequence number,
-// and any entry for that player whose Stamp is older is treated as absent.
-// Stamps are taken before the upstream is asked (Cache.Stamp), so an allow
-// that was in flight while the player was kicked is refused by Set as well.
-// Tombstones are forgotten once every entry they could hide has expired; if
-// there are ever more than Config.MaxTombstones of them, the whole cache is
-// invalidated instead, which is always safe.
+// Every entry is filed under two tags: the player it is about and a digest
+// of its access token (TokenOf). PurgePlayer and PurgeToken drop every entry
+// under a tag at once, through an index kept beside ristretto, and leave
+// every other entry alone: no pattern of purges can evict an unrelated
+// entry. A value fetched while its player or token was purged must not be
+// stored either: Stamps are taken before the upstream is asked
+// (Cache.Stamp), and Set refuses a value stamped before a purge of either
+// of its tags. The last purgeLogLen purges are remembered for that; a Set
+// stamped before all of them is refused, which is always safe (it costs a
+// later miss).
 //
 // All methods are safe for concurrent use. The zero Cache is not usable; use
 // New.
@@ -30,6 +33,7 @@ package cache
 
 import (
 	"errors"
+	"hash/maphash"
 	"math/bits"
 	"sync"
 	"sync/atomic"
@@ -68,36 +72,42 @@ const (
 // Stamp orders cache writes against purges; see Cache.Stamp.
 type Stamp uint64
 
+// Tags are what an entry is filed under for purges: the player it is about
+// ("" for none) and its access token's digest.
+type Tags struct {
+	Player string
+	Token  TokenID
+}
+
+// purgeLogLen is how many recent purges Set checks a value's stamp against.
+const purgeLogLen = 4096
+
 // Config configures a Cache.
 type Config struct {
 	// MaxEntries bounds the number of entries. It must be positive.
 	MaxEntries int64
 	// MaxAge is the longest fresh+stale lifetime any Set will ask for; Set
-	// clamps to it. It bounds how long a tombstone must be kept. It must be
-	// positive.
+	// clamps to it. It must be positive.
 	MaxAge time.Duration
-	// MaxTombstones bounds the purge records kept at once. If zero,
-	// MaxEntries/8, at least 1024, is used.
-	MaxTombstones int
 	// Now is the clock. If nil, time.Now is used.
 	Now func() time.Time
 }
 
 // Cache is a decision cache. See the package comment.
 type Cache[V any] struct {
-	rc       *ristretto.Cache[uint64, *entry[V]]
-	front    []atomic.Pointer[entry[V]] // see Get; len is a power of two
-	mask     uint64                     // len(front) - 1
-	now      func() time.Time
-	maxAge   time.Duration
-	maxTombs int
+	rc     *ristretto.Cache[uint64, *entry[V]]
+	front  []atomic.Pointer[entry[V]] // see Get; len is a power of two
+	mask   uint64                     // len(front) - 1
+	now    func() time.Time
+	maxAge time.Duration
+	seed   maphash.Seed // for the purge log's player hashes
 
-	seq   atomic.Uint64 // last purge sequence number
-	floor atomic.Uint64 // entries stamped below this are invalid (whole-cache purge)
-	ntomb atomic.Int64  // len(tombs), read without the lock on the hot path
+	seq atomic.Uint64 // purges so far; written under mu
 
-	mu    sync.RWMutex
-	tombs map[string]tombstone
+	mu      sync.Mutex
+	players map[string]*entry[V]  // the first entry of each player's list
+	tokens  map[TokenID]*entry[V] // the first entry of each token's list
+	log     [purgeLogLen]purgeRecord // purge seq is at log[seq%purgeLogLen]
 
 	purges                       atomic.Uint64
 	evictions, rejections, drops atomic.Uint64
@@ -106,9 +116,11 @@ type Cache[V any] struct {
 	done chan struct{}
 }
 
-type tombstone struct {
-	seq   uint64
-	until int64 // unix nanos after which no entry it could hide is alive
+// purgeRecord is one purge in the log: of a player (by hash) or a token.
+type purgeRecord struct {
+	player uint64 // maphash of the player; 0 with a token purge
+	token  TokenID
+	isTok  bool
 }
 
 type entry[V any] struct {
@@ -120,17 +132,23 @@ type entry[V any] struct {
 	stamp Stamp
 	val   V
 	// gone is set once ristretto lets go of the entry (evicts, replaces,
-	// deletes or refuses it) or Delete is about to, and never cleared: the
-	// entry may still be reachable through a front slot, and must not be
-	// served from there.
+	// deletes or refuses it) or Delete or a purge is about to, and never
+	// cleared: the entry may still be reachable through a front slot, and
+	// must not be served from there.
 	gone atomic.Bool
 	// reported is the second (Unix time, truncated) of the last front hit
 	// reported to ristretto (see Get).
 	reported atomic.Uint32
 
-	stale  int64 // unix nanos: stale before this
-	player string
+	stale int64 // unix nanos: stale before this
+	tags  Tags
+	// The entry's places in its player's and its token's lists (under the
+	// Cache's mu); indexed says it is in them.
+	byPlayer, byToken links[V]
+	indexed           bool
 }
+
+type links[V any] struct{ prev, next *entry[V] }
 
 // New returns a Cache; call Close when done with it.
 func New[V any](cfg Config) (*Cache[V], error) {
@@ -143,19 +161,17 @@ func New[V any](cfg Config) (*Cache[V], error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.MaxTombstones <= 0 {
-		cfg.MaxTombstones = int(max(cfg.MaxEntries/8, 1024))
-	}
 	nfront := min(max(uint64(1)<<bits.Len64(uint64(4*cfg.MaxEntries-1)), minFront), maxFront)
 	c := &Cache[V]{
-		front:    make([]atomic.Pointer[entry[V]], nfront),
-		mask:     nfront - 1,
-		now:      cfg.Now,
-		maxAge:   cfg.MaxAge,
-		maxTombs: cfg.MaxTombstones,
-		tombs:    make(map[string]tombstone),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		front:   make([]atomic.Pointer[entry[V]], nfront),
+		mask:    nfront - 1,
+		now:     cfg.Now,
+		maxAge:  cfg.MaxAge,
+		seed:    maphash.MakeSeed(),
+		players: make(map[string]*entry[V]),
+		tokens:  make(map[TokenID]*entry[V]),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	rc, err := ristretto.NewCache(&ristretto.Config[uint64, *entry[V]]{
 		// ristretto's docs suggest 10x the items kept. Capped: a sidecar
@@ -181,14 +197,11 @@ func New[V any](cfg Config) (*Cache[V], error) {
 		return nil, err
 	}
 	c.rc = rc
-	go c.sweepLoop(time.Minute)
 	return c, nil
 }
 
-// Close stops the cache's goroutines and drops every entry.
+// Close drops every entry.
 func (c *Cache[V]) Close() {
-	close(c.stop)
-	<-c.done
 	c.rc.Close()
 	// ristretto's Close let go of what it held (and forget cleared their
 	// slots), but slots can still point at entries that were gone before a
@@ -196,15 +209,73 @@ func (c *Cache[V]) Close() {
 	clear(c.front)
 }
 
-// forget marks e gone and takes it out of the front. ristretto calls it
-// (as OnExit) with a nil e for a Del of an absent key. The CAS leaves the
-// slot alone if another entry has taken it since.
+// forget marks e gone and takes it out of the front and the purge index.
+// ristretto calls it (as OnExit) with a nil e for a Del of an absent key.
+// The CAS leaves the slot alone if another entry has taken it since.
 func (c *Cache[V]) forget(e *entry[V]) {
 	if e == nil {
 		return
 	}
 	e.gone.Store(true)
 	c.slot(e.key.hash()).CompareAndSwap(e, nil)
+	c.mu.Lock()
+	c.unlink(e)
+	c.mu.Unlock()
+}
+
+// link files e under its tags. c.mu must be held.
+func (c *Cache[V]) link(e *entry[V]) {
+	e.indexed = true
+	if p := e.tags.Player; p != "" {
+		head := c.players[p]
+		e.byPlayer = links[V]{next: head}
+		if head != nil {
+			head.byPlayer.prev = e
+		}
+		c.players[p] = e
+	}
+	head := c.tokens[e.tags.Token]
+	e.byToken = links[V]{next: head}
+	if head != nil {
+		head.byToken.prev = e
+	}
+	c.tokens[e.tags.Token] = e
+}
+
+// unlink takes e out of its lists, if it is in them. c.mu must be held.
+func (c *Cache[V]) unlink(e *entry[V]) {
+	if !e.indexed {
+		return
+	}
+	e.indexed = false
+	if p := e.tags.Player; p != "" {
+		l := &e.byPlayer
+		switch {
+		case l.prev != nil:
+			l.prev.byPlayer.next = l.next
+		case l.next != nil:
+			c.players[p] = l.next
+		default:
+			delete(c.players, p)
+		}
+		if l.next != nil {
+			l.next.byPlayer.prev = l.prev
+		}
+		*l = links[V]{}
+	}
+	l := &e.byToken
+	switch {
+	case l.prev != nil:
+		l.prev.byToken.next = l.next
+	case l.next != nil:
+		c.tokens[e.tags.Token] = l.next
+	default:
+		delete(c.tokens, e.tags.Token)
+	}
+	if l.next != nil {
+		l.next.byToken.prev = l.prev
+	}
+	*l = links[V]{}
 }
 
 // slot is the front slot for a key's hash. It takes the hash's low bits,
@@ -218,8 +289,8 @@ func (c *Cache[V]) slot(h uint64) *atomic.Pointer[entry[V]] {
 }
 
 // Stamp returns the stamp to pass to Set for a value about to be fetched.
-// Take it before asking the upstream: a purge that happens after it hides
-// (and refuses) the value.
+// Take it before asking the upstream: a purge of the value's player or
+// token that happens after it refuses the value.
 func (c *Cache[V]) Stamp() Stamp { return Stamp(c.seq.Load()) }
 
 // Get returns k's value and whether it is fresh or stale at now, which must
@@ -263,9 +334,6 @@ func (c *Cache[V]) Get(k *Key, now time.Time) (V, State) {
 // judge answers a Get with e, the entry for its key.
 func (c *Cache[V]) judge(e *entry[V], now time.Time) (V, State) {
 	var zero V
-	if !c.visible(e.player, e.stamp) {
-		return zero, Miss
-	}
 	switch now := now.UnixNano(); {
 	case now < e.fresh:
 		return e.val, Fresh
@@ -275,49 +343,69 @@ func (c *Cache[V]) judge(e *entry[V], now time.Time) (V, State) {
 	return zero, Miss
 }
 
-// visible reports whether an entry for player stamped s survives the purges.
-func (c *Cache[V]) visible(player string, s Stamp) bool {
-	if uint64(s) < c.floor.Load() {
-		return false
-	}
-	if c.ntomb.Load() == 0 {
+// purgedSince reports whether a purge of either of tags happened after
+// stamp s, or may have: one older than the log remembers. c.mu must be
+// held.
+func (c *Cache[V]) purgedSince(s Stamp, tags Tags) bool {
+	cur := c.seq.Load()
+	if cur-uint64(s) > purgeLogLen {
 		return true
 	}
-	c.mu.RLock()
-	t, ok := c.tombs[player]
-	c.mu.RUnlock()
-	return !ok || uint64(s) >= t.seq
+	var ph uint64
+	if tags.Player != "" {
+		ph = c.playerHash(tags.Player)
+	}
+	for seq := uint64(s) + 1; seq <= cur; seq++ {
+		r := &c.log[seq%purgeLogLen]
+		if r.isTok && r.token == tags.Token || !r.isTok && ph != 0 && r.player == ph {
+			return true
+		}
+	}
+	return false
 }
 
-// Set stores v for k, fresh for fresh and then stale for stale more, on
-// behalf of player (which PurgePlayer names), and returns once a Get can
-// see it. It refuses, returning false, a value whose stamp predates a purge
-// of its player. ristretto may still drop a Set under contention or refuse
-// it by its admission policy when full; that only costs a later miss.
-func (c *Cache[V]) Set(k *Key, player string, s Stamp, fresh, stale time.Duration, v V) bool {
+// playerHash is a player's hash in the purge log: a collision only refuses
+// a Set, and never 0 (which marks no player).
+func (c *Cache[V]) playerHash(p string) uint64 { return maphash.String(c.seed, p) | 1 }
+
+// Set stores v for k, fresh for fresh and then stale for stale more,
+// filed under tags (which PurgePlayer and PurgeToken name), and returns
+// once a Get can see it. It refuses, returning false, a value whose stamp
+// predates a purge of its player or its token. ristretto may still drop a
+// Set under contention or refuse it by its admission policy when full;
+// that only costs a later miss.
+func (c *Cache[V]) Set(k *Key, tags Tags, s Stamp, fresh, stale time.Duration, v V) bool {
 	if fresh <= 0 {
 		return false
 	}
 	fresh = min(fresh, c.maxAge)
 	stale = max(min(stale, c.maxAge-fresh), 0)
-	if !c.visible(player, s) {
-		return false
-	}
 	now := c.now().UnixNano()
 	e := &entry[V]{
-		key:    *k,
-		player: player,
-		stamp:  s,
-		fresh:  now + int64(fresh),
-		stale:  now + int64(fresh+stale),
-		val:    v,
+		key:   *k,
+		tags:  tags,
+		stamp: s,
+		fresh: now + int64(fresh),
+		stale: now + int64(fresh+stale),
+		val:   v,
 	}
+	// Filed before ristretto has it: a purge from here on finds e and
+	// marks it gone, so it is never served even if ristretto takes it
+	// after.
+	c.mu.Lock()
+	if c.purgedSince(s, tags) {
+		c.mu.Unlock()
+		return false
+	}
+	c.link(e)
+	c.mu.Unlock()
 	// No ristretto TTL: Get judges freshness on its own clock, and a
 	// ristretto TTL would cost a clock read on every Get plus an expiry
 	// index per entry. Entries past their stale window stay until the
 	// admission policy evicts them; MaxEntries bounds them all the same.
 	if !c.rc.Set(k.hash(), e, 1) {
 		c.drops.Add(1)
+		c.forget(e)
 		return false
 	}
 	// ristretto applies Sets asynchronously. Wait until this one is
@@ -346,53 +434,54 @@ func (c *Cache[V]) Delete(k *Key) {
 	c.rc.Del(h)
 }
 
-// PurgePlayer hides every entry of player, and refuses Sets stamped before
-// now. An empty player names nobody and is ignored.
+// PurgePlayer drops every entry filed under player, fresh or stale, and
+// refuses Sets for that player stamped before now. An empty player names
+// nobody and is ignored.
 func (c *Cache[V]) PurgePlayer(player string) {
 	if player == "" {
 		return
 	}
+	c.purge(purgeRecord{player: c.playerHash(player)}, func() *entry[V] { return c.players[player] },
+		func(e *entry[V]) *entry[V] { return e.byPlayer.next })
+}
+
+// PurgeToken drops every entry filed under token, under any player and
+// platform, and refuses Sets for that token stamped before now.
+func (c *Cache[V]) PurgeToken(token TokenID) {
+	c.purge(purgeRecord{token: token, isTok: true}, func() *entry[V] { return c.tokens[token] },
+		func(e *entry[V]) *entry[V] { return e.byToken.next })
+}
+
+// purge logs r and drops the entries of the list starting at first().
+func (c *Cache[V]) purge(r purgeRecord, first func() *entry[V], next func(*entry[V]) *entry[V]) {
 	c.purges.Add(1)
-	seq := c.seq.Add(1)
-	until := c.now().Add(c.maxAge).UnixNano()
+	var victims []*entry[V]
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.tombs[player] = tombstone{seq: seq, until: until}
-	if len(c.tombs) > c.maxTombs {
-		// Too many players purged within one MaxAge (a sanction wave, or
-		// someone spraying bad tokens with made-up player ids): forget them
-		// all and invalidate everything stamped so far instead.
-		c.floor.Store(c.seq.Add(1))
-		clear(c.tombs)
+	seq := c.seq.Load() + 1
+	c.log[seq%purgeLogLen] = r
+	c.seq.Store(seq)
+	for e := first(); e != nil; {
+		n := next(e)
+		victims = append(victims, e)
+		e.gone.Store(true) // before c.mu is let go: no Get serves it from here on
+		c.unlink(e)
+		e = n
 	}
-	c.ntomb.Store(int64(len(c.tombs)))
-}
-
-func (c *Cache[V]) sweepLoop(every time.Duration) {
-	defer close(c.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-t.C:
-			c.sweep()
-		}
+	c.mu.Unlock()
+	for _, e := range victims {
+		c.drop(e)
 	}
 }
 
-// sweep forgets tombstones that can no longer hide anything.
-func (c *Cache[V]) sweep() {
-	now := c.now().UnixNano()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for p, t := range c.tombs {
-		if now >= t.until {
-			delete(c.tombs, p)
-		}
+// drop takes e, already gone, out of the front and ristretto.
+func (c *Cache[V]) drop(e *entry[V]) {
+	h := e.key.hash()
+	c.slot(h).CompareAndSwap(e, nil)
+	if cur, ok := c.rc.Get(h); ok && cur == e {
+		// If another entry for h lands between the Get and the Del, Del
+		// takes it too: that costs one more miss, never a wrong answer.
+		c.rc.Del(h)
 	}
-	c.ntomb.Store(int64(len(c.tombs)))
 }
 
 // Wait blocks until every Set so far has been applied. Set already waits
@@ -405,8 +494,8 @@ type Stats struct {
 	Evictions  uint64 // entries evicted to make room or on expiry
 	Rejections uint64 // Sets refused by the admission policy
 	Dropped    uint64 // Sets dropped under contention
-	Purges     uint64 // PurgePlayer calls
-	Tombstones uint64 // purge records held now
+	Purges     uint64 // PurgePlayer and PurgeToken calls
+	Tombstones uint64 // purges remembered to refuse Sets of values fetched meanwhile (at most 4096)
 }
 
 // Stats reads the counters; cheap enough for every scrape.
@@ -417,6 +506,6 @@ func (c *Cache[V]) Stats() Stats {
 		Rejections: c.rejections.Load(),
 		Dropped:    c.drops.Load(),
 		Purges:     c.purges.Load(),
-		Tombstones: uint64(c.ntomb.Load()),
+		Tombstones: min(c.seq.Load(), purgeLogLen),
 	}
 }

@@ -48,7 +48,7 @@ func key(platform, player, token string) Key {
 
 func mustSet(t *testing.T, c *Cache[string], k Key, player string, s Stamp, fresh, stale time.Duration, v string) {
 	t.Helper()
-	if !c.Set(&k, player, s, fresh, stale, v) {
+	if !c.Set(&k, Tags{Player: player}, s, fresh, stale, v) {
 		t.Fatalf("Set(%s) refused", v)
 	}
 	c.Wait()
@@ -94,7 +94,7 @@ func TestSetClampsToMaxAge(t *testing.T) {
 	expect(t, c, k, "v", Stale)
 	clk.Add(time.Nanosecond)
 	expect(t, c, k, "", Miss)
-	if c.Set(&k, "p1", c.Stamp(), 0, time.Minute, "zero") {
+	if c.Set(&k, Tags{Player: "p1"}, c.Stamp(), 0, time.Minute, "zero") {
 		t.Fatal("Set with zero fresh period accepted")
 	}
 }
@@ -169,7 +169,7 @@ func TestDeleteIsImmediate(t *testing.T) {
 			t.Fatalf("key %d still in the front index after Delete", i)
 		}
 		// And it can come back.
-		if !c.Set(&k, "p", c.Stamp(), time.Minute, 0, "again") {
+		if !c.Set(&k, Tags{Player: "p"}, c.Stamp(), time.Minute, 0, "again") {
 			t.Fatalf("Set %d after Delete dropped", i)
 		}
 		if v, s := c.Get(&k, c.now()); v != "again" || s != Fresh {
@@ -185,7 +185,7 @@ func TestSetReplacesInFront(t *testing.T) {
 	k := key("mobile", "p1", "tok")
 	for i := range 100 {
 		v := fmt.Sprint("v", i)
-		if !c.Set(&k, "p1", c.Stamp(), time.Minute, 0, v) {
+		if !c.Set(&k, Tags{Player: "p1"}, c.Stamp(), time.Minute, 0, v) {
 			t.Fatalf("Set %s dropped", v)
 		}
 		expect(t, c, k, v, Fresh) // from ristretto, then into the front
@@ -227,7 +227,7 @@ func TestFrontNeverServesEvicted(t *testing.T) {
 	keys := make([]Key, 5000)
 	for i := range keys {
 		keys[i] = b.Key([]byte("mobile"), nil, fmt.Appendf(nil, "tok%d", i))
-		c.Set(&keys[i], "p", c.Stamp(), time.Minute, 0, fmt.Sprint(i))
+		c.Set(&keys[i], Tags{Player: "p"}, c.Stamp(), time.Minute, 0, fmt.Sprint(i))
 		c.Get(&keys[i], c.now()) // into the front, if ristretto took it
 		if i%7 == 0 && i >= 100 {
 			c.Get(&keys[i-100], c.now()) // and some that may have left since
@@ -264,7 +264,7 @@ func TestFrontNeverServesEvicted(t *testing.T) {
 // of the key asked, and its writer's Gets only the value last set, none
 // after a Delete.
 func TestConcurrentInvariants(t *testing.T) {
-	c, _ := newTestCache(t, Config{MaxEntries: 50, MaxTombstones: 8})
+	c, _ := newTestCache(t, Config{MaxEntries: 50})
 	const writers, perWriter = 4, 100
 	keys := make([][]Key, writers)
 	for w := range keys {
@@ -299,7 +299,7 @@ func TestConcurrentInvariants(t *testing.T) {
 				switch op := rand.IntN(8); {
 				case op < 3:
 					ver++
-					if c.Set(k, player, c.Stamp(), time.Hour, 0, val(k, ver)) {
+					if c.Set(k, Tags{Player: player}, c.Stamp(), time.Hour, 0, val(k, ver)) {
 						latest[i] = ver
 					}
 				case op < 4:
@@ -332,9 +332,12 @@ func TestConcurrentInvariants(t *testing.T) {
 	}
 	wg.Go(func() {
 		for n := 0; time.Now().Before(deadline); n++ {
-			if n%4 == 0 {
-				c.PurgePlayer(fmt.Sprint("nobody", n)) // overflows now and then
-			} else {
+			switch n % 4 {
+			case 0:
+				c.PurgePlayer(fmt.Sprint("nobody", n))
+			case 1:
+				c.PurgeToken(TokenID(n)) // nobody's token
+			default:
 				c.PurgePlayer(fmt.Sprint("p", rand.IntN(writers)))
 			}
 			time.Sleep(time.Millisecond)
@@ -359,7 +362,7 @@ func TestPurgePlayer(t *testing.T) {
 	expect(t, c, k3, "3", Fresh)
 
 	// An allow fetched before the purge (old stamp) is refused.
-	if c.Set(&k1, "p1", s, time.Minute, time.Hour, "late") {
+	if c.Set(&k1, Tags{Player: "p1"}, s, time.Minute, time.Hour, "late") {
 		t.Fatal("Set with a pre-purge stamp accepted")
 	}
 	c.Wait()
@@ -375,37 +378,99 @@ func TestPurgePlayer(t *testing.T) {
 	}
 }
 
-func TestTombstoneOverflowInvalidatesAll(t *testing.T) {
-	c, _ := newTestCache(t, Config{MaxTombstones: 4})
-	k := key("mobile", "keeper", "tok")
-	mustSet(t, c, k, "keeper", c.Stamp(), time.Minute, time.Hour, "v")
-	for i := range 4 {
-		c.PurgePlayer(fmt.Sprint("victim", i))
+func TestPurgeToken(t *testing.T) {
+	c, _ := newTestCache(t, Config{})
+	tok, other := TokenOf([]byte("tok1")), TokenOf([]byte("tok2"))
+	k1 := key("mobile", "p1", "tok1")
+	k2 := key("mobile", "", "tok1")
+	k3 := key("pc", "p2", "tok1")
+	k4 := key("mobile", "p1", "tok2")
+	s := c.Stamp()
+	for _, e := range []struct {
+		k    Key
+		tags Tags
+	}{{k1, Tags{"p1", tok}}, {k2, Tags{"p1", tok}}, {k3, Tags{"p2", tok}}, {k4, Tags{"p1", other}}} {
+		if !c.Set(&e.k, e.tags, s, time.Minute, time.Hour, "v") {
+			t.Fatal("Set refused")
+		}
 	}
-	expect(t, c, k, "v", Fresh)
-	if got := c.Stats().Tombstones; got != 4 {
-		t.Fatalf("Tombstones = %d, want 4", got)
+	c.PurgeToken(tok)
+	expect(t, c, k1, "", Miss)
+	expect(t, c, k2, "", Miss)
+	expect(t, c, k3, "", Miss)
+	expect(t, c, k4, "v", Fresh)
+	if c.Set(&k1, Tags{"p1", tok}, s, time.Minute, 0, "late") {
+		t.Fatal("Set with a pre-purge stamp accepted")
 	}
-	c.PurgePlayer("one-too-many")
-	expect(t, c, k, "", Miss)
-	if got := c.Stats().Tombstones; got != 0 {
-		t.Fatalf("Tombstones after overflow = %d, want 0", got)
+	// The token's purge does not refuse another token of the same player.
+	k5 := key("web", "p1", "tok3")
+	if !c.Set(&k5, Tags{"p1", TokenOf([]byte("tok3"))}, s, time.Minute, 0, "v5") {
+		t.Fatal("Set of another token refused")
 	}
-	mustSet(t, c, k, "keeper", c.Stamp(), time.Minute, time.Hour, "again")
-	expect(t, c, k, "again", Fresh)
+	expect(t, c, k5, "v5", Fresh)
+	if got := c.Stats().Purges; got != 1 {
+		t.Errorf("Purges = %d, want 1", got)
+	}
 }
 
-func TestSweepForgetsOldTombstones(t *testing.T) {
-	c, clk := newTestCache(t, Config{MaxAge: 10 * time.Minute})
-	c.PurgePlayer("p1")
-	c.sweep()
-	if got := c.Stats().Tombstones; got != 1 {
-		t.Fatalf("Tombstones = %d, want 1", got)
+// TestPurgesNeverEvictOthers: however many players and tokens are purged,
+// an entry of none of them stays; the purge index holds only what is
+// cached.
+func TestPurgesNeverEvictOthers(t *testing.T) {
+	c, _ := newTestCache(t, Config{MaxEntries: 1000})
+	k := key("mobile", "keeper", "tok")
+	mustSet(t, c, k, "keeper", c.Stamp(), time.Minute, time.Hour, "v")
+	for i := range 10 * purgeLogLen {
+		c.PurgePlayer(fmt.Sprint("victim", i))
+		c.PurgeToken(TokenOf(fmt.Appendf(nil, "junk%d", i)))
 	}
-	clk.Add(10 * time.Minute)
-	c.sweep()
-	if got := c.Stats().Tombstones; got != 0 {
-		t.Fatalf("Tombstones after MaxAge = %d, want 0", got)
+	expect(t, c, k, "v", Fresh)
+	c.mu.Lock()
+	players, tokens := len(c.players), len(c.tokens)
+	c.mu.Unlock()
+	if players != 1 || tokens != 1 {
+		t.Errorf("index holds %d players and %d tokens, want 1 and 1", players, tokens)
+	}
+	if got := c.Stats().Tombstones; got != purgeLogLen {
+		t.Errorf("Tombstones = %d, want %d", got, purgeLogLen)
+	}
+}
+
+// TestPurgeLogBounded: a Set stamped before more purges than the log
+// remembers is refused, whoever they were of (it cannot tell).
+func TestPurgeLogBounded(t *testing.T) {
+	c, _ := newTestCache(t, Config{})
+	s := c.Stamp()
+	for i := range purgeLogLen {
+		c.PurgePlayer(fmt.Sprint("other", i))
+	}
+	k := key("mobile", "p1", "tok")
+	if !c.Set(&k, Tags{Player: "p1"}, s, time.Minute, 0, "v") {
+		t.Fatal("Set refused with the log still covering its stamp")
+	}
+	c.PurgePlayer("one-more")
+	if c.Set(&k, Tags{Player: "p1"}, s, time.Minute, 0, "v") {
+		t.Fatal("Set accepted with a stamp older than the log")
+	}
+}
+
+// TestEvictionUnindexes: entries ristretto lets go of leave the purge
+// index, so it stays as large as the cache.
+func TestEvictionUnindexes(t *testing.T) {
+	c, _ := newTestCache(t, Config{MaxEntries: 100})
+	var b KeyBuilder
+	for i := range 3000 {
+		tok := fmt.Appendf(nil, "tok%d", i)
+		k := b.Key([]byte("mobile"), nil, tok)
+		c.Set(&k, Tags{Player: fmt.Sprint("p", i), Token: TokenOf(tok)}, c.Stamp(), time.Minute, 0, "v")
+	}
+	c.Wait()
+	held := c.Stats().Entries
+	c.mu.Lock()
+	players, tokens := len(c.players), len(c.tokens)
+	c.mu.Unlock()
+	if uint64(players) > held || uint64(tokens) > held {
+		t.Errorf("index holds %d players and %d tokens for %d entries", players, tokens, held)
 	}
 }
 
@@ -414,7 +479,7 @@ func TestBoundedEntries(t *testing.T) {
 	var b KeyBuilder
 	for i := range 5000 {
 		k := b.Key([]byte("mobile"), nil, fmt.Appendf(nil, "tok%d", i))
-		c.Set(&k, "p", c.Stamp(), time.Minute, 0, "v")
+		c.Set(&k, Tags{Player: "p"}, c.Stamp(), time.Minute, 0, "v")
 	}
 	c.Wait()
 	st := c.Stats()
@@ -435,7 +500,7 @@ func TestHotPathAllocs(t *testing.T) {
 	platform, player := []byte("mobile"), []byte("123456789123456")
 	k := b.Key(platform, player, tok)
 	mustSet(t, c, k, "123456789123456", c.Stamp(), time.Minute, 0, "v")
-	c.PurgePlayer("someone-else") // exercise the tombstone lookup too
+	c.PurgePlayer("someone-else") // a purge since: hits must not look
 	allocs := testing.AllocsPerRun(1000, func() {
 		k := b.Key(platform, player, tok)
 		if _, s := c.Get(&k, time.Time{}); s != Fresh {
@@ -463,7 +528,7 @@ func BenchmarkGetFresh(b *testing.B) {
 	keys := make([]Key, 1000)
 	for i := range keys {
 		keys[i] = kb.Key([]byte("mobile"), nil, fmt.Appendf(nil, "tok%d", i))
-		c.Set(&keys[i], "p", c.Stamp(), time.Hour, 0, "v")
+		c.Set(&keys[i], Tags{Player: "p"}, c.Stamp(), time.Hour, 0, "v")
 	}
 	c.Wait()
 	b.ReportAllocs()
@@ -491,7 +556,7 @@ func setSeen(t *testing.T, c *Cache[string], i int) Key {
 	t.Helper()
 	var b KeyBuilder
 	k := b.Key([]byte("mobile"), nil, fmt.Appendf(nil, "tok%d", i))
-	if !c.Set(&k, "p", c.Stamp(), time.Minute, 0, "v") {
+	if !c.Set(&k, Tags{Player: "p"}, c.Stamp(), time.Minute, 0, "v") {
 		t.Fatalf("Set %d dropped", i)
 	}
 	if _, s := c.Get(&k, c.now()); s != Fresh {
@@ -508,7 +573,7 @@ func BenchmarkGetMany(b *testing.B) {
 	keys := make([]Key, 10_000)
 	for i := range keys {
 		keys[i] = kb.Key([]byte("mobile"), nil, fmt.Appendf(nil, "tok%d", i))
-		if !c.Set(&keys[i], "p", c.Stamp(), time.Hour, 0, "v") {
+		if !c.Set(&keys[i], Tags{Player: "p"}, c.Stamp(), time.Hour, 0, "v") {
 			b.Fatalf("Set %d dropped", i)
 		}
 	}
@@ -574,7 +639,7 @@ func floodAgainstHotKeys(t *testing.T) (lost int, evictions uint64) {
 		if _, s := c.Get(&k, c.now()); s != Miss {
 			t.Fatalf("new key %d found", i)
 		}
-		c.Set(&k, "", c.Stamp(), time.Hour, 0, "once")
+		c.Set(&k, Tags{Player: ""}, c.Stamp(), time.Hour, 0, "once")
 	}
 	c.Wait()
 	for _, k := range hot {
@@ -583,4 +648,21 @@ func floodAgainstHotKeys(t *testing.T) (lost int, evictions uint64) {
 		}
 	}
 	return lost, c.Stats().Evictions
+}
+
+func TestTokenKeyIsNoKey(t *testing.T) {
+	var b KeyBuilder
+	p, tok := []byte("pc"), []byte("tok")
+	tk := b.TokenKey(p, tok)
+	for _, player := range []string{"", "tok", "\x03tok"} {
+		if k := b.Key(p, []byte(player), tok); k == tk {
+			t.Errorf("TokenKey(pc, tok) == Key(pc, %q, tok)", player)
+		}
+	}
+	if b.TokenKey([]byte("web"), tok) == tk {
+		t.Error("TokenKey ignores the platform")
+	}
+	if TokenOf(tok) == TokenOf([]byte("tok2")) {
+		t.Error("TokenOf collides on a one-byte difference")
+	}
 }

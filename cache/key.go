@@ -49,3 +49,36 @@ func appendField(buf, f []byte) []byte {
 // whole Key and Get compares it, so two Keys that share a hash only evict
 // each other; one can never be answered with the other's entry.
 func (k *Key) hash() uint64 { return binary.LittleEndian.Uint64(k[:8]) }
+
+// TokenKey returns the Key of an answer about a token on a platform
+// whatever player is claimed (an invalid_token kick, which says nothing
+// about any player). Its hashed input is two length-prefixed fields where
+// Key's is three, so no Key and TokenKey share an input: reading either
+// input field by field gives the same first two fields, and one of them
+// then ends.
+func (b *KeyBuilder) TokenKey(platform, token []byte) Key {
+	buf := appendField(b.buf[:0], platform)
+	buf = appendField(buf, token)
+	b.buf = buf
+	return sha256.Sum256(buf)
+}
+
+// TokenID is a digest of an access token alone, the tag under which every
+// cached answer about that token is filed (Tags) so that PurgeToken finds
+// them under any player and platform. It is 64 bits of a SHA-256: two
+// tokens sharing one only purge each other's entries, which costs an
+// upstream call, never a wrong answer; and like Key it cannot be turned
+// back into the token.
+type TokenID uint64
+
+// tokenDomain separates TokenOf's hashed input from Key's.
+const tokenDomain = "playerguard token\x00"
+
+// TokenOf returns token's TokenID.
+func TokenOf(token []byte) TokenID {
+	h := sha256.New()
+	h.Write([]byte(tokenDomain))
+	h.Write(token)
+	var sum [sha256.Size]byte
+	return TokenID(binary.LittleEndian.Uint64(h.Sum(sum[:0])))
+}

@@ -41,7 +41,10 @@ type Metrics struct {
 	BadRequests prometheus.Counter
 
 	// UpstreamRequests counts calls to the Kakao Games API by outcome: the
-	// status class ("2xx", "3xx", "4xx", "5xx"), or "timeout" or "connection_error".
+	// status class ("2xx", "3xx", "4xx", "5xx", "other" for a status outside
+	// 200-599), or "timeout", "connection_error" or "protocol_error" (a
+	// response out of step with the request: an unexpected 1xx or 101,
+	// bytes after the response).
 	UpstreamRequests *prometheus.CounterVec
 	// UpstreamSeconds is the latency of upstream calls that got a response.
 	UpstreamSeconds prometheus.Histogram
@@ -96,7 +99,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		UpstreamRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace,
 			Name:      "upstream_requests_total",
-			Help:      "Calls to the Kakao Games API, by outcome (2xx, 3xx, 4xx, 5xx, timeout, connection_error).",
+			Help:      "Calls to the Kakao Games API, by outcome (2xx, 3xx, 4xx, 5xx, other status, timeout, connection_error, protocol_error).",
 		}, []string{LabelOutcome}),
 		UpstreamSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace,
@@ -150,7 +153,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	for _, to := range []string{"closed", "half_open", "open"} {
 		m.BreakerTransitions.WithLabelValues(to)
 	}
-	for _, o := range []string{"2xx", "3xx", "4xx", "5xx", "timeout", "connection_error"} {
+	for _, o := range []string{"2xx", "3xx", "4xx", "5xx", "other", "timeout", "connection_error", "protocol_error"} {
 		m.UpstreamRequests.WithLabelValues(o)
 	}
 	reg.MustRegister(
@@ -164,7 +167,9 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	return m
 }
 
-// UpstreamOutcome returns the outcome label for an HTTP status.
+// UpstreamOutcome returns the outcome label for an HTTP status: 2xx, 3xx,
+// 4xx, 5xx, or "other" for any status outside 200-599 (a final 1xx, 6xx
+// and beyond), which is no server error but no HTTP answer either.
 func UpstreamOutcome(status int) string {
 	switch {
 	case status >= 200 && status < 300:
@@ -173,9 +178,10 @@ func UpstreamOutcome(status int) string {
 		return "3xx"
 	case status >= 400 && status < 500:
 		return "4xx"
-	default:
+	case status >= 500 && status < 600:
 		return "5xx"
 	}
+	return "other"
 }
 
 // BreakerStateFunc exposes playerguard_breaker_state, read at scrape time

@@ -149,8 +149,9 @@ func BenchmarkCacheMemoryPerEntry(b *testing.B) {
 			id := fmt.Sprintf("%015d", 100000000000000+i)
 			body := []byte(`{"player":{"kgAppId":"909428","playerId":"` + id + `","status":"normal","nickname":"player-` + id + `","data":{}}}`)
 			res := Decide(200, body, "application/json;charset=UTF-8", "", []string{"normal"})
-			k := kb.Key([]byte("mobile"), nil, fmt.Appendf(nil, "token-%d-%s", i, benchToken[:150]))
-			for !c.Set(&k, res.PlayerID, c.Stamp(), time.Hour, 0, res) {
+			tok := fmt.Appendf(nil, "token-%d-%s", i, benchToken[:150])
+			k := kb.Key([]byte("mobile"), nil, tok)
+			for !c.Set(&k, cache.Tags{Player: res.PlayerID, Token: cache.TokenOf(tok)}, c.Stamp(), time.Hour, 0, res) {
 				c.Wait() // ristretto drops Sets under pressure; this is a fill, not a race
 			}
 		}

@@ -1,10 +1,6 @@
 package validator
 
-import (
-	"bytes"
-	"encoding/json"
-	"strconv"
-)
+import "strconv"
 
 // Verdict is what playerguard tells the game server.
 type Verdict uint8
@@ -95,69 +91,66 @@ type Result struct {
 	// PlayerID is the player this verdict is about: the one the request
 	// claimed, else the one the upstream named ("" when neither).
 	PlayerID string
+	// Named is the player the upstream's answer is a verdict about, and so
+	// whose cached allows a kick purges: a 200's player, a kick body's
+	// player or lockout id. Never the claim alone (anyone can claim any
+	// player), and "" for invalid_token and player_mismatch, which say
+	// nothing about a player.
+	Named string
 
-	// Err is the transport error, for logs; nil when there was a response.
+	// Err is the transport error, or why the body was dropped, for logs;
+	// nil when a whole response arrived.
 	Err error
 }
 
-// upstreamBody is the union of the fields the Kakao Games API documents for
-// its validation responses. Unknown fields are ignored.
-type upstreamBody struct {
-	Player      json.RawMessage `json:"player"`
-	Desc        *string         `json:"desc"`
-	Lockout     json.RawMessage `json:"lockout"`
-	Token       json.RawMessage `json:"token"`
-	RedirectURI json.RawMessage `json:"redirectUri"`
-}
-
-type upstreamPlayer struct {
-	PlayerID json.RawMessage `json:"playerId"`
-	Status   *string         `json:"status"`
-}
-
-type upstreamLockout struct {
-	IDType string          `json:"idType"`
-	ID     json.RawMessage `json:"id"`
-}
-
 // Decide maps one upstream answer to a Result: the decision table. status
-// and body are the upstream's response; claimed is the playerId the request
-// asked about ("" if none); allowStatuses lists the player.status values that
-// mean good standing. Decide keeps a reference to body.
+// and body are the upstream's response (body nil when it was dropped: too
+// large, or echoing playerguard's credentials); claimed is the playerId the
+// request asked about ("" if none); allowStatuses lists the player.status
+// values that mean good standing. Decide keeps a reference to body.
 //
 // Nothing that does not parse as a documented 200 can become an allow, and
-// no status that stands for an outage can become a kick.
+// no status that stands for an outage can become a kick. Bodies are read
+// strictly (parseKakaoBody): the decision is made on exactly the bytes the
+// game server is handed.
+//
+// The 4xx rule: 401, 406 and the custom 460-479 range but 473 are Kakao's
+// verdicts whatever the body, as the status line says it all; 400, 408,
+// 429, 473 and the statuses about the request's shape (requestShapeStatus)
+// never are. Any other 4xx is a verdict (abnormal_state) only when its
+// body is a Kakao error, a desc ending in "(STATUS.SUBCODE)" with that same
+// status: a 403 or 404 from a wrong -upstream path, a WAF or a load
+// balancer in front of Kakao says nothing about the player.
 func Decide(status int, body []byte, contentType, claimed string, allowStatuses []string) *Result {
 	r := &Result{Status: status, Body: body, ContentType: contentType, PlayerID: claimed}
-	var ub upstreamBody
-	parsed := len(body) > 0 && json.Unmarshal(body, &ub) == nil
+	kb, parsed := parseKakaoBody(body)
+	descStatus := 0
 	if parsed {
-		r.player = spanOf(body, ub.Player)
-		r.lockout = spanOf(body, ub.Lockout)
-		r.token = spanOf(body, ub.Token)
-		r.redirectURI = spanOf(body, ub.RedirectURI)
-		if ub.Desc != nil {
-			r.Desc = *ub.Desc
-			r.Code, r.HasCode = parseSubCode(r.Desc)
+		r.player, r.lockout, r.token, r.redirectURI = kb.player, kb.lockout, kb.token, kb.redirectURI
+		if kb.hasDesc {
+			r.Desc = kb.desc
+			descStatus, r.Code, r.HasCode = parseSubCode(r.Desc)
 		}
 	}
 
 	switch {
 	case status == 200:
-		p, ok := parsePlayer(r.Player())
-		if !parsed || !ok {
+		if !parsed || !kb.hasStatus || !kb.hasPlayerID || kb.playerID == "" {
 			// A 200 we cannot read is a broken upstream, not a verdict.
 			return r.unavailable(ReasonUpstreamUnavailable, true)
 		}
 		if r.PlayerID == "" {
-			r.PlayerID = p.id
+			r.PlayerID = kb.playerID
 		}
 		switch {
-		case claimed != "" && p.id != claimed:
+		case claimed != "" && kb.playerID != claimed:
+			// About the claim, not about the token's player: nobody to purge.
 			return r.kick(ReasonPlayerMismatch)
-		case !contains(allowStatuses, p.status):
+		case !contains(allowStatuses, kb.status):
+			r.Named = kb.playerID
 			return r.kick(ReasonPlayerStatus)
 		}
+		r.Named = kb.playerID
 		r.Verdict, r.Reason = Allow, ReasonOK
 		return r
 	case status == 400 || requestShapeStatus(status):
@@ -169,24 +162,48 @@ func Decide(status int, body []byte, contentType, claimed string, allowStatuses 
 	case status == 473:
 		// The SDK tables document 473 as maintenance (it replaced 503).
 		return r.unavailable(ReasonUpstreamMaintenance, true)
-	case status >= 400 && status < 500:
+	case verdictStatus(status) || status >= 400 && status < 500 && r.HasCode && descStatus == status:
+		if parsed {
+			r.Named = namedPlayer(&kb)
+		}
 		if r.PlayerID == "" {
-			r.PlayerID = kickedPlayer(r)
+			r.PlayerID = r.Named
+		}
+		if status == 401 {
+			// "This token is invalid" says nothing about any player.
+			r.Named = ""
 		}
 		return r.kick(kickReason(status))
-	default: // 1xx, 3xx, 5xx, anything else
+	default: // 1xx, 3xx, 5xx, a 4xx without a Kakao error body, anything else
 		return r.unavailable(ReasonUpstreamUnavailable, true)
 	}
 }
 
+// verdictStatus reports the statuses that are Kakao's verdict about the
+// token or its player whatever the body says: 401, 406 and the custom
+// abnormal-state range 460-479, except 473 (maintenance).
+func verdictStatus(status int) bool {
+	return status == 401 || status == 406 || status >= 460 && status < 480 && status != 473
+}
+
+// foreign4xx reports a 4xx that Decide found to be nobody's verdict: not
+// Kakao's own (no Kakao error body) and not one of the statuses about the
+// request or the upstream's load. Its Result is a failure that an operator
+// must hear of: the usual cause is a wrong -upstream.
+func foreign4xx(r *Result) bool {
+	s := r.Status
+	return s >= 400 && s < 500 && r.Verdict == Unavailable && r.Failure &&
+		s != 408 && s != 429 && s != 473
+}
+
 // requestShapeStatus reports the HTTP statuses that describe the shape of
 // our request (its method, length, size, headers or media type) and so
-// can never be a verdict about a player, though the table's "any other
-// 4xx" would otherwise make them kicks: a gateway answering 431 to a long
-// token header must not ban the player. They are treated like 400.
+// (407, 421, 425, 426 and 428: the connection to it) and so can never be a
+// verdict about a player: a gateway answering 431 to a long token header
+// must not ban the player. They are treated like 400.
 func requestShapeStatus(status int) bool {
 	switch status {
-	case 405, 411, 413, 414, 415, 431:
+	case 405, 407, 411, 413, 414, 415, 421, 425, 426, 428, 431:
 		return true
 	}
 	return false
@@ -230,57 +247,16 @@ func (r *Result) unavailable(reason Reason, failure bool) *Result {
 	return r
 }
 
-type playerFields struct{ id, status string }
-
-// parsePlayer reads the playerId and status a 200 must carry.
-func parsePlayer(raw []byte) (playerFields, bool) {
-	var p upstreamPlayer
-	if raw == nil || json.Unmarshal(raw, &p) != nil || p.Status == nil {
-		return playerFields{}, false
+// namedPlayer is the player a kick's body names: its player object's
+// playerId, else a lockout's id of idType playerId.
+func namedPlayer(kb *kakaoBody) string {
+	if kb.hasPlayerID && kb.playerID != "" {
+		return kb.playerID
 	}
-	id, ok := idString(p.PlayerID)
-	if !ok || id == "" {
-		return playerFields{}, false
-	}
-	return playerFields{id: id, status: *p.Status}, true
-}
-
-// kickedPlayer names the player a kick response is about: its player
-// object, else a lockout of idType playerId.
-func kickedPlayer(r *Result) string {
-	var p upstreamPlayer
-	if r.player.set() && json.Unmarshal(r.Player(), &p) == nil {
-		if id, ok := idString(p.PlayerID); ok && id != "" {
-			return id
-		}
-	}
-	var l upstreamLockout
-	if r.lockout.set() && json.Unmarshal(r.Lockout(), &l) == nil && l.IDType == "playerId" {
-		if id, ok := idString(l.ID); ok {
-			return id
-		}
+	if kb.hasLockoutID && kb.lockoutIDType == "playerId" {
+		return kb.lockoutID
 	}
 	return ""
-}
-
-// idString reads an id documented as a string; a JSON number is accepted as
-// its literal text, since player ids are numeric and some encoders say so.
-func idString(raw json.RawMessage) (string, bool) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return "", false
-	}
-	if raw[0] == '"' {
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			return "", false
-		}
-		return s, true
-	}
-	var n json.Number
-	if json.Unmarshal(raw, &n) != nil {
-		return "", false
-	}
-	return n.String(), true
 }
 
 // span is a value's place in a Result's Body; the zero span is absent.
@@ -302,19 +278,6 @@ func (r *Result) Lockout() []byte     { return r.raw(r.lockout) }
 func (r *Result) Token() []byte       { return r.raw(r.token) }
 func (r *Result) RedirectURI() []byte { return r.raw(r.redirectURI) }
 
-// spanOf finds raw in body. It is always there verbatim: json.RawMessage
-// copies the source bytes. JSON null counts as absent.
-func spanOf(body []byte, raw json.RawMessage) span {
-	if len(raw) == 0 || string(raw) == "null" {
-		return span{}
-	}
-	i := bytes.Index(body, raw)
-	if i < 0 {
-		return span{}
-	}
-	return span{uint32(i), uint32(i + len(raw))}
-}
-
 // internContentType returns the usual content types without allocating,
 // so a hundred thousand cached allows share two strings.
 func internContentType(ct []byte) string {
@@ -329,16 +292,17 @@ func internContentType(ct []byte) string {
 	return string(ct)
 }
 
-// parseSubCode reads the sub-code from desc's trailing "(STATUS.SUBCODE)",
-// e.g. -10103 from "playerId There is a valid lockout. (463.-10103)". Any
-// status and sub-code are accepted; there is no closed list.
-func parseSubCode(desc string) (int, bool) {
+// parseSubCode reads the status and sub-code from desc's trailing
+// "(STATUS.SUBCODE)", e.g. 463 and -10103 from "playerId There is a valid
+// lockout. (463.-10103)". Any status and sub-code are accepted; there is
+// no closed list.
+func parseSubCode(desc string) (status, code int, ok bool) {
 	end := len(desc)
 	for end > 0 && isSpace(desc[end-1]) {
 		end--
 	}
 	if end == 0 || desc[end-1] != ')' {
-		return 0, false
+		return 0, 0, false
 	}
 	open := -1
 	for i := end - 2; i >= 0; i-- {
@@ -348,7 +312,7 @@ func parseSubCode(desc string) (int, bool) {
 		}
 	}
 	if open < 0 {
-		return 0, false
+		return 0, 0, false
 	}
 	inner := desc[open+1 : end-1]
 	dot := -1
@@ -359,13 +323,17 @@ func parseSubCode(desc string) (int, bool) {
 		}
 	}
 	if dot <= 0 || !allDigits(inner[:dot]) {
-		return 0, false
+		return 0, 0, false
 	}
 	code, err := strconv.Atoi(inner[dot+1:])
 	if err != nil || inner[dot+1] == '+' {
-		return 0, false
+		return 0, 0, false
 	}
-	return code, true
+	status, err = strconv.Atoi(inner[:dot])
+	if err != nil {
+		return 0, 0, false
+	}
+	return status, code, true
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }

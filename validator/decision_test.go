@@ -65,15 +65,30 @@ func TestDecide(t *testing.T) {
 	f("463 lockout other idType", 463, `{"lockout":{"idType":"deviceId","id":"d7"}}`, "", Kick, ReasonLockout, false, "")
 	f("463 claimed", 463, lockoutBody, "p1", Kick, ReasonLockout, false, "p1")
 	f("464", 464, `{"desc":"Sanctioned. (464.-10102)","player":{"playerId":"p3","status":"normal"}}`, "", Kick, ReasonSanction, false, "p3")
-	for _, s := range []int{402, 403, 404, 409, 410, 418, 451, 465, 499} {
-		f(fmt.Sprint("other 4xx ", s), s, `{"desc":"Abnormal. (465.-1)"}`, "", Kick, ReasonAbnormalState, false, "")
+	// The custom range is Kakao's whatever the body (but 473).
+	for _, s := range []int{460, 465, 470, 472, 474, 479} {
+		f(fmt.Sprint("custom 4xx ", s), s, `{"desc":"Abnormal. (465.-1)"}`, "", Kick, ReasonAbnormalState, false, "")
+		f(fmt.Sprint("custom 4xx ", s, ", html"), s, "<html>no</html>", "", Kick, ReasonAbnormalState, false, "")
+		f(fmt.Sprint("custom 4xx ", s, ", no body"), s, "", "p1", Kick, ReasonAbnormalState, false, "p1")
 	}
-	f("4xx html body", 465, "<html>no</html>", "", Kick, ReasonAbnormalState, false, "")
+	f("401 html", 401, "<html>Unauthorized</html>", "", Kick, ReasonInvalidToken, false, "")
+	f("406 no body", 406, "", "", Kick, ReasonNotAcceptable, false, "")
+	// Any other 4xx is a verdict only with a Kakao error body of its own
+	// status; else it is something in front of Kakao (a wrong path, a WAF).
+	for _, s := range []int{402, 403, 404, 409, 410, 418, 422, 451, 480, 499} {
+		kakao := fmt.Sprintf(`{"desc":"Abnormal. (%d.-1)"}`, s)
+		f(fmt.Sprint("other 4xx ", s, ", Kakao body"), s, kakao, "", Kick, ReasonAbnormalState, false, "")
+		f(fmt.Sprint("other 4xx ", s, ", other status in desc"), s, `{"desc":"Abnormal. (465.-1)"}`, "p1", Unavailable, ReasonUpstreamUnavailable, true, "p1")
+		f(fmt.Sprint("other 4xx ", s, ", desc without code"), s, `{"desc":"Forbidden"}`, "", Unavailable, ReasonUpstreamUnavailable, true, "")
+		f(fmt.Sprint("other 4xx ", s, ", html"), s, "<html>404 Not Found</html>", "", Unavailable, ReasonUpstreamUnavailable, true, "")
+		f(fmt.Sprint("other 4xx ", s, ", no body"), s, "", "", Unavailable, ReasonUpstreamUnavailable, true, "")
+		f(fmt.Sprint("other 4xx ", s, ", duplicate desc"), s, kakao[:len(kakao)-1]+`,"desc":"x"}`, "", Unavailable, ReasonUpstreamUnavailable, true, "")
+	}
 
 	// Never kicks: our own malformed request, and every outage.
 	f("400", 400, `{"desc":"Bad request. (400.-1)"}`, "p1", Unavailable, ReasonUpstreamUnavailable, false, "p1")
 	// Statuses about our request's shape, not the player: like 400.
-	for _, s := range []int{405, 411, 413, 414, 415, 431} {
+	for _, s := range []int{405, 407, 411, 413, 414, 415, 421, 425, 426, 428, 431} {
 		f(fmt.Sprint("request shape ", s), s, "<html>Request Header Fields Too Large</html>", "p1", Unavailable, ReasonUpstreamUnavailable, false, "p1")
 	}
 	f("408", 408, "", "", Unavailable, ReasonUpstreamUnavailable, true, "")
@@ -122,10 +137,13 @@ func TestDecideAllowList(t *testing.T) {
 func TestParseSubCode(t *testing.T) {
 	f := func(desc string, code int, ok bool) {
 		t.Helper()
-		c, k := parseSubCode(desc)
+		_, c, k := parseSubCode(desc)
 		if c != code || k != ok {
 			t.Errorf("parseSubCode(%q) = %d, %v; want %d, %v", desc, c, k, code, ok)
 		}
+	}
+	if s, c, ok := parseSubCode("Token is invalid. (401.-29401)"); s != 401 || c != -29401 || !ok {
+		t.Errorf("status, code = %d, %d, %v; want 401, -29401", s, c, ok)
 	}
 	f("Token is invalid. (401.-29401)", -29401, true)
 	f("playerId There is a valid lockout. (463.-10103)", -10103, true)
@@ -152,8 +170,8 @@ func FuzzParseSubCode(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		code, ok := parseSubCode(s)
-		if !ok && code != 0 {
+		status, code, ok := parseSubCode(s)
+		if !ok && (code != 0 || status != 0) {
 			t.Fatalf("code %d without ok", code)
 		}
 		trimmed := strings.TrimRight(s, " \t\r\n")
@@ -171,11 +189,25 @@ func FuzzDecide(f *testing.F) {
 	f.Add(500, []byte(`<html>`), "")
 	f.Fuzz(func(t *testing.T, status int, body []byte, claimed string) {
 		r := Decide(status, body, "", claimed, []string{"normal"})
-		// Only a 200 that names the claimed player in good standing allows.
+		// Only a 200 that names the claimed player in good standing allows,
+		// and encoding/json (a game server reading the bytes passed
+		// through) reads the same player in the same standing.
 		if r.Verdict == Allow {
-			p, ok := parsePlayer(r.Player())
-			if status != 200 || !ok || p.status != "normal" || (claimed != "" && p.id != claimed) {
-				t.Fatalf("allow from status %d body %q claimed %q", status, body, claimed)
+			var std struct {
+				Player struct {
+					PlayerID json.RawMessage `json:"playerId"`
+					Status   *string         `json:"status"`
+				} `json:"player"`
+			}
+			if err := json.Unmarshal(body, &std); err != nil || std.Player.Status == nil {
+				t.Fatalf("allow of a body encoding/json cannot read (%v): %q", err, body)
+			}
+			id := string(std.Player.PlayerID)
+			if len(id) > 0 && id[0] == '"' {
+				json.Unmarshal(std.Player.PlayerID, &id)
+			}
+			if status != 200 || *std.Player.Status != "normal" || id != r.PlayerID || (claimed != "" && id != claimed) {
+				t.Fatalf("allow from status %d body %q claimed %q: encoding/json reads player %q status %q", status, body, claimed, id, *std.Player.Status)
 			}
 		}
 		// Outage statuses never kick.
@@ -213,4 +245,67 @@ func TestCacheHitBodyMatchesRenderAnswer(t *testing.T) {
 			t.Errorf("cache-hit body is not JSON: %s", resp.Body())
 		}
 	}
+}
+
+// TestDecideStrictBodies: a 200 body that two parsers could read two ways
+// (duplicate keys, keys equal under case folding, a key folding to one the
+// decision reads) is unreadable: unavailable, never an allow, whatever its
+// first status says.
+func TestDecideStrictBodies(t *testing.T) {
+	for name, body := range map[string]string{
+		"status twice":              `{"player":{"playerId":"p1","status":"sanctioned","status":"normal"}}`,
+		"status twice, escaped":     `{"player":{"playerId":"p1","status":"sanctioned","st\u0061tus":"normal"}}`,
+		"STATUS beside status":      `{"player":{"playerId":"p1","status":"sanctioned","STATUS":"normal"}}`,
+		"STATUS alone":              `{"player":{"playerId":"p1","STATUS":"normal"}}`,
+		"long s folding":            `{"player":{"playerId":"p1","status":"sanctioned","ſtatus":"normal"}}`,
+		"long s escaped":            `{"player":{"playerId":"p1","status":"sanctioned","\u017ftatus":"normal"}}`,
+		"two players":               `{"player":{"playerId":"p1","status":"sanctioned"},"player":{"playerId":"p1","status":"normal"}}`,
+		"Player beside player":      `{"player":{"playerId":"p1","status":"sanctioned"},"Player":{"playerId":"p1","status":"normal"}}`,
+		"PlayerID":                  `{"player":{"PlayerID":"p1","status":"normal"}}`,
+		"playerId twice":            `{"player":{"playerId":"p2","playerId":"p1","status":"normal"}}`,
+		"nickname folded twice":     `{"player":{"playerId":"p1","status":"normal","nickname":"a","NICKNAME":"b"}}`,
+		"duplicate deep in data":    `{"player":{"playerId":"p1","status":"normal","data":{"x":[{"k":1,"k":2}]}}}`,
+		"kelvin sign":               `{"player":{"playerId":"p1","status":"normal","\u212aey":1,"key":2}}`,
+		"desc twice":                `{"desc":"a","desc":"b","player":{"playerId":"p1","status":"normal"}}`,
+		"too deep":                  `{"player":{"playerId":"p1","status":"normal","data":` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + `}}`,
+		"invalid escape in data":    `{"player":{"playerId":"p1","status":"normal","data":"\x"}}`,
+		"control character in data": "{\"player\":{\"playerId\":\"p1\",\"status\":\"normal\",\"data\":\"a\x01\"}}",
+	} {
+		r := Decide(200, []byte(body), "application/json", "p1", []string{"normal"})
+		if r.Verdict != Unavailable || !r.Failure {
+			t.Errorf("%s: %v/%v failure=%v, want unavailable (a failure)", name, r.Verdict, r.Reason, r.Failure)
+		}
+	}
+	// What stays readable: case variants outside the objects the decision
+	// reads (a game's own data), escapes, white space, numbers as ids.
+	for name, body := range map[string]string{
+		"case variants in data": `{"player":{"playerId":"p1","status":"normal","data":{"k":1,"K":2}}}`,
+		"escaped key":           `{"player":{"pl\u0061yerId":"p1","status":"norm\u0061l"}}`,
+		"white space":           " {\n\"player\" : { \"playerId\" : \"p1\" , \"status\" : \"normal\" } }\n",
+		"unknown keys":          `{"player":{"playerId":"p1","status":"normal","extra":[1,2,{"a":null}]},"more":true}`,
+	} {
+		if r := Decide(200, []byte(body), "application/json", "p1", []string{"normal"}); r.Verdict != Allow {
+			t.Errorf("%s: %v/%v, want allow", name, r.Verdict, r.Reason)
+		}
+	}
+}
+
+// TestDecideNamesPlayer: only a verdict about a player names one to purge.
+func TestDecideNamesPlayer(t *testing.T) {
+	f := func(name string, status int, body, claimed, named string) {
+		t.Helper()
+		if r := Decide(status, []byte(body), "", claimed, []string{"normal"}); r.Named != named {
+			t.Errorf("%s: Named = %q, want %q", name, r.Named, named)
+		}
+	}
+	f("allow", 200, playerBody("p1", "normal"), "", "p1")
+	f("player status", 200, playerBody("p1", "delete"), "p9", "")
+	f("player status, claimed", 200, playerBody("p1", "delete"), "p1", "p1")
+	f("mismatch", 200, playerBody("p2", "normal"), "victim", "")
+	f("invalid token, claimed", 401, `{"desc":"Token is invalid. (401.-29401)"}`, "victim", "")
+	f("invalid token naming a player", 401, `{"desc":"x (401.-1)","player":{"playerId":"p1","status":"normal"}}`, "", "")
+	f("lockout", 463, lockoutBody, "victim", "123456789123456")
+	f("lockout, no body", 463, "", "victim", "")
+	f("sanction naming the claim", 464, `{"desc":"x (464.-1)","player":{"playerId":"p3"}}`, "p3", "p3")
+	f("no player", 406, `{"desc":"There is no player. (406.-10005)"}`, "victim", "")
 }

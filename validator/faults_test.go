@@ -73,7 +73,8 @@ func TestUpstreamFaults(t *testing.T) {
 		{"502 HTML", fakeupstream.Verdict{Status: 502, Body: body("<html>Bad Gateway</html>"), ContentType: "text/html"}, 503, "upstream_unavailable", true},
 		{"503", fakeupstream.Error(503), 503, "upstream_unavailable", true},
 		{"504", fakeupstream.Verdict{Status: 504}, 503, "upstream_unavailable", true},
-		{"unknown 4xx, HTML", fakeupstream.Verdict{Status: 499, Body: body("<html>nope</html>"), ContentType: "text/html"}, 403, "abnormal_state", false},
+		{"unknown 4xx, HTML", fakeupstream.Verdict{Status: 499, Body: body("<html>nope</html>"), ContentType: "text/html"}, 503, "upstream_unavailable", true},
+		{"unknown 4xx, Kakao body", fakeupstream.Verdict{Status: 499, Body: body(`{"desc":"Abnormal. (499.-1)"}`)}, 403, "abnormal_state", false},
 		{"redirect", fakeupstream.Verdict{Status: 302, Header: map[string]string{"Location": "https://login.example/"}}, 503, "upstream_unavailable", true},
 	}
 	for _, c := range cases {

@@ -122,6 +122,11 @@ func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx) {
 	var err error
 	if body := ctx.Request.Body(); len(body) > 0 {
 		st.scratch, err = DecodeJSON(body, &st.req, st.scratch)
+		if err == nil {
+			// One request, one form: a playerId header beside a body would
+			// otherwise be a claim nobody checks.
+			err = headerFields(ctx)
+		}
 	} else {
 		ReadHeaders(ctx, &st.req)
 	}
@@ -210,6 +215,27 @@ func ReadHeaders(ctx *fasthttp.RequestCtx, r *Request) {
 	r.PlayerID = h.PeekCanonical(hdrPlayerID)
 }
 
+// errBodyAndHeader[k] refuses a JSON body sent with request key k as a
+// header too.
+var errBodyAndHeader = func() (e [numReqKeys]*RequestError) {
+	for k, name := range reqKeyNames {
+		e[k] = &RequestError{"request has a JSON body and a " + name + " header: send accessToken, platform and playerId in one form, the body or the headers"}
+	}
+	return e
+}()
+
+// headerFields refuses a request that carries any of the validation
+// fields as headers (present, even empty); the body path calls it.
+func headerFields(ctx *fasthttp.RequestCtx) error {
+	h := &ctx.Request.Header
+	for k, name := range [numReqKeys][]byte{hdrToken, hdrPlatform, hdrPlayerID} {
+		if h.PeekCanonical(name) != nil {
+			return errBodyAndHeader[k]
+		}
+	}
+	return nil
+}
+
 func (v *Validator) observe(a *answer, start time.Time) {
 	v.counts[a.verdict][a.reason][a.source].Inc()
 	v.latency[a.source].Observe(v.elapsed(start))
@@ -281,7 +307,10 @@ func renderAnswer(a *answer) []byte {
 			b = append(b, `,"code":`...)
 			b = strconv.AppendInt(b, int64(u.Code), 10)
 		}
-		if u.Desc != "" {
+		// A kick's desc is Kakao's word to the player; any other answer's
+		// is not the caller's to read (an upstream or gateway in trouble
+		// may echo our request, secrets included, into it).
+		if u.Desc != "" && a.verdict == Kick {
 			b = append(b, `,"desc":`...)
 			b = appendJSONString(b, u.Desc)
 		}

@@ -54,16 +54,13 @@ func (v *Validator) OpsHandler(metricsHandler http.Handler, adminToken string) h
 
 // servePurge drops cache entries: {"playerId": "..."} drops every entry of
 // that player; {"accessToken", "platform", "playerId"?} drops that one key.
+// The body is read as strictly as a validation's (DecodeJSON), and unknown
+// fields are refused too: a purge that silently did less than asked would
+// leave a player's allows in place.
 func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		AccessToken *string `json:"accessToken"`
-		Platform    *string `json:"platform"`
-		PlayerID    *string `json:"playerId"`
-	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyLen))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		msg := "request body is not a JSON object with accessToken, platform, playerId"
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyLen))
+	if err != nil {
+		msg := "cannot read request body"
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			msg = errBodyTooLarge.Msg
@@ -71,35 +68,33 @@ func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 		opsJSON(w, http.StatusBadRequest, map[string]string{"error": msg})
 		return
 	}
-	str := func(p *string) string {
-		if p == nil {
-			return ""
-		}
-		return *p
+	var req Request
+	if _, err := decodeJSON(raw, &req, nil, true); err != nil {
+		opsJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
 	}
-	if body.AccessToken == nil && body.Platform == nil {
-		if str(body.PlayerID) == "" {
+	if req.Token == nil && req.Platform == nil {
+		if len(req.PlayerID) == 0 {
 			opsJSON(w, http.StatusBadRequest, map[string]string{"error": "give playerId, or accessToken and platform (and playerId if the validations claimed one)"})
 			return
 		}
-		req := Request{Token: []byte("x"), Platform: []byte("pc"), PlayerID: []byte(*body.PlayerID)}
-		if err := req.Check(); err != nil {
+		if err := req.checkPlayerID(); err != nil {
 			opsJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
 		}
-		v.cache.PurgePlayer(*body.PlayerID)
-		v.log.Info("admin purge", "player", *body.PlayerID)
-		opsJSON(w, http.StatusOK, map[string]string{"purged": "player", "playerId": *body.PlayerID})
+		player := string(req.PlayerID)
+		v.cache.PurgePlayer(player)
+		v.log.Info("admin purge", "player", player)
+		opsJSON(w, http.StatusOK, map[string]string{"purged": "player", "playerId": player})
 		return
 	}
-	req := Request{Token: []byte(str(body.AccessToken)), Platform: []byte(str(body.Platform)), PlayerID: []byte(str(body.PlayerID))}
 	if err := req.Check(); err != nil {
 		opsJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
-	var kb = v.getState()
-	defer v.putState(kb)
-	k := kb.kb.Key(req.Platform, req.PlayerID, req.Token)
+	st := v.getState()
+	defer v.putState(st)
+	k := st.kb.Key(req.Platform, req.PlayerID, req.Token)
 	v.cache.Delete(&k)
 	v.log.Info("admin purge", "player", string(req.PlayerID), "platform", string(req.Platform), "scope", "key")
 	opsJSON(w, http.StatusOK, map[string]string{"purged": "key"})

@@ -63,14 +63,18 @@ const (
 var reqKeyNames = [numReqKeys]string{"accessToken", "platform", "playerId"}
 
 var (
+	reqKeyBytes        [numReqKeys][]byte
 	errReqKeyNotString [numReqKeys]*RequestError
 	errReqKeyDuplicate [numReqKeys]*RequestError
+	errReqKeyCase      [numReqKeys]*RequestError
 )
 
 func init() {
 	for k, name := range reqKeyNames {
+		reqKeyBytes[k] = []byte(name)
 		errReqKeyNotString[k] = &RequestError{name + " must be a JSON string"}
 		errReqKeyDuplicate[k] = &RequestError{"duplicate field " + strconv.Quote(name) + " in request body"}
+		errReqKeyCase[k] = &RequestError{"field names are case-sensitive: a field differs from " + strconv.Quote(name) + " only in case; send " + strconv.Quote(name)}
 	}
 }
 
@@ -82,13 +86,23 @@ func init() {
 // r is reset first; on error its fields are unspecified. scratch's previous
 // contents are overwritten. The decode is a single O(len(body)) pass and
 // does not allocate unless scratch must grow.
+//
+// Unknown fields are skipped (a newer caller may send more), but a field
+// whose name differs from a known one only in case ("PlayerId", or
+// "ſtatus"-style Unicode folding) is refused: skipping it would drop the
+// claim the caller meant to make.
 func DecodeJSON(body []byte, r *Request, scratch []byte) ([]byte, error) {
+	return decodeJSON(body, r, scratch, false)
+}
+
+// decodeJSON is DecodeJSON; with onlyKnown, unknown fields are refused too.
+func decodeJSON(body []byte, r *Request, scratch []byte, onlyKnown bool) ([]byte, error) {
 	*r = Request{}
 	scratch = scratch[:0]
 	if len(body) > MaxBodyLen {
 		return scratch, errBodyTooLarge
 	}
-	d := jsonDecoder{b: body, scratch: scratch}
+	d := jsonDecoder{b: body, scratch: scratch, onlyKnown: onlyKnown}
 	err := d.request(r)
 	return d.scratch, err
 }
@@ -97,9 +111,10 @@ func DecodeJSON(body []byte, r *Request, scratch []byte) ([]byte, error) {
 // Running out of input is errBodyNotJSON (a truncated body); a byte that
 // cannot come next is errBodyInvalidJSON.
 type jsonDecoder struct {
-	b       []byte
-	i       int // the next byte to read
-	scratch []byte
+	b         []byte
+	i         int // the next byte to read
+	scratch   []byte
+	onlyKnown bool // request: refuse unknown keys
 }
 
 func (d *jsonDecoder) skipSpace() {
@@ -201,9 +216,23 @@ func (d *jsonDecoder) key() (int, error) {
 		k = reqKeyPlatform
 	case "playerId":
 		k = reqKeyPlayerID
+	default:
+		for i := range reqKeyBytes {
+			if bytes.EqualFold(s, reqKeyBytes[i]) {
+				return k, errReqKeyCase[i]
+			}
+		}
+		if d.onlyKnown {
+			return k, unknownField(s)
+		}
 	}
 	d.scratch = d.scratch[:mark] // an escaped key is not kept
 	return k, nil
+}
+
+// unknownField names an unknown key, echoed like unknownPlatform.
+func unknownField(key []byte) *RequestError {
+	return &RequestError{"unknown field " + strconv.Quote(string(echoSafe(key))) + " (want accessToken, platform, playerId)"}
 }
 
 // stringOrNull reads the value of known key k: a string, or null (nil).
@@ -579,6 +608,14 @@ func (r *Request) Check() error {
 		return errMissingPlatform
 	case !knownPlatform(r.Platform):
 		return unknownPlatform(r.Platform)
+	}
+	return r.checkPlayerID()
+}
+
+// checkPlayerID reports a problem with r.PlayerID alone (which may be
+// empty: not claimed).
+func (r *Request) checkPlayerID() error {
+	switch {
 	case len(r.PlayerID) > MaxPlayerIDLen:
 		return errPlayerIDTooLong
 	case !visibleASCII(r.PlayerID):
@@ -685,12 +722,17 @@ const maxEchoLen = 32
 // unknownPlatform names p, truncated and with bytes outside 0x20..0x7E
 // replaced by '?', so the message is short and safe to log.
 func unknownPlatform(p []byte) *RequestError {
-	var buf [maxEchoLen]byte
-	echo := buf[:copy(buf[:], p)]
+	return &RequestError{"unknown platform " + strconv.Quote(string(echoSafe(p))) + " (want web, launcher, mobile or pc)"}
+}
+
+// echoSafe returns the first maxEchoLen bytes of b with bytes outside
+// 0x20..0x7E replaced by '?'.
+func echoSafe(b []byte) []byte {
+	echo := append([]byte(nil), b[:min(len(b), maxEchoLen)]...)
 	for i, c := range echo {
 		if c < 0x20 || c > 0x7e {
 			echo[i] = '?'
 		}
 	}
-	return &RequestError{"unknown platform " + strconv.Quote(string(echo)) + " (want web, launcher, mobile or pc)"}
+	return echo
 }

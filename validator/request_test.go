@@ -41,7 +41,10 @@ func TestDecodeJSON(t *testing.T) {
 		{"unknown literals", `{"a":true,"b":false,"c":null,"accessToken":"t","platform":"pc"}`, "", "t", "pc", ""},
 		{"unknown containers", `{"a":{},"b":[],"c":{"d":[1,{"e":[null,"f",{"g":{}}]}],"h":"\"}"},"i":[[],[[]],{}],"accessToken":"t","platform":"pc"}`, "", "t", "pc", ""},
 		{"unknown with escapes", `{"\u0078":"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00\ud800","accessToken":"t","platform":"pc"}`, "", "t", "pc", ""},
-		{"case matters", `{"AccessToken":"x","PLATFORM":"y","playerid":"z","accessToken":"t","platform":"pc"}`, "", "t", "pc", ""},
+		{"case variant of accessToken", `{"AccessToken":"x","accessToken":"t","platform":"pc"}`, errReqKeyCase[reqKeyToken].Msg, "", "", ""},
+		{"case variant of playerId", `{"accessToken":"t","platform":"pc","PlayerId":"victim"}`, errReqKeyCase[reqKeyPlayerID].Msg, "", "", ""},
+		{"Unicode folding of platform", `{"accessToken":"t","platform":"pc","PLATFORM":"web"}`, errReqKeyCase[reqKeyPlatform].Msg, "", "", ""},
+		{"case variant, escaped", `{"accessToken":"t","platform":"pc","playerId":"p","playerid":"q"}`, errReqKeyCase[reqKeyPlayerID].Msg, "", "", ""},
 		{"slash escape", `{"accessToken":"abc\/def","platform":"pc"}`, "", "abc/def", "pc", ""},
 		{"escaped key", `{"access\u0054oken":"t","pl\u0061tform":"pc","player\u0049d":"p"}`, "", "t", "pc", "p"},
 		{"escaped platform", `{"accessToken":"t","platform":"mo\u0062ile"}`, "", "t", "mobile", ""},
@@ -409,6 +412,13 @@ func FuzzDecodeJSON(f *testing.F) {
 		}
 		if !v.valid || v.obj == nil || len(body) > MaxBodyLen || v.depth > maxJSONDepth || v.dupKnown {
 			return
+		}
+		for k := range v.obj {
+			for _, name := range reqKeyNames {
+				if k != name && strings.EqualFold(k, name) {
+					return // refused on purpose: a case variant of a known key
+				}
+			}
 		}
 		for _, name := range reqKeyNames {
 			switch v.obj[name].(type) {

@@ -1,6 +1,7 @@
 package validator
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -19,22 +20,26 @@ const ValidationPath = "/service/v5/auth/validation"
 
 // upstream calls the Kakao Games validation API. Safe for concurrent use.
 type upstream struct {
-	client  *fasthttp.HostClient
-	uri     string // full URL of the validation endpoint
-	host    string
-	appID   string
-	secret  string
-	authz   string // "KakaoAK " + admin key
-	timeout time.Duration
+	client   *fasthttp.HostClient
+	uri      string // full URL of the validation endpoint
+	host     string
+	appID    string
+	secret   string
+	adminKey string
+	authz    string // "KakaoAK " + admin key
+	timeout  time.Duration
 }
 
 // exchange is one upstream answer as received, copied out of fasthttp's
 // pooled buffers.
 type exchange struct {
 	status      int
-	body        []byte
+	body        []byte // nil when dropped
 	contentType string
 	latency     time.Duration
+	// dropped says why the body was dropped (errTooLarge, errEchoed);
+	// nil when it was kept.
+	dropped error
 }
 
 // Transport failures, as Result.Err and for the upstream_requests outcome.
@@ -44,6 +49,7 @@ var (
 	errSaturated  = errors.New("too many concurrent upstream calls")
 	errConnection = errors.New("upstream connection error")
 	errPanic      = errors.New("upstream call panicked")
+	errEchoed     = errors.New("upstream response body echoes playerguard's credentials or the access token; body dropped")
 )
 
 func newUpstream(cfg *Config) (*upstream, error) {
@@ -93,21 +99,27 @@ func newUpstream(cfg *Config) (*upstream, error) {
 			ReadTimeout:         cfg.UpstreamTimeout,
 			WriteTimeout:        cfg.UpstreamTimeout,
 			MaxResponseBodySize: cfg.MaxUpstreamBody,
+			Transport:           &strictTransport{timeout: cfg.UpstreamTimeout, maxBody: cfg.MaxUpstreamBody},
+			// fasthttp's error texts otherwise quote what it could not
+			// parse, and an upstream or gateway that echoes request headers
+			// would put the secrets and the token into a log line.
+			SecureErrorLogMessage: true,
 			// A validation is not idempotent in the upstream's eyes (it may
 			// count attempts); never resend one behind the breaker's back.
 			MaxIdemponentCallAttempts: 1,
 			RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
-			// Send appSecret, kgAppId, accessToken with the exact case the
-			// docs show; some gateways are picky even though HTTP is not.
+			// Keep the response's header names as sent (the request's are
+			// kept by call).
 			DisableHeaderNamesNormalizing: true,
 			NoDefaultUserAgentHeader:      true,
 		},
-		uri:     u.Scheme + "://" + u.Host + base + ValidationPath,
-		host:    u.Host,
-		appID:   cfg.AppID,
-		secret:  cfg.AppSecret,
-		authz:   "KakaoAK " + cfg.AdminKey,
-		timeout: cfg.UpstreamTimeout,
+		uri:      u.Scheme + "://" + u.Host + base + ValidationPath,
+		host:     u.Host,
+		appID:    cfg.AppID,
+		secret:   cfg.AppSecret,
+		adminKey: cfg.AdminKey,
+		authz:    "KakaoAK " + cfg.AdminKey,
+		timeout:  cfg.UpstreamTimeout,
 	}, nil
 }
 
@@ -131,6 +143,10 @@ func (u *upstream) call(platform, playerID, token []byte) (exchange, error) {
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 
+	// Send appSecret, kgAppId, accessToken and playerId in the case the
+	// docs show; some gateways are picky even though HTTP is not. (The
+	// HostClient's DisableHeaderNamesNormalizing covers responses only.)
+	req.Header.DisableNormalizing()
 	req.SetRequestURI(u.uri)
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.Header.SetHost(u.host)
@@ -146,17 +162,69 @@ func (u *upstream) call(platform, playerID, token []byte) (exchange, error) {
 
 	start := time.Now()
 	err := u.client.DoTimeout(req, resp, u.timeout)
-	latency := time.Since(start)
-	if err != nil {
-		return exchange{latency: latency}, classify(err)
+	ex := exchange{latency: time.Since(start)}
+	switch {
+	case errors.Is(err, errTooLarge):
+		// strictTransport kept the status: it is still the verdict.
+		ex.dropped = err
+	case err != nil:
+		return ex, u.scrub(classify(err), token)
+	default:
+		ex.body = append([]byte(nil), resp.Body()...)
 	}
-	return exchange{
-		status:      resp.StatusCode(),
-		body:        append([]byte(nil), resp.Body()...),
-		contentType: internContentType(resp.Header.ContentType()),
-		latency:     latency,
-	}, nil
+	ex.status = resp.StatusCode()
+	ex.contentType = internContentType(resp.Header.ContentType())
+	if u.echoes(ex.body, token) {
+		// Never handed on, cached or logged: the status alone decides.
+		ex.body, ex.dropped = nil, errEchoed
+	}
+	return ex, nil
 }
+
+// minEchoLen is the shortest access token looked for in upstream bodies:
+// a shorter one would be found by chance in ordinary JSON.
+const minEchoLen = 8
+
+// echoes reports whether body holds the app secret, the admin key or the
+// request's access token: an upstream or gateway echoing our request.
+func (u *upstream) echoes(body, token []byte) bool {
+	if len(body) == 0 {
+		return false
+	}
+	for _, s := range [...]string{u.secret, u.adminKey} {
+		if s != "" && bytes.Contains(body, []byte(s)) {
+			return true
+		}
+	}
+	return len(token) >= minEchoLen && bytes.Contains(body, token)
+}
+
+// scrub removes the secrets and the access token from a transport error's
+// text, which is logged: fasthttp's SecureErrorLogMessage leaves some
+// messages quoting what they could not parse ("invalid header key %q").
+func (u *upstream) scrub(err error, token []byte) error {
+	msg := err.Error()
+	clean := msg
+	for _, r := range [...][2]string{{u.secret, "[app secret]"}, {u.adminKey, "[admin key]"}, {string(token), "[access token]"}} {
+		if r[0] != "" {
+			clean = strings.ReplaceAll(clean, r[0], r[1])
+		}
+	}
+	if clean == msg {
+		return err
+	}
+	return &scrubbedError{msg: clean, err: err}
+}
+
+// scrubbedError is an error whose text had secrets removed; it still
+// matches what it wraps (errors.Is), but its text is the clean one.
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
 
 // classify turns a fasthttp client error into one of ours. The original is
 // wrapped for the log; it names the upstream address, never a header.
@@ -166,8 +234,8 @@ func classify(err error) error {
 	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
 		errors.Is(err, fasthttp.ErrNoFreeConns), errors.As(err, &ne) && ne.Timeout():
 		return fmt.Errorf("%w: %w", errTimeout, err)
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		return fmt.Errorf("%w: %w", errTooLarge, err)
+	case errors.Is(err, errOutOfStep):
+		return err
 	}
 	return fmt.Errorf("%w: %w", errConnection, err)
 }

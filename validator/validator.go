@@ -47,10 +47,11 @@ func ParsePolicy(s string) (Policy, error) {
 // the real one.
 type Cache interface {
 	Get(k *cache.Key, now time.Time) (*Result, cache.State)
-	Set(k *cache.Key, player string, s cache.Stamp, fresh, stale time.Duration, v *Result) bool
+	Set(k *cache.Key, tags cache.Tags, s cache.Stamp, fresh, stale time.Duration, v *Result) bool
 	Stamp() cache.Stamp
 	Delete(k *cache.Key)
 	PurgePlayer(player string)
+	PurgeToken(t cache.TokenID)
 }
 
 // Config configures a Validator. Zero values are documented per field;
@@ -86,7 +87,8 @@ type Config struct {
 	// StaleFor is how long after CacheTTL an allow may still be served by
 	// PolicyStale during an outage. Zero means never.
 	StaleFor time.Duration
-	// NegativeTTL caches invalid_token kicks for that long. Zero disables it.
+	// NegativeTTL caches invalid_token kicks for that long, answering the
+	// token on that platform whatever player is claimed. Zero disables it.
 	NegativeTTL time.Duration
 	// AllowStatuses lists the player.status values in good standing. Nil
 	// means just "normal".
@@ -322,6 +324,14 @@ func (v *Validator) validate(st *reqState, now time.Time) answer {
 		// cache_hits_total sums.
 		return answer{res: res, verdict: res.Verdict, reason: res.Reason, source: SourceCache}
 	}
+	if v.cfg.NegativeTTL > 0 {
+		// An invalid_token kick is filed under the token and platform
+		// alone (it says nothing about a player): it answers every claim.
+		k := st.kb.TokenKey(st.req.Platform, st.req.Token)
+		if res, s := v.cache.Get(&k, now); s == cache.Fresh && res.Verdict == Kick {
+			return answer{res: res, verdict: Kick, reason: res.Reason, source: SourceCache}
+		}
+	}
 	v.m.CacheMisses.Inc()
 	// While the breaker is not closed, the call under way for this key is
 	// a probe of an upstream that was failing: only the probe itself may
@@ -379,19 +389,31 @@ func (v *Validator) fetch(st *reqState) (*Result, func()) {
 			// Settled after the answer is out (see flightGroup.do): the
 			// write waits for ristretto to apply it, which measured 35-40 us
 			// of a miss's latency (bench miss scenario). A purge of the
-			// player meanwhile refuses the write (the stamp predates it);
-			// like a purge during the upstream call, it does not take back
-			// answers already shared.
-			key := st.key
-			return res, func() { v.cache.Set(&key, res.PlayerID, stamp, v.cfg.CacheTTL, v.cfg.StaleFor, res) }
+			// player or the token meanwhile refuses the write (the stamp
+			// predates it); like a purge during the upstream call, it does
+			// not take back answers already shared.
+			key, tags := st.key, cache.Tags{Player: res.PlayerID, Token: cache.TokenOf(st.req.Token)}
+			return res, func() { v.cache.Set(&key, tags, stamp, v.cfg.CacheTTL, v.cfg.StaleFor, res) }
 		}
 	case Kick:
-		// Authoritative: this key's entry (stale included) and every
-		// cached allow of the player go at once.
+		// Authoritative. This key's entry goes, and so does every cached
+		// allow of the token (under any claim and platform) and of the
+		// player the verdict is about (Result.Named: never a claim alone,
+		// which anyone can make). A player_mismatch is about the claim
+		// only: the token and its player are fine.
+		token := cache.TokenOf(st.req.Token)
 		v.cache.Delete(&st.key)
-		v.cache.PurgePlayer(res.PlayerID)
+		if res.Reason != ReasonPlayerMismatch {
+			v.cache.PurgeToken(token)
+		}
+		v.cache.PurgePlayer(res.Named)
 		if v.cfg.NegativeTTL > 0 && res.Reason == ReasonInvalidToken {
-			v.cache.Set(&st.key, res.PlayerID, v.cache.Stamp(), v.cfg.NegativeTTL, 0, res)
+			k := st.kb.TokenKey(st.req.Platform, st.req.Token)
+			v.cache.Set(&k, cache.Tags{Token: token}, v.cache.Stamp(), v.cfg.NegativeTTL, 0, res)
+		}
+		if res.Err != nil {
+			v.log.Warn("upstream kick's body dropped", "player", res.PlayerID, "platform", string(st.req.Platform),
+				"reason", res.Reason.String(), "upstream_status", res.Status, "error", res.Err.Error())
 		}
 	case Unavailable:
 		v.logFailure(res, st)
@@ -422,8 +444,11 @@ func (v *Validator) call(st *reqState, claimed string) (*Result, error) {
 
 	if err != nil {
 		outcome := "connection_error"
-		if errors.Is(err, errTimeout) {
+		switch {
+		case errors.Is(err, errTimeout):
 			outcome = "timeout"
+		case errors.Is(err, errOutOfStep):
+			outcome = "protocol_error"
 		}
 		v.m.UpstreamRequests.WithLabelValues(outcome).Inc()
 		return failed(ReasonUpstreamUnavailable, err, claimed), errUpstreamFailure
@@ -431,6 +456,7 @@ func (v *Validator) call(st *reqState, claimed string) (*Result, error) {
 	v.m.UpstreamRequests.WithLabelValues(metrics.UpstreamOutcome(ex.status)).Inc()
 	v.m.UpstreamSeconds.Observe(ex.latency.Seconds())
 	res := Decide(ex.status, ex.body, ex.contentType, claimed, v.cfg.AllowStatuses)
+	res.Err = ex.dropped
 	switch {
 	case res.Failure:
 		return res, errUpstreamFailure
@@ -453,10 +479,15 @@ func (v *Validator) logFailure(res *Result, st *reqState) {
 	if res.Err != nil {
 		attrs = append(attrs, "error", res.Err.Error())
 	}
-	if res.Status == 400 || requestShapeStatus(res.Status) {
+	switch {
+	case res.Status == 400 || requestShapeStatus(res.Status):
 		// The upstream says our request is malformed: a bug or a bad
 		// -app-id/secret/key/-upstream, and every player is affected.
 		v.log.Error("upstream rejected playerguard's request as malformed ("+strconv.Itoa(res.Status)+"): check -app-id, the app secret, the admin key and -upstream", attrs...)
+		return
+	case foreign4xx(res):
+		// Not Kakao's verdict: most likely every player gets the same.
+		v.log.Error("upstream answered "+strconv.Itoa(res.Status)+" without a Kakao error body, so it is no verdict about the player: check -upstream (a wrong path, or a proxy, WAF or load balancer in front of Kakao)", attrs...)
 		return
 	}
 	v.log.Warn("upstream failure", attrs...)

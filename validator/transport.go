@@ -1,0 +1,138 @@
+package validator
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// errOutOfStep is a response that does not end where the request's answer
+// should: an informational status other than 100, 102 and 103 (a 101
+// included), or bytes after the response. The connection may hold another
+// request's answer; it is closed and the call fails.
+var errOutOfStep = errors.New("upstream connection out of step")
+
+// maxInterim bounds the 100/102/103 responses accepted before the final one.
+const maxInterim = 8
+
+// strictTransport is the HostClient transport of the upstream: fasthttp's
+// own (transport.RoundTrip in fasthttp's client.go) with what a call
+// deciding on a player's access cannot do without. fasthttp v1.78 puts a
+// connection back into its pool with bytes after the response still
+// unread (an unsolicited response, a 204 or 304 followed by a body), skips
+// any 1xx as interim and takes a 101 as final; the next call on that
+// connection, for another player, would read the stray answer. So:
+//
+//   - a pooled connection that has bytes waiting, or was closed by the
+//     upstream, is closed instead of used (unsolicitedData);
+//   - a 1xx other than 100, 102 and 103, or bytes after the response, fail
+//     the call with errOutOfStep and close the connection;
+//   - a body over maxBody drops the body, keeps the status (a kick is a
+//     kick however long its body: the status line is the verdict), closes
+//     the connection and returns errTooLarge with resp's status set.
+//
+// Every call is bounded by timeout from the moment it starts, waiting for
+// a connection included.
+type strictTransport struct {
+	timeout time.Duration
+	maxBody int
+}
+
+func (t *strictTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (bool, error) {
+	deadline := time.Now().Add(t.timeout)
+	for attempt := 0; ; attempt++ {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return false, fasthttp.ErrTimeout
+		}
+		cc, err := hc.AcquireConn(wait, false)
+		if err != nil {
+			return false, err
+		}
+		conn := cc.Conn()
+		// A connection fresh from a dial has never been used (its last use
+		// is zero): nothing can be waiting on it.
+		if !cc.LastUseTime().IsZero() && unsolicitedData(conn) {
+			hc.CloseConn(cc)
+			if attempt < maxInterim {
+				continue
+			}
+			return false, fmt.Errorf("%w: every pooled connection had unread data", errOutOfStep)
+		}
+		keep, err := t.exchange(hc, conn, req, resp, deadline)
+		if keep {
+			hc.ReleaseConn(cc)
+		} else {
+			hc.CloseConn(cc)
+		}
+		return false, err
+	}
+}
+
+// exchange writes req and reads resp on conn. keep says whether conn may
+// serve another call.
+func (t *strictTransport) exchange(hc *fasthttp.HostClient, conn net.Conn, req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) (keep bool, err error) {
+	if err := conn.SetDeadline(deadline); err != nil {
+		return false, err
+	}
+	bw := hc.AcquireWriter(conn)
+	err = req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	hc.ReleaseWriter(bw)
+	if err != nil {
+		return false, err
+	}
+
+	br := hc.AcquireReader(conn)
+	defer hc.ReleaseReader(br)
+	if hc.DisableHeaderNamesNormalizing {
+		resp.Header.DisableNormalizing()
+	}
+	if err := readFinalHeader(br, resp); err != nil {
+		return false, err
+	}
+	if status := resp.StatusCode(); status != fasthttp.StatusNoContent && status != fasthttp.StatusNotModified {
+		if err := resp.ReadBody(br, t.maxBody); err != nil {
+			if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+				resp.ResetBody()
+				return false, fmt.Errorf("%w (limit %d bytes)", errTooLarge, t.maxBody)
+			}
+			return false, err
+		}
+		if resp.Header.ContentLength() == -1 { // chunked: trailers end it
+			if err := resp.Header.ReadTrailer(br); err != nil {
+				return false, err
+			}
+		}
+	}
+	if br.Buffered() > 0 {
+		return false, fmt.Errorf("%w: %d bytes after the response", errOutOfStep, br.Buffered())
+	}
+	return !req.ConnectionClose() && !resp.ConnectionClose(), nil
+}
+
+// readFinalHeader reads resp's header, past at most maxInterim 100, 102 or
+// 103 responses.
+func readFinalHeader(br *bufio.Reader, resp *fasthttp.Response) error {
+	for n := 0; ; n++ {
+		if err := resp.Header.Read(br); err != nil {
+			return err
+		}
+		switch s := resp.StatusCode(); {
+		case s == fasthttp.StatusContinue || s == fasthttp.StatusProcessing || s == fasthttp.StatusEarlyHints:
+			if n == maxInterim {
+				return fmt.Errorf("%w: over %d interim responses", errOutOfStep, maxInterim)
+			}
+		case s >= 100 && s < 200:
+			return fmt.Errorf("%w: unexpected %d response", errOutOfStep, s)
+		default:
+			return nil
+		}
+	}
+}
