@@ -105,8 +105,8 @@ type Cache[V any] struct {
 	seq atomic.Uint64 // purges so far; written under mu
 
 	mu      sync.Mutex
-	players map[string]*entry[V]  // the first entry of each player's list
-	tokens  map[TokenID]*entry[V] // the first entry of each token's list
+	players map[string]*entry[V]     // the first entry of each player's list
+	tokens  map[TokenID]*entry[V]    // the first entry of each token's list
 	log     [purgeLogLen]purgeRecord // purge seq is at log[seq%purgeLogLen]
 
 	purges                       atomic.Uint64

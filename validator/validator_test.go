@@ -17,7 +17,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/valyala/fasthttp"
 
 	"playerguard/bench/fakeupstream"
 	"playerguard/cache"
@@ -113,8 +112,7 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &fasthttp.Server{Handler: h.v.Handler, ErrorHandler: h.v.ErrorHandler, MaxRequestBodySize: MaxBodyLen, ReadBufferSize: 8 << 10,
-		Logger: fasthttpLogger{h.v.log}}
+	srv := h.v.NewServer()
 	go srv.Serve(ln)
 	h.url = "http://" + ln.Addr().String()
 	h.ops = h.v.OpsHandler(http.NotFoundHandler(), testAdmin)

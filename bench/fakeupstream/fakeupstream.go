@@ -37,6 +37,7 @@
 package fakeupstream
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -87,8 +88,9 @@ type Server struct {
 	override atomic.Pointer[prepared]
 	def      atomic.Pointer[prepared]
 
-	calls    atomic.Int64
-	distinct atomic.Int64
+	calls     atomic.Int64
+	distinct  atomic.Int64
+	rawWrites atomic.Int64
 
 	tokMu  sync.RWMutex
 	tokens map[string]*tokenEntry
@@ -308,6 +310,9 @@ func (s *Server) TokenCalls(token string) int64 {
 	return 0
 }
 
+// RawWrites returns how many FaultRaw answers were written in full.
+func (s *Server) RawWrites() int64 { return s.rawWrites.Load() }
+
 // Distinct returns the number of distinct accessToken values counted.
 func (s *Server) Distinct() int { return int(s.distinct.Load()) }
 
@@ -468,11 +473,37 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	case FaultClose:
 		s.hijack(ctx, func(c, raw net.Conn) {})
 		return
+	case FaultRaw:
+		out := v.raw
+		if v.echo {
+			out = echoed(out, ctx.Request.Header.Header(), false)
+		}
+		s.hijack(ctx, func(c, _ net.Conn) {
+			first, rest, paused := bytes.Cut(out, []byte(RawPause))
+			if _, err := c.Write(first); err != nil {
+				return
+			}
+			if paused {
+				if !s.wait(RawPauseFor) {
+					return
+				}
+				if _, err := c.Write(rest); err != nil {
+					return
+				}
+			}
+			s.rawWrites.Add(1)
+			_ = s.srv.ServeConn(c)
+		})
+		return
 	}
 	ctx.SetStatusCode(v.status)
 	ctx.Response.Header.SetContentType(v.ct)
 	for _, kv := range v.hdr {
 		ctx.Response.Header.Set(kv[0], kv[1])
+	}
+	if v.echo {
+		ctx.Response.SetBody(echoed(v.body, ctx.Request.Header.Header(), true))
+		return
 	}
 	ctx.Response.SetBodyRaw(v.body) // v.body is never modified
 }

@@ -17,12 +17,29 @@ const DefaultContentType = "application/json;charset=UTF-8"
 // Verdict is what the fake answers for one token.
 type Verdict struct {
 	Status      int               // HTTP status; 0 means 200
-	Body        []byte            // response body, sent as is
+	Body        []byte            // response body, sent as is (but see EchoMark)
 	ContentType string            // "" means "application/json;charset=UTF-8"
 	Header      map[string]string // extra response headers (e.g. Location for a redirect)
 	Delay       time.Duration     // extra delay on top of Config.Latency
 	Fault       Fault             // misbehaviour instead of a normal answer
+	// Raw is what FaultRaw writes, byte for byte, instead of a response.
+	Raw []byte
 }
+
+// EchoMark, anywhere in a Verdict's Body or Raw, is replaced by the
+// request's header block as received (for Body, escaped as the inside of
+// a JSON string): an upstream or gateway that echoes the request, secrets
+// included, into its answers.
+const EchoMark = "{{request headers}}"
+
+// RawPause, in a Verdict's Raw, makes FaultRaw stop writing there for
+// RawPauseFor before it writes the rest: bytes that reach an idle
+// connection after its answer (Server.RawWrites counts the Raws written
+// in full).
+const (
+	RawPause    = "{{pause}}"
+	RawPauseFor = 50 * time.Millisecond
+)
 
 // Fault is a misbehaviour the fake applies instead of a normal answer.
 type Fault int
@@ -42,6 +59,11 @@ const (
 	FaultTrickle
 	// FaultClose closes the connection (FIN) without writing anything.
 	FaultClose
+	// FaultRaw writes Verdict.Raw as it is (any bytes: several responses,
+	// a 101, a 1xx, a malformed status line...; see RawPause and EchoMark)
+	// and then serves the connection's next requests as usual, so that
+	// whatever Raw left over is read as the answer to the next request.
+	FaultRaw
 )
 
 // String returns the fault's name, e.g. "hang".
@@ -57,6 +79,8 @@ func (f Fault) String() string {
 		return "trickle"
 	case FaultClose:
 		return "close"
+	case FaultRaw:
+		return "raw"
 	}
 	return "fault(" + strconv.Itoa(int(f)) + ")"
 }
@@ -227,6 +251,8 @@ type prepared struct {
 	delay  time.Duration
 	fault  Fault
 	head   []byte // raw status line and headers, for FaultReset and FaultTrickle
+	raw    []byte // for FaultRaw
+	echo   bool   // body or raw holds EchoMark
 }
 
 func prepare(v Verdict) *prepared {
@@ -236,6 +262,8 @@ func prepare(v Verdict) *prepared {
 		ct:     v.ContentType,
 		delay:  v.Delay,
 		fault:  v.Fault,
+		raw:    bytes.Clone(v.Raw),
+		echo:   bytes.Contains(v.Body, []byte(EchoMark)) || bytes.Contains(v.Raw, []byte(EchoMark)),
 	}
 	if p.status == 0 {
 		p.status = fasthttp.StatusOK
@@ -273,4 +301,14 @@ func prepare(v Verdict) *prepared {
 		p.head = h
 	}
 	return p
+}
+
+// echoed returns b with EchoMark replaced by head, JSON-string-escaped if
+// inJSON.
+func echoed(b, head []byte, inJSON bool) []byte {
+	if inJSON {
+		q, _ := json.Marshal(string(head))
+		head = q[1 : len(q)-1]
+	}
+	return bytes.ReplaceAll(b, []byte(EchoMark), head)
 }

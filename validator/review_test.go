@@ -1,0 +1,409 @@
+package validator
+
+// Regression tests for the outside review (issue 11): each one drives the
+// public HTTP API against the in-process fake upstream, scripting the fault
+// per token (FaultRaw where an HTTP library would refuse to produce it).
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"playerguard/bench/fakeupstream"
+)
+
+// rawResponse is an HTTP/1.1 response with a JSON body, as bytes.
+func rawResponse(status int, body string) string {
+	return fmt.Sprintf("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+		status, http.StatusText(status), len(body), body)
+}
+
+// oversized pads a Kakao error body past the 64 KiB upstream body cap.
+func oversized(status int) []byte {
+	return fmt.Appendf(nil, `{"desc":"Kicked. (%d.-1)","pad":"%s"}`, status, strings.Repeat("x", 70<<10))
+}
+
+// TestOversizedKickBodyIsKick (item 1): a 401, 406 or 46x whose body is
+// over the cap is still a kick, never an outage: no breaker failure, no
+// stale allow, no open-policy allow, no invented drop-in body.
+func TestOversizedKickBodyIsKick(t *testing.T) {
+	for _, policy := range []Policy{PolicyOpen, PolicyStale} {
+		t.Run(policy.String(), func(t *testing.T) {
+			h := newHarness(t, func(c *Config) { c.Policy = policy; c.BreakerFailures = 1 })
+			for _, c := range []struct {
+				status int
+				reason string
+			}{{401, "invalid_token"}, {406, "not_acceptable"}, {462, "unregistering"}, {463, "lockout"}, {464, "sanction"}, {470, "abnormal_state"}} {
+				tok := fmt.Sprint("tok-big-", c.status)
+				// The player had an allow, now expired: the stale policy
+				// would serve it if the kick were taken for an outage.
+				h.fake.Set(tok, fakeupstream.Allow(testApp, "p1", "normal"))
+				h.expect(h.check(tok, "mobile", "p1"), 200, "allow", "ok", "upstream")
+				h.clk.Add(6 * time.Minute)
+				h.fake.Set(tok, fakeupstream.Verdict{Status: c.status, Body: oversized(c.status)})
+				h.expect(h.check(tok, "mobile", "p1"), 403, "kick", c.reason, "upstream")
+				r := h.dropIn(map[string]string{"accessToken": tok, "platform": "mobile", "playerId": "p1"})
+				if r.status != c.status || r.header.Get("X-Playerguard-Decision") != "kick" {
+					t.Errorf("%d drop-in: %d %s", c.status, r.status, r.raw)
+				}
+			}
+			if n := h.v.breaker.Counts().TotalFailures; n != 0 {
+				t.Errorf("breaker counted %d failures for kicks", n)
+			}
+			if !strings.Contains(h.logs.String(), "upstream kick's body dropped") {
+				t.Error("no log line says the kick's body was dropped")
+			}
+			// An oversized 200 is still unreadable: unavailable.
+			h.fake.Set("tok-big-200", fakeupstream.Verdict{Status: 200, Body: oversized(200)})
+			if r := h.check("tok-big-200", "mobile", ""); r.str("reason") == "ok" && r.str("source") == "upstream" {
+				t.Errorf("oversized 200 allowed: %s", r.raw)
+			}
+		})
+	}
+}
+
+// TestTokenKickEndsEveryAllowOfToken (item 2): an invalid_token verdict
+// drops the token's cached allows under every claimed playerId and every
+// platform, fresh and stale; with -negative-ttl the cached kick answers
+// the token under any claim on the same platform, and not on another.
+func TestTokenKickEndsEveryAllowOfToken(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.NegativeTTL = time.Minute })
+	const tok = "tok-revoked"
+	h.fake.Set(tok, fakeupstream.Allow(testApp, "p1", "normal"))
+	for _, c := range [][2]string{{"mobile", "p1"}, {"pc", "p1"}, {"mobile", ""}} {
+		h.expect(h.check(tok, c[0], c[1]), 200, "allow", "ok", "upstream")
+		h.expect(h.check(tok, c[0], c[1]), 200, "allow", "ok", "cache")
+	}
+	h.fake.Set(tok, fakeupstream.Invalid())
+	h.expect(h.check(tok, "web", ""), 403, "kick", "invalid_token", "upstream")
+	calls := h.fake.TokenCalls(tok)
+	// Every claim on the kick's platform: the cached kick, no upstream call.
+	h.expect(h.check(tok, "web", "p1"), 403, "kick", "invalid_token", "cache")
+	h.expect(h.check(tok, "web", "someone"), 403, "kick", "invalid_token", "cache")
+	if n := h.fake.TokenCalls(tok); n != calls {
+		t.Errorf("cached kick made %d upstream calls", n-calls)
+	}
+	// Other platforms: the allows are gone (not served fresh), and the
+	// kick is not assumed there either: the upstream is asked.
+	h.expect(h.check(tok, "mobile", "p1"), 403, "kick", "invalid_token", "upstream")
+	// Nor stale in the next outage.
+	h.fake.SetOverride(&fakeupstream.Verdict{Status: 500})
+	h.clk.Add(2 * time.Minute)
+	for _, c := range [][2]string{{"pc", "p1"}, {"mobile", ""}} {
+		if r := h.check(tok, c[0], c[1]); r.status != 503 {
+			t.Errorf("%s/%q after the token's kick, in an outage: %d %s, want 503", c[0], c[1], r.status, r.raw)
+		}
+	}
+}
+
+// TestPurgeOnlyOnVerdictAboutPlayer (item 3): a garbage token (or someone
+// else's valid one) sent with a victim's playerId does not purge the
+// victim, however many are sent; a verdict naming the victim does.
+func TestPurgeOnlyOnVerdictAboutPlayer(t *testing.T) {
+	h := newHarness(t, nil)
+	h.fake.Set("tok-victim", fakeupstream.Allow(testApp, "victim", "normal"))
+	h.expect(h.check("tok-victim", "mobile", "victim"), 200, "allow", "ok", "upstream")
+	h.fake.Set("tok-attacker", fakeupstream.Allow(testApp, "attacker", "normal"))
+
+	h.expect(h.check("tok-garbage", "mobile", "victim"), 403, "kick", "invalid_token", "upstream")
+	h.expect(h.check("tok-attacker", "mobile", "victim"), 403, "kick", "player_mismatch", "upstream")
+	h.expect(h.check("tok-victim", "mobile", "victim"), 200, "allow", "ok", "cache")
+
+	// More purges than the old tombstone table held (1,250 for this
+	// 10,000-entry cache) flushed every entry; none of these purge at all.
+	for i := range 1300 {
+		r := h.check(fmt.Sprint("tok-spray-", i), "mobile", fmt.Sprint("player-", i))
+		if r.status != 403 {
+			t.Fatalf("spray %d: %d %s", i, r.status, r.raw)
+		}
+	}
+	h.expect(h.check("tok-victim", "mobile", "victim"), 200, "allow", "ok", "cache")
+	// And the outage protection is still there.
+	h.clk.Add(6 * time.Minute)
+	h.fake.SetOverride(&fakeupstream.Verdict{Status: 500})
+	h.expect(h.check("tok-victim", "mobile", "victim"), 200, "allow", "ok", "stale")
+	h.fake.SetOverride(nil)
+
+	// A verdict about the victim (a lockout naming them, on another token)
+	// purges them: their stale allow is not served in the next outage.
+	h.fake.Set("tok-victim-2", fakeupstream.Lockout(testApp, "victim"))
+	h.expect(h.check("tok-victim-2", "pc", ""), 403, "kick", "lockout", "upstream")
+	h.fake.SetOverride(&fakeupstream.Verdict{Status: 500})
+	h.expect(h.check("tok-victim", "mobile", "victim"), 503, "unavailable", "upstream_unavailable", "upstream")
+}
+
+// TestStrictUpstreamBodies (item 4): a 200 whose body reads two ways is
+// unavailable, never an allow, in both APIs; the drop-in never passes it.
+func TestStrictUpstreamBodies(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed; c.BreakerFailures = 100 })
+	for i, body := range []string{
+		`{"player":{"playerId":"p1","status":"sanctioned","status":"normal"}}`,
+		`{"player":{"playerId":"p1","status":"sanctioned","STATUS":"normal"}}`,
+		`{"player":{"playerId":"p1","status":"sanctioned","ſtatus":"normal"}}`,
+		`{"player":{"playerId":"p1","status":"sanctioned","st\u0061tus":"normal"}}`,
+		`{"player":{"playerId":"p1","status":"sanctioned"},"player":{"playerId":"p1","status":"normal"}}`,
+		`{"player":{"playerId":"p1","status":"sanctioned"},"Player":{"playerId":"p1","status":"normal"}}`,
+		`{"player":{"PlayerID":"p1","status":"normal"}}`,
+	} {
+		tok := fmt.Sprint("tok-two-ways-", i)
+		h.fake.Set(tok, fakeupstream.Verdict{Status: 200, Body: []byte(body)})
+		h.expect(h.check(tok, "mobile", "p1"), 503, "unavailable", "upstream_unavailable", "upstream")
+		r := h.dropIn(map[string]string{"accessToken": tok, "platform": "mobile", "playerId": "p1"})
+		if r.status != 503 || strings.Contains(r.raw, "normal") {
+			t.Errorf("drop-in %s: %d %s", body, r.status, r.raw)
+		}
+	}
+}
+
+// TestOneRequestOneForm (item 5): a JSON body with any of the three fields
+// as headers too is a 400 naming the conflict, and is never forwarded.
+func TestOneRequestOneForm(t *testing.T) {
+	h := newHarness(t, nil)
+	h.fake.Set("tok-a", fakeupstream.Allow(testApp, "p1", "normal"))
+	for _, hdr := range []string{"playerId", "accessToken", "platform", "PLAYERID"} {
+		req, _ := http.NewRequest("POST", h.url+APIPath, strings.NewReader(`{"accessToken":"tok-a","platform":"mobile"}`))
+		req.Header.Set(hdr, "victim")
+		r := h.do(req)
+		want := strings.ToLower(hdr)
+		if r.status != 400 || !strings.Contains(strings.ToLower(r.str("error")), want+" header") {
+			t.Errorf("body + %s header: %d %s", hdr, r.status, r.raw)
+		}
+	}
+	// A body key that is a known one but for its case is refused too:
+	// the claim it carries would otherwise be dropped unchecked.
+	r := h.post(`{"accessToken":"tok-a","platform":"mobile","PlayerId":"victim"}`)
+	if r.status != 400 || !strings.Contains(r.str("error"), "playerId") {
+		t.Errorf("PlayerId key: %d %s", r.status, r.raw)
+	}
+	if n := h.fake.Calls(); n != 0 {
+		t.Errorf("%d upstream calls for refused requests", n)
+	}
+	// Each form alone still works.
+	h.expect(h.post(`{"accessToken":"tok-a","platform":"mobile","playerId":"p1"}`), 200, "allow", "ok", "upstream")
+	req, _ := http.NewRequest("POST", h.url+APIPath, nil)
+	req.Header.Set("accessToken", "tok-a")
+	req.Header.Set("platform", "mobile")
+	req.Header.Set("playerId", "p1")
+	h.expect(h.do(req), 200, "allow", "ok", "cache")
+}
+
+// TestOutOfStepConnectionNeverReused (item 6): bytes the upstream sent that
+// no request asked for are never read as the next validation's answer.
+func TestOutOfStepConnectionNeverReused(t *testing.T) {
+	allowB := rawResponse(200, `{"player":{"kgAppId":"909428","playerId":"pB","status":"normal"}}`)
+	allowA := rawResponse(200, `{"player":{"kgAppId":"909428","playerId":"pA","status":"normal"}}`)
+	cases := []struct {
+		name   string
+		raw    string
+		status int // what tok-first itself gets
+	}{
+		{"unsolicited response after the answer", allowA + allowB, 503},
+		{"204 followed by bytes", "HTTP/1.1 204 No Content\r\n\r\n" + allowB, 503},
+		{"304 followed by bytes", "HTTP/1.1 304 Not Modified\r\n\r\n" + allowB, 503},
+		{"101", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n" + allowB, 503},
+		{"unknown 1xx before the answer", "HTTP/1.1 199 Whatever\r\n\r\n" + allowA, 503},
+		{"stray response on an idle connection", allowA + fakeupstream.RawPause + allowB, 200},
+		{"100 Continue is fine", "HTTP/1.1 100 Continue\r\n\r\n" + allowA, 200},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, func(cfg *Config) { cfg.Policy = PolicyClosed; cfg.MaxUpstreamConns = 1 })
+			h.fake.Set("tok-first", fakeupstream.Verdict{Fault: fakeupstream.FaultRaw, Raw: []byte(c.raw)})
+			r := h.check("tok-first", "mobile", "")
+			if r.status != c.status {
+				t.Fatalf("tok-first: %d %s, want %d", r.status, r.raw, c.status)
+			}
+			if strings.Contains(c.raw, fakeupstream.RawPause) {
+				waitFor(t, "the stray response", func() bool { return h.fake.RawWrites() == 1 })
+			}
+			// The upstream would refuse this token: whatever the first
+			// exchange left on the connection must not answer it.
+			h.expect(h.check("tok-second", "mobile", ""), 403, "kick", "invalid_token", "upstream")
+			if c.status == 503 && h.metric("playerguard_upstream_requests_total", "outcome", "protocol_error") != 1 {
+				t.Error("the out-of-step response is not counted as protocol_error")
+			}
+		})
+	}
+}
+
+// TestForeign4xxIsNotVerdict (item 7): a 403 or 404 without a Kakao error
+// body (a wrong -upstream path, a WAF page) kicks nobody: it is an upstream
+// failure, the outage policy answers, and an error line says what to check.
+func TestForeign4xxIsNotVerdict(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.BreakerFailures = 100 })
+	h.fake.Set("tok-a", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.expect(h.check("tok-a", "mobile", "p1"), 200, "allow", "ok", "upstream")
+	h.clk.Add(6 * time.Minute)
+	for _, v := range []fakeupstream.Verdict{
+		{Status: 404, Body: []byte("<html><body>404 Not Found</body></html>"), ContentType: "text/html"},
+		{Status: 403, Body: []byte("<html>Request blocked by the WAF</html>"), ContentType: "text/html"},
+		{Status: 403, Body: []byte(`{"desc":"Forbidden (401.-1)"}`)},
+		{Status: 418},
+	} {
+		h.fake.SetOverride(&v)
+		h.expect(h.check("tok-a", "mobile", "p1"), 200, "allow", "ok", "stale")
+		h.expect(h.check("tok-new", "mobile", "p1"), 503, "unavailable", "upstream_unavailable", "upstream")
+	}
+	if !strings.Contains(h.logs.String(), "upstream answered 404 without a Kakao error body") {
+		t.Errorf("no error line names the foreign 404:\n%s", h.logs.String())
+	}
+	// A Kakao error body of the same status is Kakao's verdict.
+	h.fake.SetOverride(&fakeupstream.Verdict{Status: 403, Body: []byte(`{"desc":"Forbidden. (403.-10200)"}`)})
+	h.expect(h.check("tok-a", "mobile", "p1"), 403, "kick", "abnormal_state", "upstream")
+	// Statuses about the connection are like 400: not verdicts, not failures.
+	for _, s := range []int{407, 421, 425, 426, 428} {
+		h.fake.SetOverride(&fakeupstream.Verdict{Status: s})
+		h.expect(h.check(fmt.Sprint("tok-conn-", s), "mobile", ""), 503, "unavailable", "upstream_unavailable", "upstream")
+	}
+}
+
+// TestNoSecretInLogsOrResponses (item 8): an upstream that echoes every
+// request header into its bodies and error responses, a malformed answer
+// fasthttp quotes, and a malformed caller request at debug level: the app
+// secret, the admin key and the access token reach no log line, metric
+// or response.
+func TestNoSecretInLogsOrResponses(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed; c.BreakerFailures = 100 })
+	const token = "TOKEN-recognisable-5f2c9a"
+	echo := fakeupstream.EchoMark
+	verdicts := []fakeupstream.Verdict{
+		{Status: 500, Body: []byte(`{"desc":"internal error, request was ` + echo + ` (500.-1)"}`)},
+		{Status: 503, Body: []byte(`<html>` + echo + `</html>`), ContentType: "text/html"},
+		{Status: 400, Body: []byte(`{"desc":"bad request ` + echo + ` (400.-1)"}`)},
+		{Status: 404, Body: []byte(`{"desc":"no route for ` + echo + `"}`)},
+		{Status: 429, Body: []byte(`{"desc":"slow down ` + echo + ` (429.-1)"}`)},
+		{Status: 401, Body: []byte(`{"desc":"Token is invalid: ` + echo + ` (401.-29401)"}`)},
+		{Status: 463, Body: []byte(`{"desc":"lockout ` + echo + ` (463.-1)","lockout":{"idType":"playerId","id":"p1"}}`)},
+		{Status: 200, Body: []byte(`{"player":{"playerId":"p1","status":"normal","nickname":"` + echo + `"}}`)},
+		{Fault: fakeupstream.FaultRaw, Raw: []byte("HTTP/1.1 2OO " + echo + "\r\n\r\n")},
+		{Fault: fakeupstream.FaultRaw, Raw: []byte("HTTP/1.1 200 OK\r\n" + strings.ReplaceAll(echo, "\r\n", "") + " bad header\r\nContent-Length: 2\r\n\r\n{}")},
+		{Fault: fakeupstream.FaultRaw, Raw: []byte("HTTP/1.1 200 OK\r\nX-Echo: " + echo + "\r\nContent-Length: 2\r\n\r\n{}")},
+	}
+	var responses strings.Builder
+	for _, v := range verdicts {
+		h.fake.SetOverride(&v)
+		for _, player := range []string{"", "p1"} {
+			r := h.check(token, "mobile", player)
+			responses.WriteString(fmt.Sprint(r.header) + r.raw)
+			r = h.dropIn(map[string]string{"accessToken": token, "platform": "mobile", "playerId": player})
+			responses.WriteString(fmt.Sprint(r.header) + r.raw)
+		}
+	}
+	if n := h.fake.Calls(); n < int64(len(verdicts)) {
+		t.Fatalf("only %d upstream calls", n)
+	}
+	// A caller request fasthttp cannot parse, with the token in a header.
+	for _, req := range []string{
+		"POST /v1/validate HTTP/1.1\r\nHost: x\r\naccessToken: " + token + "\r\nbad header line\r\n\r\n",
+		"POST /v1/validate HTTP/1.1\r\nHost: x\r\naccessToken: " + token + "\r\nContent-Length: zz\r\n\r\n",
+	} {
+		for _, resp := range h.raw(req) {
+			responses.WriteString(bodyOf(resp))
+		}
+	}
+	var scrape strings.Builder
+	mfs, _ := h.reg.Gather()
+	for _, mf := range mfs {
+		scrape.WriteString(mf.String())
+	}
+	logs := h.logs.String()
+	for where, text := range map[string]string{"logs": logs, "metrics": scrape.String(), "responses": responses.String()} {
+		for _, secret := range []string{token, testSecret, testKey} {
+			if strings.Contains(text, secret) {
+				t.Errorf("%s contain %q", where, secret)
+			}
+		}
+	}
+	for _, want := range []string{"upstream failure", `"msg":"kick"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %q: the paths this test searches did not run", want)
+		}
+	}
+}
+
+// TestUpstreamHeaderCase (item 12): the upstream request carries appSecret,
+// kgAppId, accessToken and playerId in the case the Kakao docs show.
+func TestUpstreamHeaderCase(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	heads := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		var head strings.Builder
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			head.WriteString(line)
+			if line == "\r\n" {
+				break
+			}
+		}
+		heads <- head.String()
+		io.WriteString(c, rawResponse(200, `{"player":{"playerId":"p1","status":"normal"}}`))
+	}()
+	h := newHarness(t, func(c *Config) { c.Upstream = "http://" + ln.Addr().String() })
+	h.expect(h.check("tok-case", "mobile", "p1"), 200, "allow", "ok", "upstream")
+	head := <-heads
+	for _, name := range []string{"\r\nappSecret: ", "\r\nkgAppId: ", "\r\naccessToken: tok-case\r\n", "\r\nplayerId: p1\r\n", "\r\nplatform: mobile\r\n", "\r\nAuthorization: KakaoAK "} {
+		if !strings.Contains(head, name) {
+			t.Errorf("upstream request lacks %q:\n%s", name, head)
+		}
+	}
+}
+
+// TestUpstreamOutcomeNonStandard (item 12): a status outside 200-599 is
+// counted as outcome "other", not as a 5xx.
+func TestUpstreamOutcomeNonStandard(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed })
+	h.fake.Set("tok-600", fakeupstream.Verdict{Fault: fakeupstream.FaultRaw, Raw: []byte("HTTP/1.1 600 Strange\r\nContent-Length: 0\r\n\r\n")})
+	h.expect(h.check("tok-600", "mobile", ""), 503, "unavailable", "upstream_unavailable", "upstream")
+	if got := h.metric("playerguard_upstream_requests_total", "outcome", "other"); got != 1 {
+		t.Errorf("outcome other = %v, want 1", got)
+	}
+	if got := h.metric("playerguard_upstream_requests_total", "outcome", "5xx"); got != 0 {
+		t.Errorf("outcome 5xx = %v, want 0", got)
+	}
+}
+
+// TestAdminPurgeStrictBody (item 12): /admin/purge refuses trailing data,
+// duplicate keys, case-folded and unknown keys, and purges nothing then.
+func TestAdminPurgeStrictBody(t *testing.T) {
+	h := newHarness(t, nil)
+	h.fake.Set("tok-a", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.expect(h.check("tok-a", "mobile", "p1"), 200, "allow", "ok", "upstream")
+	for _, body := range []string{
+		`{"playerId":"p1"} {"playerId":"p2"}`,
+		`{"playerId":"p1"}x`,
+		`{"playerId":"p2","playerId":"p1"}`,
+		`{"PlayerId":"p1"}`,
+		`{"playerid":"p1"}`,
+		`{"playerId":"p1","scope":"all"}`,
+	} {
+		resp := h.admin(testAdmin, body)
+		msg, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 400 {
+			t.Errorf("%s: %d %s, want 400", body, resp.StatusCode, msg)
+		}
+	}
+	h.expect(h.check("tok-a", "mobile", "p1"), 200, "allow", "ok", "cache")
+	if resp := h.admin(testAdmin, `{"playerId":"p1"}`); resp.StatusCode != 200 {
+		t.Fatalf("good purge: %d", resp.StatusCode)
+	}
+	h.expect(h.check("tok-a", "mobile", "p1"), 200, "allow", "ok", "upstream")
+}
+
