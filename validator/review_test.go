@@ -406,4 +406,3 @@ func TestAdminPurgeStrictBody(t *testing.T) {
 	}
 	h.expect(h.check("tok-a", "mobile", "p1"), 200, "allow", "ok", "upstream")
 }
-
