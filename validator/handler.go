@@ -66,16 +66,35 @@ func (v *Validator) Handler(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-// ErrorHandler answers requests fasthttp could not parse; use it as the
-// fasthttp.Server's ErrorHandler so callers get JSON naming the problem.
+// ErrorHandler answers requests fasthttp could not read; use it as the
+// fasthttp.Server's ErrorHandler so callers get JSON naming the problem: 413
+// for a body over MaxBodyLen (the server's MaxRequestBodySize), 431 for
+// headers over the read buffer, 408 for a read that timed out (a deadline
+// the server or a drain set), 400 for anything else.
+//
+// fasthttp closes the connection after writing the answer. When the body
+// is too large, the client is most likely still sending it, and a plain
+// close with unread data makes the kernel reset the connection, which can
+// drop the answer before the client reads it. So if ctx.Conn() (the
+// net.Conn the server's listener accepted) has a method LingerOnClose(),
+// ErrorHandler calls it: the connection's Close must then send the answer
+// and a FIN and discard what the client still sends for a bounded time
+// before it really closes, the way nginx's lingering close does.
+// cmd/playerguard's listener provides it; without it the close is plain.
 func (v *Validator) ErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 	v.m.BadRequests.Inc()
 	var tooBig *fasthttp.ErrSmallBuffer
+	var timeout interface{ Timeout() bool } // net.Error's, os.ErrDeadlineExceeded's
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		writeError(ctx, fasthttp.StatusBadRequest, errBodyTooLarge.Msg)
+		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, errBodyTooLarge.Msg)
+		if c, ok := ctx.Conn().(interface{ LingerOnClose() }); ok {
+			c.LingerOnClose()
+		}
 	case errors.As(err, &tooBig):
 		writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "request headers too large")
+	case errors.As(err, &timeout) && timeout.Timeout():
+		writeError(ctx, fasthttp.StatusRequestTimeout, "timed out reading the request")
 	default:
 		writeError(ctx, fasthttp.StatusBadRequest, "cannot parse HTTP request")
 	}

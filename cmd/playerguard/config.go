@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -38,7 +37,9 @@ type Config struct {
 	UpstreamCAFile string
 
 	AppSecretFile, AdminKeyFile, AdminTokenFile string
-	AppSecret, AdminKey, AdminToken             string // resolved from env or files
+	// The secrets' environment variables (PLAYERGUARD_APP_SECRET, ...) as
+	// given; resolveSecrets weighs them against the files.
+	AppSecretEnv, AdminKeyEnv, AdminTokenEnv string
 
 	CacheTTL        time.Duration
 	CacheMaxEntries int64
@@ -147,7 +148,7 @@ func parseConfig(args []string, environ []string, usage io.Writer) (*Config, err
 	for _, k := range unknown {
 		errs = append(errs, fmt.Errorf("unknown environment variable %s (see playerguard -h)", k))
 	}
-	c.AppSecret, c.AdminKey, c.AdminToken = env[envAppSecret], env[envAdminKey], env[envAdminToken]
+	c.AppSecretEnv, c.AdminKeyEnv, c.AdminTokenEnv = env[envAppSecret], env[envAdminKey], env[envAdminToken]
 	return c, errors.Join(errs...)
 }
 
@@ -174,7 +175,10 @@ func printUsage(fs *flag.FlagSet, w io.Writer) {
 }
 
 // Validate reports every problem with c, one error per problem, each naming
-// its setting. It reads the secret files into c; it changes nothing else.
+// its setting. It changes nothing: it reads the secret files and the CA
+// file only to check them. It makes every check start-up makes (the
+// upstream's through validator's own, CheckUpstreamURL and
+// CheckUpstreamCAFile), so that a configuration it passes also starts.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
@@ -191,36 +195,25 @@ func (c *Config) Validate() error {
 		bad("-ops-listen: must differ from -listen (%s)", c.Listen)
 	}
 
-	if c.Demo && (c.Upstream != "" || c.AppSecret != "" || c.AdminKey != "" || c.AppSecretFile != "" || c.AdminKeyFile != "") {
+	if c.Demo && (c.Upstream != "" || c.AppSecretEnv != "" || c.AdminKeyEnv != "" || c.AppSecretFile != "" || c.AdminKeyFile != "") {
 		// A stray PLAYERGUARD_DEMO=true in a real deployment must not
 		// quietly swap the real upstream for the fake one and its players.
 		bad("-demo: cannot be combined with -upstream or upstream secrets (the demo brings its own fake upstream)")
 	}
 	if !c.Demo {
-		switch u, err := url.Parse(c.Upstream); {
-		case c.Upstream == "":
+		if c.Upstream == "" {
 			bad("-upstream: required (the Kakao Games OpenAPI base URL)")
-		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-			bad("-upstream: %q is not an http:// or https:// URL with a host", c.Upstream)
+		} else if err := validator.CheckUpstreamURL(c.Upstream); err != nil {
+			bad("-upstream: %v", err)
 		}
 		if c.AppID == "" {
 			bad("-app-id: required (the kgAppId)")
 		}
 	}
-	var err error
-	if c.AppSecret, err = secret(c.AppSecret, envAppSecret, c.AppSecretFile, "-app-secret-file", !c.Demo); err != nil {
-		errs = append(errs, err)
-	}
-	if c.AdminKey, err = secret(c.AdminKey, envAdminKey, c.AdminKeyFile, "-admin-key-file", !c.Demo); err != nil {
-		errs = append(errs, err)
-	}
-	if c.AdminToken, err = secret(c.AdminToken, envAdminToken, c.AdminTokenFile, "-admin-token-file", false); err != nil {
-		errs = append(errs, err)
-	}
-	if c.UpstreamCAFile != "" {
-		if _, err := os.Stat(c.UpstreamCAFile); err != nil {
-			bad("-upstream-ca-file: %v", err)
-		}
+	_, secretErrs := c.resolveSecrets()
+	errs = append(errs, secretErrs...)
+	if err := validator.CheckUpstreamCAFile(c.UpstreamCAFile); err != nil {
+		bad("-upstream-ca-file: %v", err)
 	}
 
 	if c.CacheTTL < 0 {
@@ -260,6 +253,28 @@ func (c *Config) Validate() error {
 		bad("-log-level: %v", err)
 	}
 	return errors.Join(errs...)
+}
+
+// secrets are the secret values playerguard runs with.
+type secrets struct{ appSecret, adminKey, adminToken string }
+
+// resolveSecrets reads each secret from its environment variable or its
+// file, and returns one error per secret it cannot resolve, each naming
+// its setting: Validate reports them, run uses the values.
+func (c *Config) resolveSecrets() (secrets, []error) {
+	var s secrets
+	var errs []error
+	var err error
+	if s.appSecret, err = secret(c.AppSecretEnv, envAppSecret, c.AppSecretFile, "-app-secret-file", !c.Demo); err != nil {
+		errs = append(errs, err)
+	}
+	if s.adminKey, err = secret(c.AdminKeyEnv, envAdminKey, c.AdminKeyFile, "-admin-key-file", !c.Demo); err != nil {
+		errs = append(errs, err)
+	}
+	if s.adminToken, err = secret(c.AdminTokenEnv, envAdminToken, c.AdminTokenFile, "-admin-token-file", false); err != nil {
+		errs = append(errs, err)
+	}
+	return s, errs
 }
 
 // secret resolves one secret from its environment variable or its file;

@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -74,11 +77,19 @@ func TestSecretsFromFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	before := *c
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c.AppSecret != "s3cret" || c.AdminKey != "k3y" || c.AdminToken != "adm" {
-		t.Fatalf("secrets %q %q %q", c.AppSecret, c.AdminKey, c.AdminToken)
+	if !reflect.DeepEqual(*c, before) {
+		t.Errorf("Validate changed the config:\n%+v\nwas\n%+v", *c, before)
+	}
+	sec, errs := c.resolveSecrets()
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if sec != (secrets{"s3cret", "k3y", "adm"}) {
+		t.Fatalf("secrets %+v", sec)
 	}
 }
 
@@ -109,7 +120,15 @@ func TestBadConfig(t *testing.T) {
 		"-app-id: required (the kgAppId)",
 		"-app-secret-file: required: set PLAYERGUARD_APP_SECRET or -app-secret-file",
 		"-admin-key-file: required: set PLAYERGUARD_ADMIN_KEY or -admin-key-file")
-	f("bad upstream", goodEnv, []string{"-upstream", "kakao.com"}, `-upstream: "kakao.com" is not an http:// or https:// URL with a host`)
+	f("bad upstream", goodEnv, []string{"-upstream", "kakao.com"}, `-upstream: "kakao.com" is not an http:// or https:// URL`)
+	f("upstream without a host", goodEnv, []string{"-upstream", "https://"}, `-upstream: "https://" has no host`)
+	f("unparsable upstream", goodEnv, []string{"-upstream", "http://h:x"}, `-upstream: cannot parse: invalid port ":x" after host`)
+	f("upstream with user info", goodEnv, []string{"-upstream", "http://u:pw@h"},
+		`-upstream: "http://u:xxxxx@h" has user info; want scheme://host[:port][/path] (the upstream is authenticated with the app secret and admin key)`)
+	f("upstream with a query", goodEnv, []string{"-upstream", "http://h/?a=b"}, `-upstream: "http://h/?a=b" has a query; want scheme://host[:port][/path]`)
+	f("upstream with a fragment", goodEnv, []string{"-upstream", "http://h/#top"}, `-upstream: "http://h/#top" has a fragment; want scheme://host[:port][/path]`)
+	f("CA file without a certificate", goodEnv, []string{"-upstream-ca-file", empty}, "-upstream-ca-file: "+empty+" holds no PEM certificate")
+	f("missing CA file", goodEnv, []string{"-upstream-ca-file", "/nonexistent/ca.pem"}, "-upstream-ca-file: cannot read: open /nonexistent/ca.pem: no such file or directory")
 	f("bad duration env", append(goodEnv, "PLAYERGUARD_CACHE_TTL=5 minutes"), nil,
 		`PLAYERGUARD_CACHE_TTL: invalid value "5 minutes": parse error`)
 	f("bad flag", goodEnv, []string{"-cache-ttl", "x"}, `invalid value "x" for flag -cache-ttl: parse error`)
@@ -151,5 +170,113 @@ func TestHelpAndVersion(t *testing.T) {
 	out.Reset()
 	if code := run(context.Background(), []string{"-version"}, nil, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "playerguard ") {
 		t.Fatalf("-version: exit %d %q", code, out.String())
+	}
+}
+
+// TestCheckConfigAgreesWithStartup: a configuration start-up refuses,
+// -check-config refuses too, and with the same words: exit 2 both ways,
+// one line naming the setting, and start-up never gets as far as serving.
+func TestCheckConfigAgreesWithStartup(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	notPEM := write("not-pem", "not a certificate\n")
+	emptyFile := write("empty", "")
+	// A https:// upstream, so that start-up uses the CA file; nothing
+	// listens on port 1, and nothing here gets to call it.
+	env := []string{
+		"PLAYERGUARD_UPSTREAM=https://127.0.0.1:1",
+		"PLAYERGUARD_APP_ID=909428",
+		"PLAYERGUARD_APP_SECRET=s",
+		"PLAYERGUARD_ADMIN_KEY=k",
+	}
+	without := func(name string) []string {
+		var out []string
+		for _, kv := range env {
+			if !strings.HasPrefix(kv, name+"=") {
+				out = append(out, kv)
+			}
+		}
+		return out
+	}
+	cases := []struct {
+		name    string
+		env     []string
+		args    []string
+		setting string // the line must name it
+	}{
+		{"upstream with user info", env, []string{"-upstream", "http://u:p@127.0.0.1:1"}, "-upstream:"},
+		{"upstream with a query", env, []string{"-upstream", "http://127.0.0.1:1/?a=b"}, "-upstream:"},
+		{"upstream with a fragment", env, []string{"-upstream", "http://127.0.0.1:1/#top"}, "-upstream:"},
+		{"upstream not a URL", env, []string{"-upstream", "kakao.com"}, "-upstream:"},
+		{"upstream without a host", env, []string{"-upstream", "https://"}, "-upstream:"},
+		{"upstream with another scheme", env, []string{"-upstream", "ftp://127.0.0.1:1"}, "-upstream:"},
+		{"upstream unparsable", env, []string{"-upstream", "http://127.0.0.1:x"}, "-upstream:"},
+		{"no upstream", without("PLAYERGUARD_UPSTREAM"), nil, "-upstream:"},
+		{"no app id", without("PLAYERGUARD_APP_ID"), nil, "-app-id:"},
+		{"CA file without a certificate", env, []string{"-upstream-ca-file", notPEM}, "-upstream-ca-file:"},
+		{"CA file empty", env, []string{"-upstream-ca-file", emptyFile}, "-upstream-ca-file:"},
+		{"CA file missing", env, []string{"-upstream-ca-file", filepath.Join(dir, "missing")}, "-upstream-ca-file:"},
+		{"CA file a directory", env, []string{"-upstream-ca-file", dir}, "-upstream-ca-file:"},
+		{"no app secret", without("PLAYERGUARD_APP_SECRET"), nil, "-app-secret-file:"},
+		{"both secret sources", env, []string{"-app-secret-file", notPEM}, "-app-secret-file:"},
+		{"empty secret file", without("PLAYERGUARD_ADMIN_KEY"), []string{"-admin-key-file", emptyFile}, "-admin-key-file:"},
+		{"missing secret file", without("PLAYERGUARD_ADMIN_KEY"), []string{"-admin-key-file", filepath.Join(dir, "missing")}, "-admin-key-file:"},
+		{"unreadable admin token file", env, []string{"-admin-token-file", dir}, "-admin-token-file:"},
+		{"bad duration env", append(env, "PLAYERGUARD_CACHE_TTL=5 minutes"), nil, "PLAYERGUARD_CACHE_TTL:"},
+		{"bad flag", env, []string{"-cache-ttl", "x"}, "-cache-ttl:"},
+		{"unknown flag", env, []string{"-cache-tll", "1m"}, "-cache-tll"},
+		{"unknown env", append(env, "PLAYERGUARD_CACHE_TLL=1m"), nil, "PLAYERGUARD_CACHE_TLL"},
+		{"stray arg", env, []string{"extra"}, `"extra"`},
+		{"policy", env, []string{"-on-upstream-failure", "maybe"}, "-on-upstream-failure:"},
+		{"negative ttl", env, []string{"-cache-ttl", "-1s"}, "-cache-ttl:"},
+		{"zero upstream timeout", env, []string{"-upstream-timeout", "0s"}, "-upstream-timeout:"},
+		{"zero upstream conns", env, []string{"-max-upstream-conns", "0"}, "-max-upstream-conns:"},
+		{"zero breaker failures", env, []string{"-breaker-failures", "0"}, "-breaker-failures:"},
+		{"zero drain timeout", env, []string{"-drain-timeout", "0s"}, "-drain-timeout:"},
+		{"remote listen", env, []string{"-listen", "0.0.0.0:7600"}, "-listen:"},
+		{"bad listen", env, []string{"-listen", "7600"}, "-listen:"},
+		{"same listeners", env, []string{"-listen", "127.0.0.1:9", "-ops-listen", "127.0.0.1:9"}, "-ops-listen:"},
+		{"log level", env, []string{"-log-level", "loud"}, "-log-level:"},
+		{"allow status", env, []string{"-allow-status", " , "}, "-allow-status:"},
+		{"entries", env, []string{"-cache-max-entries", "0"}, "-cache-max-entries:"},
+		{"demo with a real upstream", append(env, "PLAYERGUARD_DEMO=true"), nil, "-demo:"},
+	}
+	// runBinary runs playerguard and returns its exit code and stderr.
+	runBinary := func(env []string, args ...string) (int, string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		cmd := osexec.CommandContext(ctx, binary, args...)
+		cmd.Env = env
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		if ctx.Err() != nil {
+			t.Fatalf("%v: still running after 20s (it started serving):\n%s", args, stderr.String())
+		}
+		var exit *osexec.ExitError
+		if err != nil && !errors.As(err, &exit) {
+			t.Fatal(err)
+		}
+		return cmd.ProcessState.ExitCode(), stderr.String()
+	}
+	for _, c := range cases {
+		addrs := freeAddrs(t, 2)
+		args := append([]string{"-listen", addrs[0], "-ops-listen", addrs[1]}, c.args...)
+		checkCode, checkErr := runBinary(c.env, append(args, "-check-config")...)
+		lines := strings.Split(strings.TrimSuffix(checkErr, "\n"), "\n")
+		if checkCode != 2 || len(lines) != 1 || !strings.HasPrefix(lines[0], "playerguard: ") || !strings.Contains(lines[0], c.setting) {
+			t.Errorf("%s: -check-config: exit %d, want 2 and one line naming %s:\n%s", c.name, checkCode, c.setting, checkErr)
+		}
+		startCode, startErr := runBinary(c.env, args...)
+		if startCode != 2 || startErr != checkErr {
+			t.Errorf("%s: start-up: exit %d, want 2 and what -check-config said (%q):\n%s", c.name, startCode, checkErr, startErr)
+		}
 	}
 }

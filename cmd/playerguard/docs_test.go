@@ -284,7 +284,7 @@ func TestReferenceMatchesHelp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defaults.AppSecret, defaults.AdminKey, defaults.AdminToken = "x", "x", "x"
+	defaults.AppSecretEnv, defaults.AdminKeyEnv, defaults.AdminTokenEnv = "x", "x", "x"
 	if !reflect.DeepEqual(fromEnv, defaults) {
 		t.Errorf("documented defaults, set through the environment, give\n%+v\nnot the built-in defaults\n%+v", fromEnv, defaults)
 	}

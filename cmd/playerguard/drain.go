@@ -1,27 +1,46 @@
 package main
 
 import (
+	"context"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// drainListener remembers the connections it accepted, so that a drain can
-// close those that never sent a byte.
+// drainListener is the API listener. It remembers the connections it
+// accepted, so that a drain can end those with no request in progress, and
+// gives them a lingering close for the answers fasthttp writes while the
+// client is still sending (validator.ErrorHandler's LingerOnClose).
 //
-// Why: fasthttp counts a fresh connection as active from the moment it is
-// accepted, before any request arrives, and (without a ReadTimeout, which
-// the API server does without for speed) waits for it to send one. HTTP
-// client pools dial connections they may never use (Go's transport does,
-// under concurrency), so one such connection would hold a drain open until
-// -drain-timeout. Keep-alive connections between requests are fasthttp's
-// to close, and it does.
+// Why the drain needs it: the API server has no ReadTimeout or IdleTimeout
+// (they cost throughput), so fasthttp waits as long as a client likes for
+// a request's first byte or its rest, and its Shutdown waits for every such
+// connection. HTTP client pools dial connections they may never use (Go's
+// transport does, under concurrency), and a caller can stall in the middle
+// of a request; either would hold a drain open until -drain-timeout.
 type drainListener struct {
 	net.Listener
-	mu    sync.Mutex
-	conns map[*drainConn]struct{}
+	mu       sync.Mutex
+	conns    map[*drainConn]struct{}
+	draining bool // set by drain; guarded by mu, so no Accept escapes it
+
+	lingering atomic.Int64 // connections marked to linger, not yet closed
 }
+
+// Bounds on a lingering close: long enough for a client to finish sending
+// a body it started before the answer came (16 KiB is the limit, but
+// clients send what they declared), short enough that a client that keeps
+// sending cannot hold a connection.
+const (
+	lingerTimeout  = 2 * time.Second
+	lingerMaxBytes = 4 << 20
+)
+
+// aLongTimeAgo is a read deadline that has passed (net/http uses the same
+// to abort a read).
+var aLongTimeAgo = time.Unix(1, 0)
 
 func newDrainListener(ln net.Listener) *drainListener {
 	return &drainListener{Listener: ln, conns: map[*drainConn]struct{}{}}
@@ -32,38 +51,48 @@ func (l *drainListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	dc := &drainConn{Conn: c, l: l, accepted: time.Now()}
+	dc := &drainConn{Conn: c, l: l}
 	l.mu.Lock()
 	l.conns[dc] = struct{}{}
+	draining := l.draining
 	l.mu.Unlock()
+	if draining {
+		dc.drain()
+	}
 	return dc, nil
 }
 
-// closeUnused closes the connections that have not sent a byte in the
-// olderThan since they were accepted: the client had its chance. It
-// returns how many it closed.
-func (l *drainListener) closeUnused(olderThan time.Duration) int {
-	var victims []*drainConn
-	cutoff := time.Now().Add(-olderThan)
+// drain ends every connection that has no request in progress: it sets
+// each one's read deadline in the past. A connection waiting for a request
+// then fails its read, and fasthttp closes it: silently if it never sent
+// a byte (see Read) or was idle between keep-alive requests, with a 408
+// (through validator.ErrorHandler) if a request had begun to arrive. A
+// connection whose handler is running is not reading: its answer is
+// written, fasthttp (CloseOnShutdown) closes it after. Connections
+// accepted from now on are drained as they come.
+//
+// This relies on fasthttp's serveConn leaving read deadlines alone, which
+// it does without ReadTimeout, IdleTimeout and a HeaderReceived hook;
+// drainWhile repeats drain in case that changes.
+func (l *drainListener) drain() {
 	l.mu.Lock()
+	l.draining = true
+	conns := make([]*drainConn, 0, len(l.conns))
 	for c := range l.conns {
-		if !c.used.Load() && c.accepted.Before(cutoff) {
-			victims = append(victims, c)
-		}
+		conns = append(conns, c)
 	}
 	l.mu.Unlock()
-	for _, c := range victims {
-		c.Close()
+	for _, c := range conns {
+		c.drain()
 	}
-	return len(victims)
 }
 
-// closeUnusedWhile calls closeUnused every tick until done is closed.
-func (l *drainListener) closeUnusedWhile(done <-chan struct{}, olderThan, tick time.Duration) {
+// drainWhile calls drain every tick until done is closed.
+func (l *drainListener) drainWhile(done <-chan struct{}, tick time.Duration) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
-		l.closeUnused(olderThan)
+		l.drain()
 		select {
 		case <-done:
 			return
@@ -72,27 +101,112 @@ func (l *drainListener) closeUnusedWhile(done <-chan struct{}, olderThan, tick t
 	}
 }
 
+// waitLingering waits until no connection is lingering, or ctx is done,
+// so that the process does not exit (and reset them) mid-linger.
+func (l *drainListener) waitLingering(ctx context.Context) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for l.lingering.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 type drainConn struct {
 	net.Conn
-	l        *drainListener
-	accepted time.Time
-	used     atomic.Bool
-	once     sync.Once
+	l    *drainListener
+	used atomic.Bool // a byte was read
+
+	mu       sync.Mutex // orders drain against LingerOnClose
+	draining bool
+	linger   bool
+
+	once sync.Once
 }
 
 func (c *drainConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 && !c.used.Load() {
-		c.used.Store(true)
+	if n > 0 {
+		if !c.used.Load() {
+			c.used.Store(true)
+		}
+		return n, err
+	}
+	if err != nil && !c.used.Load() {
+		c.mu.Lock()
+		drained := c.draining
+		c.mu.Unlock()
+		if drained {
+			// The drain cut a connection that never sent a byte. To
+			// fasthttp this is the client hanging up (io.EOF), which it
+			// closes without an answer; the timeout would get a 408 for a
+			// request nobody made.
+			return 0, io.EOF
+		}
 	}
 	return n, err
 }
 
+// drain cuts the connection's reads, unless it is lingering: its linger
+// has deadlines of its own.
+func (c *drainConn) drain() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.linger {
+		return
+	}
+	c.draining = true
+	c.Conn.SetReadDeadline(aLongTimeAgo)
+}
+
+// LingerOnClose makes Close linger: return at once, then, on its own
+// goroutine, half-close the connection (the client gets what was written,
+// then a FIN), read and discard what the client still sends (at most
+// lingerMaxBytes, for at most lingerTimeout), and only then close it. A
+// close with unread data would reset the connection instead, and the
+// reset can destroy an answer the client has not read yet.
+// validator.ErrorHandler calls it for a body over the limit.
+func (c *drainConn) LingerOnClose() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.linger {
+		c.linger = true
+		c.l.lingering.Add(1)
+	}
+}
+
 func (c *drainConn) Close() error {
+	first := false
 	c.once.Do(func() {
+		first = true
 		c.l.mu.Lock()
 		delete(c.l.conns, c)
 		c.l.mu.Unlock()
 	})
-	return c.Conn.Close()
+	c.mu.Lock()
+	linger := c.linger
+	c.mu.Unlock()
+	if !linger {
+		return c.Conn.Close()
+	}
+	if first {
+		go c.closeLingering()
+	}
+	return nil
+}
+
+func (c *drainConn) closeLingering() {
+	defer c.l.lingering.Add(-1)
+	defer c.Conn.Close()
+	tc, ok := c.Conn.(interface{ CloseWrite() error }) // *net.TCPConn
+	if !ok || tc.CloseWrite() != nil {
+		return
+	}
+	if c.Conn.SetReadDeadline(time.Now().Add(lingerTimeout)) != nil {
+		return
+	}
+	io.CopyN(io.Discard, c.Conn, lingerMaxBytes)
 }

@@ -24,7 +24,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/valyala/fasthttp"
 
 	"playerguard/bench/fakeupstream"
 	"playerguard/metrics"
@@ -75,18 +74,23 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stdout, "playerguard: configuration OK")
 		return 0
 	}
+	sec, errs := cfg.resolveSecrets()
+	if len(errs) > 0 { // a secret file changed since Validate read it
+		printProblems(stderr, errors.Join(errs...))
+		return 2
+	}
 	level, _ := cfg.logLevel()
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	if cfg.Demo {
-		fake, err := startDemo(cfg)
+		fake, err := startDemo(cfg, &sec)
 		if err != nil {
 			log.Error("cannot start the demo upstream", "error", err.Error())
 			return 1
 		}
 		defer fake.Close()
 	}
-	return serve(ctx, cfg, log, stdout)
+	return serve(ctx, cfg, sec, log, stdout)
 }
 
 // printProblems prints each configuration problem on its own line.
@@ -101,15 +105,15 @@ func printProblems(w io.Writer, err error) {
 	fmt.Fprintf(w, "playerguard: %v\n", err)
 }
 
-func serve(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Writer) int {
+func serve(ctx context.Context, cfg *Config, sec secrets, log *slog.Logger, stdout io.Writer) int {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, buildVersion())
 	policy, _ := validator.ParsePolicy(cfg.OnFailure)
 	v, err := validator.New(validator.Config{
 		Upstream:         cfg.Upstream,
 		AppID:            cfg.AppID,
-		AppSecret:        cfg.AppSecret,
-		AdminKey:         cfg.AdminKey,
+		AppSecret:        sec.appSecret,
+		AdminKey:         sec.adminKey,
 		UpstreamCAFile:   cfg.UpstreamCAFile,
 		UpstreamTimeout:  cfg.UpstreamTimeout,
 		MaxUpstreamConns: cfg.MaxUpstreamConns,
@@ -142,27 +146,8 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Writer)
 		log.Error("cannot listen", "setting", "-ops-listen", "error", err.Error())
 		return 1
 	}
-	api := &fasthttp.Server{
-		Handler:            v.Handler,
-		ErrorHandler:       v.ErrorHandler,
-		Logger:             v.FasthttpLogger(),
-		Name:               "playerguard",
-		MaxRequestBodySize: validator.MaxBodyLen,
-		// Also the request header limit: room for a 4096-byte accessToken
-		// header and the rest. Each open connection holds one, so a
-		// reconnect storm of 10,000 connections costs 80 MiB, not 160.
-		ReadBufferSize: 8 << 10,
-		// No ReadTimeout, WriteTimeout or IdleTimeout: each costs fasthttp
-		// a deadline update per request (two for the first two), measured
-		// at 10-25% of cache-hit throughput on 2 cores, and callers are
-		// local game servers. A drain still ends promptly: fasthttp closes
-		// idle keep-alive connections on shutdown, and -drain-timeout
-		// bounds a caller stalled mid-request.
-		CloseOnShutdown:              true,
-		NoDefaultServerHeader:        true,
-		DisablePreParseMultipartForm: true,
-	}
-	opsHandler := v.OpsHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), cfg.AdminToken)
+	api := v.NewServer()
+	opsHandler := v.OpsHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), sec.adminToken)
 	if cfg.Pprof {
 		mux := http.NewServeMux()
 		mux.Handle("/", opsHandler)
@@ -210,13 +195,14 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Writer)
 	dctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 	defer cancel()
 	drained := make(chan struct{})
-	go apiLn.closeUnusedWhile(drained, time.Second, 100*time.Millisecond)
+	go apiLn.drainWhile(drained, 100*time.Millisecond)
 	err = api.ShutdownWithContext(dctx)
 	close(drained)
 	if err != nil {
 		log.Error("drain incomplete", "error", err.Error())
 		code = 1
 	}
+	apiLn.waitLingering(dctx)
 	if err := ops.Shutdown(dctx); err != nil {
 		log.Warn("ops listener did not close cleanly", "error", err.Error())
 	}
@@ -224,8 +210,8 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Writer)
 	return code
 }
 
-// startDemo starts the embedded fake upstream and points cfg at it.
-func startDemo(cfg *Config) (*fakeupstream.Server, error) {
+// startDemo starts the embedded fake upstream and points cfg and sec at it.
+func startDemo(cfg *Config, sec *secrets) (*fakeupstream.Server, error) {
 	if cfg.AppID == "" {
 		cfg.AppID = "909428"
 	}
@@ -235,7 +221,7 @@ func startDemo(cfg *Config) (*fakeupstream.Server, error) {
 	}
 	fake.LoadDemo(cfg.AppID)
 	cfg.Upstream = fake.URL()
-	cfg.AppSecret, cfg.AdminKey = "demo-app-secret", "demo-admin-key"
+	sec.appSecret, sec.adminKey = "demo-app-secret", "demo-admin-key"
 	return fake, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"playerguard/bench/fakeupstream"
+	"playerguard/validator"
 )
 
 // binary is playerguard built once for the tests that run it as a process.
@@ -494,5 +496,131 @@ func TestDrainWithUnusedConnection(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("drain took %v with one unused connection", d)
+	}
+}
+
+// TestOversizedBodyGets413: a request whose body is over the limit gets its
+// 413 and the JSON naming the limit, every time, though the client is
+// still sending the body when the answer comes: playerguard closes such a
+// connection lingering (half-close, discard what still arrives) so that
+// the client's kernel never sees a reset that would drop the answer.
+func TestOversizedBodyGets413(t *testing.T) {
+	fake := startFake(t)
+	pg := start(t, upstreamEnv(fake))
+	url := "http://" + pg.listen + validator.APIPath
+	const want = `{"error":"request body too large (limit 16384 bytes)"}`
+	body := bytes.Repeat([]byte("a"), 2<<20)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	defer client.CloseIdleConnections()
+	for i := range 40 {
+		resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Errorf("request %d: %v", i, err)
+			continue
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 413 || string(got) != want {
+			t.Errorf("request %d: %d %q %v, want 413 %s", i, resp.StatusCode, got, err, want)
+		}
+	}
+
+	t.Run("curl", func(t *testing.T) {
+		curl := requireTool(t, "curl", "apt-get install -y curl")
+		file := filepath.Join(t.TempDir(), "body")
+		if err := os.WriteFile(file, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for name, args := range map[string][]string{
+			// The declared length alone: curl sends no body and waits.
+			"Content-Length only": {"-X", "POST", "-H", "Content-Length: 2097152"},
+			// The body itself (curl sends Expect: 100-continue first).
+			"whole body": {"--data-binary", "@" + file},
+		} {
+			args = append([]string{"-sS", "--max-time", "10", "-H", "Content-Type: application/json", "-w", `\n%{http_code}`}, args...)
+			out, err := exec.Command(curl, append(args, url)...).CombinedOutput()
+			if err != nil || string(out) != want+"\n413" {
+				t.Errorf("%s: %q %v, want 413 %s", name, out, err, want)
+			}
+		}
+	})
+}
+
+// TestDrainNotHeldByStalledCaller: a caller that sent part of a request
+// and stopped does not hold the drain open: on SIGTERM its connection is
+// answered 408 and closed, and playerguard exits 0 at once, not after
+// -drain-timeout.
+func TestDrainNotHeldByStalledCaller(t *testing.T) {
+	fake := startFake(t)
+	pg := start(t, upstreamEnv(fake), "-drain-timeout", "30s")
+	dial := func(send string) net.Conn {
+		t.Helper()
+		conn, err := net.Dial("tcp", pg.listen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if _, err := io.WriteString(conn, send); err != nil {
+			t.Fatal(err)
+		}
+		return conn
+	}
+	// One byte of a request line, then nothing.
+	oneByte := dial("P")
+	// A whole header that asks before sending its body: the 100 Continue
+	// proves playerguard is now waiting in the middle of the request.
+	midBody := dial("POST " + validator.APIPath + " HTTP/1.1\r\nHost: pg\r\nContent-Type: application/json\r\nContent-Length: 60\r\nExpect: 100-continue\r\n\r\n")
+	midBody.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(midBody)
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 ") {
+		t.Fatalf("no 100 Continue: %q %v", line, err)
+	}
+	if line, err := br.ReadString('\n'); err != nil || line != "\r\n" {
+		t.Fatalf("after 100 Continue: %q %v", line, err)
+	}
+
+	start := time.Now()
+	pg.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-pg.done:
+		pg.done <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, pg.stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a stalled caller held the drain open")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("drain took %v with two stalled callers", d)
+	}
+	if !strings.Contains(pg.stderr.String(), `"msg":"stopped"`) {
+		t.Errorf("no stop line:\n%s", pg.stderr.String())
+	}
+
+	const want408 = `{"error":"timed out reading the request"}`
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("caller stalled mid-body: no answer: %v", err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 408 || string(got) != want408 {
+		t.Errorf("caller stalled mid-body: %d %q, want 408 %s", resp.StatusCode, got, want408)
+	}
+	// The one byte may or may not have been read when the drain began:
+	// read, it is a request cut short (408); unread, the connection had
+	// no request yet and closes without an answer.
+	oneByte.SetReadDeadline(time.Now().Add(10 * time.Second))
+	// (Unread, the close may come as a reset.)
+	if raw, err := io.ReadAll(oneByte); err != nil && !(len(raw) == 0 && errors.Is(err, syscall.ECONNRESET)) {
+		t.Errorf("caller stalled after one byte: %q %v", raw, err)
+	} else if len(raw) > 0 {
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), nil)
+		if err != nil {
+			t.Fatalf("caller stalled after one byte: %q: %v", raw, err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 408 || string(got) != want408 {
+			t.Errorf("caller stalled after one byte: %d %q, want 408 %s", resp.StatusCode, got, want408)
+		}
 	}
 }
