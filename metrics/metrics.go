@@ -203,8 +203,8 @@ type CacheStats struct {
 	Evictions  uint64 // total entries evicted to make room
 	Rejections uint64 // total Sets refused by the admission policy
 	Dropped    uint64 // total Sets dropped under contention
-	Purges     uint64 // total player purges
-	Tombstones uint64 // purge records held now
+	Purges     uint64 // total purges of a player or a token
+	Tombstones uint64 // recent purges remembered (at most 4096)
 }
 
 // CacheStatsFunc exposes the cache's own counters, read at scrape time.
@@ -222,8 +222,8 @@ var (
 	descEvictions  = prometheus.NewDesc(namespace+"_cache_evictions_total", "Cache entries evicted to make room or after their stale window passed.", nil, nil)
 	descRejections = prometheus.NewDesc(namespace+"_cache_rejections_total", "Cache writes refused by the admission policy.", nil, nil)
 	descDropped    = prometheus.NewDesc(namespace+"_cache_dropped_sets_total", "Cache writes dropped under contention.", nil, nil)
-	descPurges     = prometheus.NewDesc(namespace+"_cache_purges_total", "Player purges: after a kick, or by /admin/purge.", nil, nil)
-	descTombstones = prometheus.NewDesc(namespace+"_cache_tombstones", "Purge records held (players purged within the cache's maximum age).", nil, nil)
+	descPurges     = prometheus.NewDesc(namespace+"_cache_purges_total", "Purges of a player or of a token: on a kick (its token, and the player the verdict names), or by /admin/purge.", nil, nil)
+	descTombstones = prometheus.NewDesc(namespace+"_cache_tombstones", "Recent purges (of a player or a token) remembered to refuse cache writes of answers fetched meanwhile; at most 4096.", nil, nil)
 )
 
 func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {

@@ -96,6 +96,10 @@ func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 	defer v.putState(st)
 	k := st.kb.Key(req.Platform, req.PlayerID, req.Token)
 	v.cache.Delete(&k)
+	// And the token's cached invalid_token kick on that platform, if any
+	// (-negative-ttl files it under the platform and token alone).
+	k = st.kb.TokenKey(req.Platform, req.Token)
+	v.cache.Delete(&k)
 	v.log.Info("admin purge", "player", string(req.PlayerID), "platform", string(req.Platform), "scope", "key")
 	opsJSON(w, http.StatusOK, map[string]string{"purged": "key"})
 }
