@@ -395,15 +395,19 @@ func (v *Validator) badRequest(ctx *fasthttp.RequestCtx, err error, dropIn bool)
 		msg = re.Msg
 	}
 	v.m.BadRequests.Inc()
+	status := fasthttp.StatusBadRequest
+	if errors.Is(err, errBodyTooLarge) {
+		status = fasthttp.StatusRequestEntityTooLarge
+	}
 	if !dropIn {
-		writeError(ctx, fasthttp.StatusBadRequest, msg)
+		writeError(ctx, status, msg)
 		return
 	}
 	b, _ := json.Marshal(struct {
 		Error string `json:"error"`
 		Desc  string `json:"desc"`
 	}{msg, msg})
-	ctx.SetStatusCode(fasthttp.StatusBadRequest)
+	ctx.SetStatusCode(status)
 	ctx.Response.Header.SetContentTypeBytes(ctJSON)
 	ctx.Response.SetBodyRaw(b)
 }

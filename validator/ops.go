@@ -60,12 +60,12 @@ func (v *Validator) OpsHandler(metricsHandler http.Handler, adminToken string) h
 func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyLen))
 	if err != nil {
-		msg := "cannot read request body"
+		status, msg := http.StatusBadRequest, "cannot read request body"
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			msg = errBodyTooLarge.Msg
+			status, msg = http.StatusRequestEntityTooLarge, errBodyTooLarge.Msg
 		}
-		opsJSON(w, http.StatusBadRequest, map[string]string{"error": msg})
+		opsJSON(w, status, map[string]string{"error": msg})
 		return
 	}
 	var req Request

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -53,18 +51,16 @@ var (
 )
 
 func newUpstream(cfg *Config) (*upstream, error) {
-	u, err := url.Parse(cfg.Upstream)
+	// CheckUpstream's rules, so that -check-config refuses what this does.
+	u, err := parseUpstreamURL(cfg.Upstream)
 	if err != nil {
-		return nil, fmt.Errorf("cannot parse upstream URL: %w", err)
+		return nil, fmt.Errorf("upstream URL: %w", err)
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("upstream URL must be http:// or https://, got %q", u.Scheme)
-	}
-	if u.Host == "" {
-		return nil, errors.New("upstream URL has no host")
-	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return nil, errors.New("upstream URL must be scheme://host[:port][/path] with no user info, query or fragment")
+	var pool *x509.CertPool
+	if cfg.UpstreamCAFile != "" {
+		if pool, err = readCAFile(cfg.UpstreamCAFile); err != nil {
+			return nil, fmt.Errorf("upstream CA file: %w", err)
+		}
 	}
 	isTLS := u.Scheme == "https"
 	addr := u.Host
@@ -77,14 +73,7 @@ func newUpstream(cfg *Config) (*upstream, error) {
 	}
 	var tlsConfig *tls.Config
 	if isTLS {
-		tlsConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
-		if cfg.UpstreamCAFile != "" {
-			pool, err := loadCAFile(cfg.UpstreamCAFile)
-			if err != nil {
-				return nil, err
-			}
-			tlsConfig.RootCAs = pool
-		}
+		tlsConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12, RootCAs: pool}
 	}
 	base := strings.TrimSuffix(u.Path, "/")
 	return &upstream{
@@ -121,18 +110,6 @@ func newUpstream(cfg *Config) (*upstream, error) {
 		authz:    "KakaoAK " + cfg.AdminKey,
 		timeout:  cfg.UpstreamTimeout,
 	}, nil
-}
-
-func loadCAFile(path string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read upstream CA file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("upstream CA file %s holds no PEM certificate", path)
-	}
-	return pool, nil
 }
 
 // call asks the upstream about one token. It returns an error only when no

@@ -778,7 +778,7 @@ func TestBadRequests(t *testing.T) {
 	// TestDecodeJSON.)
 	for _, n := range []int{MaxBodyLen + 1, 4 * MaxBodyLen} {
 		resps := h.raw(fmt.Sprintf("POST %s HTTP/1.1\r\nHost: pg\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", APIPath, n))
-		if len(resps) != 1 || resps[0].StatusCode != 400 || !strings.Contains(bodyOf(resps[0]), "request body too large (limit 16384 bytes)") {
+		if len(resps) != 1 || resps[0].StatusCode != 413 || !strings.Contains(bodyOf(resps[0]), "request body too large (limit 16384 bytes)") {
 			t.Errorf("%d-byte body: %d answers %v", n, len(resps), resps)
 		}
 	}
