@@ -13,9 +13,12 @@
 //     call, made through a circuit breaker and a cap on concurrent calls
 //     (while the breaker is not closed, only its probe waits on the
 //     upstream: nobody joins a probe's call);
-//   - Decide maps the upstream's answer to a Result (the decision table);
-//     an allow is cached, a kick drops the key and every cached allow of
-//     the player, a failure is logged;
+//   - the upstream is called through strictTransport, which never lets a
+//     connection that got out of step carry another call;
+//   - Decide maps the upstream's answer to a Result (the decision table,
+//     on a strict reading of the body); an allow is cached, a kick drops
+//     every cached allow of its token and of the player the verdict names
+//     (never of a bare claim), a failure is logged;
 //   - when no verdict could be had, the outage Policy decides: a recent
 //     allow served stale, everyone allowed, or unavailable.
 //

@@ -77,7 +77,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.CacheTTL, "cache-ttl", 5*time.Minute, "how long an allow is served from cache; 0 disables the cache")
 	fs.Int64Var(&c.CacheMaxEntries, "cache-max-entries", 1_000_000, "most cache entries kept")
 	fs.DurationVar(&c.StaleFor, "stale-for", 30*time.Minute, "how long after -cache-ttl an expired allow may be served while the upstream fails (policy stale)")
-	fs.DurationVar(&c.NegativeTTL, "negative-ttl", 0, "how long an invalid_token kick is cached; 0 disables")
+	fs.DurationVar(&c.NegativeTTL, "negative-ttl", 0, "how long an invalid_token kick is cached (it answers that token on that platform whatever playerId is claimed); 0 disables")
 	fs.StringVar(&c.OnFailure, "on-upstream-failure", "stale", "outage `policy`: stale (serve recent allows, else unavailable), open (allow everyone), closed (unavailable)")
 	fs.StringVar(&c.AllowStatus, "allow-status", "normal", "comma-separated player.status values in good standing")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", 2*time.Second, "bound on one upstream call")
