@@ -1,6 +1,6 @@
 // Package cache holds playerguard's decision cache: values keyed by a digest
-// of (app id, platform, claimed player id, access token), each fresh for a
-// while and then stale for a while, and droppable all at once per player.
+// of (platform, claimed player id, access token), each fresh for a while and
+// then stale for a while, and droppable all at once per player or per token.
 //
 // Entries live in a ristretto cache bounded by Config.MaxEntries. Freshness
 // and staleness are judged by the cache's own clock (Config.Now), so tests can
@@ -116,12 +116,20 @@ type Cache[V any] struct {
 	done chan struct{}
 }
 
-// purgeRecord is one purge in the log: of a player (by hash) or a token.
+// purgeRecord is one purge in the log: of a player (by hash), a token, or
+// one key (Delete, by its hash).
 type purgeRecord struct {
-	player uint64 // maphash of the player; 0 with a token purge
-	token  TokenID
-	isTok  bool
+	kind purgeKind
+	h    uint64
 }
+
+type purgeKind uint8
+
+const (
+	purgedPlayer purgeKind = iota
+	purgedToken
+	purgedKey
+)
 
 type entry[V any] struct {
 	// What a fresh hit reads comes first, 64 bytes together: the key,
@@ -296,7 +304,7 @@ func (c *Cache[V]) Stamp() Stamp { return Stamp(c.seq.Load()) }
 // Get returns k's value and whether it is fresh or stale at now, which must
 // come from the same clock as Config.Now. (The caller passes the time it
 // already read: on the hot path a clock read costs as much as the lookup.)
-// No allocation, no lock unless some player was purged recently.
+// No allocation, no lock.
 func (c *Cache[V]) Get(k *Key, now time.Time) (V, State) {
 	var zero V
 	h := k.hash()
@@ -343,10 +351,10 @@ func (c *Cache[V]) judge(e *entry[V], now time.Time) (V, State) {
 	return zero, Miss
 }
 
-// purgedSince reports whether a purge of either of tags happened after
-// stamp s, or may have: one older than the log remembers. c.mu must be
-// held.
-func (c *Cache[V]) purgedSince(s Stamp, tags Tags) bool {
+// purgedSince reports whether a purge of k or either of tags happened
+// after stamp s, or may have: one older than the log remembers. c.mu must
+// be held.
+func (c *Cache[V]) purgedSince(s Stamp, k *Key, tags Tags) bool {
 	cur := c.seq.Load()
 	if cur-uint64(s) > purgeLogLen {
 		return true
@@ -357,8 +365,19 @@ func (c *Cache[V]) purgedSince(s Stamp, tags Tags) bool {
 	}
 	for seq := uint64(s) + 1; seq <= cur; seq++ {
 		r := &c.log[seq%purgeLogLen]
-		if r.isTok && r.token == tags.Token || !r.isTok && ph != 0 && r.player == ph {
-			return true
+		switch r.kind {
+		case purgedToken:
+			if r.h == uint64(tags.Token) {
+				return true
+			}
+		case purgedPlayer:
+			if ph != 0 && r.h == ph {
+				return true
+			}
+		case purgedKey:
+			if r.h == k.hash() {
+				return true
+			}
 		}
 	}
 	return false
@@ -393,7 +412,7 @@ func (c *Cache[V]) Set(k *Key, tags Tags, s Stamp, fresh, stale time.Duration, v
 	// marks it gone, so it is never served even if ristretto takes it
 	// after.
 	c.mu.Lock()
-	if c.purgedSince(s, tags) {
+	if c.purgedSince(s, k, tags) {
 		c.mu.Unlock()
 		return false
 	}
@@ -416,10 +435,14 @@ func (c *Cache[V]) Set(k *Key, tags Tags, s Stamp, fresh, stale time.Duration, v
 	return true
 }
 
-// Delete drops k's entry, fresh or stale. A Get that starts after Delete
-// misses k until it is Set again.
+// Delete drops k's entry, fresh or stale, and refuses Sets for k stamped
+// before now. A Get that starts after Delete misses k until it is Set
+// again.
 func (c *Cache[V]) Delete(k *Key) {
 	h := k.hash()
+	c.mu.Lock()
+	c.logPurge(purgeRecord{purgedKey, h})
+	c.mu.Unlock()
 	e := c.slot(h).Load()
 	if e == nil || e.key != *k || e.gone.Load() {
 		var ok bool
@@ -441,14 +464,14 @@ func (c *Cache[V]) PurgePlayer(player string) {
 	if player == "" {
 		return
 	}
-	c.purge(purgeRecord{player: c.playerHash(player)}, func() *entry[V] { return c.players[player] },
+	c.purge(purgeRecord{purgedPlayer, c.playerHash(player)}, func() *entry[V] { return c.players[player] },
 		func(e *entry[V]) *entry[V] { return e.byPlayer.next })
 }
 
 // PurgeToken drops every entry filed under token, under any player and
 // platform, and refuses Sets for that token stamped before now.
 func (c *Cache[V]) PurgeToken(token TokenID) {
-	c.purge(purgeRecord{token: token, isTok: true}, func() *entry[V] { return c.tokens[token] },
+	c.purge(purgeRecord{purgedToken, uint64(token)}, func() *entry[V] { return c.tokens[token] },
 		func(e *entry[V]) *entry[V] { return e.byToken.next })
 }
 
@@ -457,9 +480,7 @@ func (c *Cache[V]) purge(r purgeRecord, first func() *entry[V], next func(*entry
 	c.purges.Add(1)
 	var victims []*entry[V]
 	c.mu.Lock()
-	seq := c.seq.Load() + 1
-	c.log[seq%purgeLogLen] = r
-	c.seq.Store(seq)
+	c.logPurge(r)
 	for e := first(); e != nil; {
 		n := next(e)
 		victims = append(victims, e)
@@ -471,6 +492,13 @@ func (c *Cache[V]) purge(r purgeRecord, first func() *entry[V], next func(*entry
 	for _, e := range victims {
 		c.drop(e)
 	}
+}
+
+// logPurge records r as the newest purge. c.mu must be held.
+func (c *Cache[V]) logPurge(r purgeRecord) {
+	seq := c.seq.Load() + 1
+	c.log[seq%purgeLogLen] = r
+	c.seq.Store(seq)
 }
 
 // drop takes e, already gone, out of the front and ristretto.

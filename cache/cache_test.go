@@ -666,3 +666,17 @@ func TestTokenKeyIsNoKey(t *testing.T) {
 		t.Error("TokenOf collides on a one-byte difference")
 	}
 }
+
+// TestDeleteRefusesEarlierSets: a value fetched before its key was deleted
+// (an admin's purge of one key while its allow is in flight) is refused.
+func TestDeleteRefusesEarlierSets(t *testing.T) {
+	c, _ := newTestCache(t, Config{})
+	k := key("mobile", "p1", "tok")
+	s := c.Stamp()
+	c.Delete(&k)
+	if c.Set(&k, Tags{Player: "p1"}, s, time.Minute, 0, "late") {
+		t.Fatal("Set stamped before the Delete accepted")
+	}
+	mustSet(t, c, k, "p1", c.Stamp(), time.Minute, 0, "new")
+	expect(t, c, k, "new", Fresh)
+}

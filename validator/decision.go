@@ -119,8 +119,9 @@ type Result struct {
 // 429, 473 and the statuses about the request's shape (requestShapeStatus)
 // never are. Any other 4xx is a verdict (abnormal_state) only when its
 // body is a Kakao error, a desc ending in "(STATUS.SUBCODE)" with that same
-// status: a 403 or 404 from a wrong -upstream path, a WAF or a load
-// balancer in front of Kakao says nothing about the player.
+// status: a 403 from a WAF or a load balancer in front of Kakao says
+// nothing about the player. A 404 never is, Kakao-shaped or not: it says
+// the path does not exist, the mark of a wrong -upstream.
 func Decide(status int, body []byte, contentType, claimed string, allowStatuses []string) *Result {
 	r := &Result{Status: status, Body: body, ContentType: contentType, PlayerID: claimed}
 	kb, parsed := parseKakaoBody(body)
@@ -162,7 +163,7 @@ func Decide(status int, body []byte, contentType, claimed string, allowStatuses 
 	case status == 473:
 		// The SDK tables document 473 as maintenance (it replaced 503).
 		return r.unavailable(ReasonUpstreamMaintenance, true)
-	case verdictStatus(status) || status >= 400 && status < 500 && r.HasCode && descStatus == status:
+	case verdictStatus(status) || status >= 400 && status < 500 && status != 404 && r.HasCode && descStatus == status:
 		if parsed {
 			r.Named = namedPlayer(&kb)
 		}

@@ -75,7 +75,9 @@ func TestDecide(t *testing.T) {
 	f("406 no body", 406, "", "", Kick, ReasonNotAcceptable, false, "")
 	// Any other 4xx is a verdict only with a Kakao error body of its own
 	// status; else it is something in front of Kakao (a wrong path, a WAF).
-	for _, s := range []int{402, 403, 404, 409, 410, 418, 422, 451, 480, 499} {
+	// A 404 never is: it says the path does not exist (a wrong -upstream).
+	f("404, Kakao body", 404, `{"desc":"Not found. (404.0)"}`, "p1", Unavailable, ReasonUpstreamUnavailable, true, "p1")
+	for _, s := range []int{402, 403, 409, 410, 418, 422, 451, 480, 499} {
 		kakao := fmt.Sprintf(`{"desc":"Abnormal. (%d.-1)"}`, s)
 		f(fmt.Sprint("other 4xx ", s, ", Kakao body"), s, kakao, "", Kick, ReasonAbnormalState, false, "")
 		f(fmt.Sprint("other 4xx ", s, ", other status in desc"), s, `{"desc":"Abnormal. (465.-1)"}`, "p1", Unavailable, ReasonUpstreamUnavailable, true, "p1")

@@ -7,8 +7,8 @@
 //
 //   - the request is decoded (JSON body or headers) and checked; a caller
 //     mistake is a 400 and never reaches the upstream;
-//   - a fresh cached allow (or, if enabled, a cached invalid_token kick)
-//     answers at once, without allocating;
+//   - a fresh cached allow answers at once, without allocating (and, if
+//     enabled, a cached invalid_token kick answers too);
 //   - otherwise concurrent requests for the same key share one upstream
 //     call, made through a circuit breaker and a cap on concurrent calls
 //     (while the breaker is not closed, only its probe waits on the

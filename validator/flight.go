@@ -25,6 +25,9 @@ type flightGroup struct {
 type flight struct {
 	done chan struct{}
 	res  *Result
+	// tags are the token and the claimed player of the flight's request
+	// (see detach).
+	tags cache.Tags
 }
 
 // do runs fn once for all concurrent callers with key k and returns its
@@ -37,7 +40,9 @@ type flight struct {
 // after the result is handed out, on a goroutine of its own: the leader
 // and its followers answer at once, and callers arriving until settle
 // returns share the result instead of asking the upstream again.
-func (g *flightGroup) do(k *cache.Key, noJoin bool, fn func() (*Result, func())) (res *Result, shared bool) {
+//
+// tags name the request's token and claimed player, for detach.
+func (g *flightGroup) do(k *cache.Key, tags cache.Tags, noJoin bool, fn func() (*Result, func())) (res *Result, shared bool) {
 	g.mu.Lock()
 	if g.calls == nil {
 		g.calls = make(map[cache.Key]*flight)
@@ -50,7 +55,7 @@ func (g *flightGroup) do(k *cache.Key, noJoin bool, fn func() (*Result, func()))
 		<-f.done
 		return f.res, true
 	}
-	f := &flight{done: make(chan struct{})}
+	f := &flight{done: make(chan struct{}), tags: tags}
 	g.calls[*k] = f
 	g.mu.Unlock()
 
@@ -62,7 +67,7 @@ func (g *flightGroup) do(k *cache.Key, noJoin bool, fn func() (*Result, func()))
 			f.res = failed(ReasonUpstreamUnavailable, errPanic, "")
 		}
 		if settle == nil {
-			g.forget(k)
+			g.forget(k, f)
 			close(f.done)
 			return
 		}
@@ -74,7 +79,9 @@ func (g *flightGroup) do(k *cache.Key, noJoin bool, fn func() (*Result, func()))
 		go func() {
 			settle()
 			g.mu.Lock()
-			delete(g.calls, key)
+			if g.calls[key] == f {
+				delete(g.calls, key)
+			}
 			if g.settling--; g.settling == 0 && g.settled != nil {
 				g.settled.Broadcast()
 			}
@@ -85,10 +92,41 @@ func (g *flightGroup) do(k *cache.Key, noJoin bool, fn func() (*Result, func()))
 	return f.res, false
 }
 
-func (g *flightGroup) forget(k *cache.Key) {
+// forget ends f's flight for new callers, unless detach did already (and
+// another flight for k may have started since).
+func (g *flightGroup) forget(k *cache.Key, f *flight) {
 	g.mu.Lock()
-	delete(g.calls, *k)
+	if g.calls[*k] == f {
+		delete(g.calls, *k)
+	}
 	g.mu.Unlock()
+}
+
+// detach makes every flight of token (or, with player not "", of that
+// claimed player or answered about them) unjoinable, but the one for
+// except: a kick of the token or the player must not be followed by a
+// caller joining an allow that was fetched, or is being cached, before it.
+// Callers already waiting keep the answer they joined for, as a purge
+// does not take back answers already given.
+func (g *flightGroup) detach(token cache.TokenID, player string, except *cache.Key) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for k, f := range g.calls {
+		if k == *except {
+			continue
+		}
+		match := f.tags.Token == token || player != "" && f.tags.Player == player
+		if !match && player != "" {
+			select {
+			case <-f.done: // f.res is written before done closes
+				match = f.res.PlayerID == player
+			default:
+			}
+		}
+		if match {
+			delete(g.calls, k)
+		}
+	}
 }
 
 // wait returns once no settle func is running (Validator.Close, tests).

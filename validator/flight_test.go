@@ -23,7 +23,7 @@ func TestFlightSettleAfterAnswer(t *testing.T) {
 		return want, func() { <-release; close(settled) }
 	}
 
-	res, shared := g.do(&k, false, fn) // returns while settle is blocked
+	res, shared := g.do(&k, cache.Tags{}, false, fn) // returns while settle is blocked
 	if res != want || shared {
 		t.Fatalf("leader: %v, shared %v", res, shared)
 	}
@@ -36,7 +36,7 @@ func TestFlightSettleAfterAnswer(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if res, shared := g.do(&k, false, fn); res != want || !shared {
+		if res, shared := g.do(&k, cache.Tags{}, false, fn); res != want || !shared {
 			t.Errorf("during settle: %v, shared %v", res, shared)
 		}
 	}()
@@ -55,7 +55,7 @@ func TestFlightSettleAfterAnswer(t *testing.T) {
 	close(release)
 	<-waited
 	// Settled: the next caller starts a new flight.
-	if res, shared := g.do(&k, false, func() (*Result, func()) { calls++; return want, nil }); res != want || shared {
+	if res, shared := g.do(&k, cache.Tags{}, false, func() (*Result, func()) { calls++; return want, nil }); res != want || shared {
 		t.Errorf("after settle: %v, shared %v", res, shared)
 	}
 	if calls != 2 {

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -433,9 +435,11 @@ func (v *Validator) audit(st *reqState, a *answer) {
 		return
 	}
 	u := upstreamOf(a)
-	player := a.res.PlayerID
+	// The request's claim first: a cached invalid_token kick carries the
+	// claim of whoever was kicked first.
+	player := string(st.req.PlayerID)
 	if player == "" {
-		player = string(st.req.PlayerID)
+		player = a.res.PlayerID
 	}
 	attrs := make([]slog.Attr, 0, 8)
 	attrs = append(attrs,
@@ -470,6 +474,25 @@ type fasthttpLogger struct{ log *slog.Logger }
 
 func (l fasthttpLogger) Printf(format string, args ...any) {
 	if l.log.Enabled(context.Background(), slog.LevelDebug) {
-		l.log.Debug("fasthttp", "message", fmt.Sprintf(format, args...))
+		l.log.Debug("fasthttp", "message", redactQuoted(fmt.Sprintf(format, args...)))
 	}
+}
+
+// quoted matches a Go-quoted string, as fasthttp's %q puts them in its
+// messages.
+var quoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+
+// redactQuoted replaces every quoted string in a fasthttp message but the
+// connection addresses with "[redacted]": some of fasthttp's texts quote
+// what they could not parse whatever SecureErrorLogMessage says ("invalid
+// header value %q"), and that can be an access token.
+func redactQuoted(msg string) string {
+	return quoted.ReplaceAllStringFunc(msg, func(q string) string {
+		if s, err := strconv.Unquote(q); err == nil {
+			if _, err := netip.ParseAddrPort(s); err == nil {
+				return q
+			}
+		}
+		return `"[redacted]"`
+	})
 }

@@ -6,15 +6,25 @@ package validator
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/tls"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"playerguard/bench/fakeupstream"
+	"playerguard/cache"
 )
 
 // rawResponse is an HTTP/1.1 response with a JSON body, as bytes.
@@ -249,7 +259,7 @@ func TestForeign4xxIsNotVerdict(t *testing.T) {
 		h.expect(h.check("tok-a", "mobile", "p1"), 200, "allow", "ok", "stale")
 		h.expect(h.check("tok-new", "mobile", "p1"), 503, "unavailable", "upstream_unavailable", "upstream")
 	}
-	if !strings.Contains(h.logs.String(), "upstream answered 404 without a Kakao error body") {
+	if !strings.Contains(h.logs.String(), "upstream answered 404 Not Found") {
 		t.Errorf("no error line names the foreign 404:\n%s", h.logs.String())
 	}
 	// A Kakao error body of the same status is Kakao's verdict.
@@ -405,4 +415,200 @@ func TestAdminPurgeStrictBody(t *testing.T) {
 		t.Fatalf("good purge: %d", resp.StatusCode)
 	}
 	h.expect(h.check("tok-a", "mobile", "p1"), 200, "allow", "ok", "upstream")
+}
+
+// Found by the hostile review of the first fixes: each failed on fec59ad.
+
+// TestIdlePooledConnectionStillUsed: a pooled connection idle past its
+// last call's deadline is reused, not taken for one with unread data (the
+// peek used to fail on the expired deadline, and nine such connections in
+// a row failed the call and opened the breaker).
+func TestIdlePooledConnectionStillUsed(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.UpstreamTimeout = 200 * time.Millisecond
+		c.MaxUpstreamConns = 64
+		c.Policy = PolicyClosed
+		c.BreakerFailures = 2
+	})
+	h.fake.SetDefault(fakeupstream.Allow(testApp, "p", "normal"))
+	h.fake.SetLatency(50 * time.Millisecond)
+	var wg sync.WaitGroup
+	for i := range 30 { // 30 connections in the pool
+		wg.Go(func() { h.check(fmt.Sprint("tok-burst-", i), "mobile", "") })
+	}
+	wg.Wait()
+	h.fake.SetLatency(0)
+	// Past every pooled connection's last deadline: the real clock, as
+	// the deadlines are the kernel's.
+	time.Sleep(300 * time.Millisecond)
+	for i := range 12 {
+		h.expect(h.check(fmt.Sprint("tok-after-", i), "mobile", ""), 200, "allow", "ok", "upstream")
+	}
+	if n := h.metric("playerguard_upstream_requests_total", "outcome", "protocol_error"); n != 0 {
+		t.Errorf("%v idle connections taken for out of step", n)
+	}
+}
+
+// TestTLSStrayBytesNeverAnswer: over TLS, a stray response that crypto/tls
+// has already decrypted (the rest of a 16 KiB record after the body) does
+// not answer the next validation.
+func TestTLSStrayBytesNeverAnswer(t *testing.T) {
+	first := rawResponse(200, `{"player":{"kgAppId":"909428","playerId":"pA","status":"normal"},"pad":"`+strings.Repeat("x", 10000)+`"}`)
+	stray := rawResponse(200, `{"player":{"kgAppId":"909428","playerId":"ghost","status":"normal"}}`)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("accessToken") == "tok-first" {
+			c, _, _ := w.(http.Hijacker).Hijack()
+			c.Write([]byte(first + stray)) // one write: one 16 KiB record
+			io.Copy(io.Discard, c)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(401)
+		w.Write([]byte(`{"desc":"Token is invalid. (401.-29401)"}`))
+	}))
+	srv.TLS = &tls.Config{DynamicRecordSizingDisabled: true}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
+	h := newHarness(t, func(c *Config) {
+		c.Upstream = srv.URL
+		c.UpstreamCAFile = ca
+		c.MaxUpstreamConns = 1
+		c.Policy = PolicyClosed
+	})
+	h.expect(h.check("tok-first", "mobile", ""), 503, "unavailable", "upstream_unavailable", "upstream")
+	h.expect(h.check("tok-never-valid", "mobile", ""), 403, "kick", "invalid_token", "upstream")
+}
+
+// blockingCache holds every allow's cache write until released: the
+// window in which the allow's flight can still be joined.
+type blockingCache struct {
+	*cache.Cache[*Result]
+	release chan struct{}
+}
+
+func (b *blockingCache) Set(k *cache.Key, tags cache.Tags, s cache.Stamp, fresh, stale time.Duration, v *Result) bool {
+	if v.Verdict == Allow {
+		<-b.release
+	}
+	return b.Cache.Set(k, tags, s, fresh, stale, v)
+}
+
+// TestKickDetachesFlightsOfToken: after a kick of a token is answered, no
+// validation joins an allow of that token fetched before it, even one
+// still being written to the cache.
+func TestKickDetachesFlightsOfToken(t *testing.T) {
+	h := newHarness(t, nil)
+	bc := &blockingCache{h.cache, make(chan struct{})}
+	h.v.cache = bc
+	var once sync.Once
+	release := func() { once.Do(func() { close(bc.release) }) }
+	defer release()
+	post := func(player string) reply { // not h.check: it waits for settling flights
+		b, _ := json.Marshal(map[string]string{"accessToken": "tok-a", "platform": "mobile", "playerId": player})
+		resp, err := h.http.Post(h.url+APIPath, "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		r := reply{status: resp.StatusCode, raw: string(raw)}
+		json.Unmarshal(raw, &r.body)
+		return r
+	}
+	h.fake.Set("tok-a", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.expect(post("p1"), 200, "allow", "ok", "upstream") // its cache write is held
+	h.fake.Set("tok-a", fakeupstream.Invalid())
+	h.expect(post(""), 403, "kick", "invalid_token", "upstream")
+	h.expect(post("p1"), 403, "kick", "invalid_token", "upstream")
+	release()
+	h.v.flights.wait()
+	h.expect(post("p1"), 403, "kick", "invalid_token", "upstream") // the held write was refused
+}
+
+// TestWrongUpstreamPathKicksNobody: a wrong -upstream path answers 404
+// with a Kakao-shaped body (the fake does, as Kakao's gateway may); it is
+// no verdict.
+func TestWrongUpstreamPathKicksNobody(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Upstream += "/wrong-base"; c.Policy = PolicyClosed })
+	h.fake.SetDefault(fakeupstream.Allow(testApp, "p1", "normal"))
+	h.expect(h.check("tok-good", "mobile", "p1"), 503, "unavailable", "upstream_unavailable", "upstream")
+	if !strings.Contains(h.logs.String(), "upstream answered 404 Not Found") {
+		t.Errorf("no error line names the 404:\n%s", h.logs.String())
+	}
+}
+
+// TestInvalidHeaderValueNotLogged: fasthttp's "invalid header value %q"
+// ignores SecureErrorLogMessage; its debug line must not carry the token.
+func TestInvalidHeaderValueNotLogged(t *testing.T) {
+	h := newHarness(t, nil)
+	const tok = "TOKEN-in-a-bad-header-77"
+	for _, end := range []string{"\r", "\x01", "\x7f"} {
+		h.raw("GET " + APIPath + " HTTP/1.1\r\nHost: pg\r\nplatform: mobile\r\naccessToken: " + tok + end + "\r\n\r\n")
+	}
+	if logs := h.logs.String(); strings.Contains(logs, tok) || !strings.Contains(logs, "fasthttp") {
+		t.Errorf("logs:\n%s", logs)
+	}
+}
+
+// TestEscapedEchoDropped: a gateway that JSON-escapes what it echoes
+// ("\/" for "/", \u escapes) still has the body dropped.
+func TestEscapedEchoDropped(t *testing.T) {
+	const secret = "app/secret/with+slash="
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		esc := strings.ReplaceAll(r.Header.Get("appSecret"), "/", `\/`)
+		esc = strings.Replace(esc, "a", `\u0061`, 1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(463)
+		fmt.Fprintf(w, `{"desc":"debug appSecret=%s (463.-10103)"}`, esc)
+	}))
+	defer up.Close()
+	h := newHarness(t, func(c *Config) { c.AppSecret = secret; c.Upstream = up.URL })
+	r := h.check("tok-echo", "mobile", "p1")
+	h.expect(r, 403, "kick", "lockout", "upstream")
+	d := h.dropIn(map[string]string{"accessToken": "tok-echo", "platform": "mobile"})
+	for _, text := range []string{r.raw, d.raw, h.logs.String()} {
+		if strings.Contains(text, secret) || strings.Contains(text, `app\/secret`) {
+			t.Errorf("the secret came through: %s", text)
+		}
+	}
+}
+
+// TestNegativeCacheAuditNamesClaim: a kick answered from the negative
+// cache is logged under the request's claim, not the first kicked one's.
+func TestNegativeCacheAuditNamesClaim(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.NegativeTTL = time.Minute })
+	h.expect(h.check("tok-garbage", "mobile", "first-claim"), 403, "kick", "invalid_token", "upstream")
+	h.expect(h.check("tok-garbage", "mobile", "second-claim"), 403, "kick", "invalid_token", "cache")
+	lines := strings.Split(strings.TrimSpace(h.logs.String()), "\n")
+	if last := lines[len(lines)-1]; !strings.Contains(last, `"player":"second-claim"`) {
+		t.Errorf("last kick line: %s", last)
+	}
+}
+
+// TestDroppedKickBodyPurgesClaim: a sanction whose body was dropped names
+// nobody; it purges the claimed player, so their other allows are not
+// served stale in the next outage.
+func TestDroppedKickBodyPurgesClaim(t *testing.T) {
+	h := newHarness(t, nil)
+	h.fake.Set("tok-phone", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.expect(h.check("tok-phone", "mobile", "p1"), 200, "allow", "ok", "upstream")
+	h.fake.Set("tok-pc", fakeupstream.Verdict{Status: 464, Body: oversized(464)})
+	h.expect(h.check("tok-pc", "pc", "p1"), 403, "kick", "sanction", "upstream")
+	h.clk.Add(6 * time.Minute)
+	h.fake.SetOverride(&fakeupstream.Verdict{Status: 500})
+	h.expect(h.check("tok-phone", "mobile", "p1"), 503, "unavailable", "upstream_unavailable", "upstream")
+}
+
+func TestUnescapeAll(t *testing.T) {
+	for in, want := range map[string]string{
+		`a\/b`: "a/b", `\u0041\u00e9`: "Aé", `\ud83d\ude00x`: "😀x", `\n\t\"\\`: "\n\t\"\\",
+		`\x`: `\x`, `\u12`: `\u12`, `end\`: `end\`, `\ud800`: "\uFFFD",
+	} {
+		if got := string(unescapeAll([]byte(in))); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package validator
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -29,7 +30,8 @@ const maxInterim = 8
 //
 //   - a pooled connection that has bytes waiting, or was closed by the
 //     upstream, is closed instead of used (unsolicitedData);
-//   - a 1xx other than 100, 102 and 103, or bytes after the response, fail
+//   - a 1xx other than 100, 102 and 103, or bytes after the response (in
+//     fasthttp's reader, or over TLS decrypted inside the tls.Conn), fail
 //     the call with errOutOfStep and close the connection;
 //   - a body over maxBody drops the body, keeps the status (a kick is a
 //     kick however long its body: the status line is the verdict), closes
@@ -55,8 +57,10 @@ func (t *strictTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Reque
 		}
 		conn := cc.Conn()
 		// A connection fresh from a dial has never been used (its last use
-		// is zero): nothing can be waiting on it.
-		if !cc.LastUseTime().IsZero() && unsolicitedData(conn) {
+		// is zero): nothing can be waiting on it. A pooled one still has
+		// its last call's deadline, long past: the peek would fail on it
+		// without looking, so it is cleared first.
+		if !cc.LastUseTime().IsZero() && (conn.SetReadDeadline(time.Time{}) != nil || unsolicitedData(conn)) {
 			hc.CloseConn(cc)
 			if attempt < maxInterim {
 				continue
@@ -114,8 +118,53 @@ func (t *strictTransport) exchange(hc *fasthttp.HostClient, conn net.Conn, req *
 	if br.Buffered() > 0 {
 		return false, fmt.Errorf("%w: %d bytes after the response", errOutOfStep, br.Buffered())
 	}
-	return !req.ConnectionClose() && !resp.ConnectionClose(), nil
+	keep = !req.ConnectionClose() && !resp.ConnectionClose()
+	if tc, ok := conn.(*tls.Conn); ok && keep {
+		// Bytes after the response may sit decrypted inside the TLS
+		// connection (a body read straight into fasthttp's buffer leaves
+		// the rest of its 16 KiB record there), where neither br nor a
+		// peek at the socket sees them.
+		switch tlsPending(tc) {
+		case pendingData:
+			return false, fmt.Errorf("%w: bytes after the response", errOutOfStep)
+		case pendingClosed:
+			keep = false
+		}
+	}
+	return keep, nil
 }
+
+type pending uint8
+
+const (
+	pendingNone pending = iota
+	pendingData
+	pendingClosed
+)
+
+// tlsPending reads what tc holds without waiting for the network: a read
+// with a deadline already passed returns the plaintext tc has buffered, or
+// a whole record it has buffered, and fails at once otherwise. A timeout
+// does not break a tls.Conn (crypto/tls keeps only lasting errors).
+func tlsPending(tc *tls.Conn) pending {
+	if tc.SetReadDeadline(aLongTimeAgo) != nil {
+		return pendingClosed
+	}
+	var b [1]byte
+	n, err := tc.Read(b[:])
+	var ne net.Error
+	switch {
+	case n > 0:
+		return pendingData
+	case errors.As(err, &ne) && ne.Timeout():
+		return pendingNone
+	}
+	return pendingClosed
+}
+
+// aLongTimeAgo is a deadline that has passed (net/http uses the same to
+// abort a read).
+var aLongTimeAgo = time.Unix(1, 0)
 
 // readFinalHeader reads resp's header, past at most maxInterim 100, 102 or
 // 103 responses.

@@ -9,6 +9,8 @@ import (
 	"net"
 	"strings"
 	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 )
@@ -164,16 +166,75 @@ const minEchoLen = 8
 
 // echoes reports whether body holds the app secret, the admin key or the
 // request's access token: an upstream or gateway echoing our request.
+// The body is looked at as sent and with its JSON escapes undone (an
+// echoing gateway may write "\/" for "/", and the game server reads the
+// unescaped text).
 func (u *upstream) echoes(body, token []byte) bool {
 	if len(body) == 0 {
 		return false
 	}
+	if u.holds(body, token) {
+		return true
+	}
+	return bytes.IndexByte(body, '\\') >= 0 && u.holds(unescapeAll(body), token)
+}
+
+func (u *upstream) holds(b, token []byte) bool {
 	for _, s := range [...]string{u.secret, u.adminKey} {
-		if s != "" && bytes.Contains(body, []byte(s)) {
+		if s != "" && bytes.Contains(b, []byte(s)) {
 			return true
 		}
 	}
-	return len(token) >= minEchoLen && bytes.Contains(body, token)
+	return len(token) >= minEchoLen && bytes.Contains(b, token)
+}
+
+// unescapeAll undoes every JSON string escape in b, inside strings or not
+// (outside them a backslash is not JSON anyway); a malformed escape is
+// kept as it is.
+func unescapeAll(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c != '\\' || i+1 >= len(b) {
+			out = append(out, c)
+			continue
+		}
+		switch e := b[i+1]; e {
+		case '"', '\\', '/':
+			out = append(out, e)
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, err := hex4(b, i+2)
+			if err != nil {
+				out = append(out, c)
+				continue
+			}
+			i += 4
+			if utf16.IsSurrogate(r) && i+7 < len(b) && b[i+2] == '\\' && b[i+3] == 'u' {
+				if r2, err := hex4(b, i+4); err == nil {
+					if p := utf16.DecodeRune(r, r2); p != utf8.RuneError {
+						r = p
+						i += 6
+					}
+				}
+			}
+			out = utf8.AppendRune(out, r)
+		default:
+			out = append(out, c)
+			continue
+		}
+		i++
+	}
+	return out
 }
 
 // scrub removes the secrets and the access token from a transport error's

@@ -144,6 +144,7 @@ type reqState struct {
 	req     Request
 	kb      cache.KeyBuilder
 	key     cache.Key
+	token   cache.TokenID // set on a miss
 	scratch []byte
 }
 
@@ -337,7 +338,9 @@ func (v *Validator) validate(st *reqState, now time.Time) answer {
 	// a probe of an upstream that was failing: only the probe itself may
 	// wait on it; everyone else is answered at once, as if it were open.
 	probing := v.breakerState.Load() != int32(gobreaker.StateClosed)
-	res, shared := v.flights.do(&st.key, probing, func() (*Result, func()) { return v.fetch(st) })
+	st.token = cache.TokenOf(st.req.Token)
+	tags := cache.Tags{Player: string(st.req.PlayerID), Token: st.token}
+	res, shared := v.flights.do(&st.key, tags, probing, func() (*Result, func()) { return v.fetch(st) })
 	switch {
 	case res == nil:
 		res = circuitOpen(string(st.req.PlayerID), gobreaker.ErrTooManyRequests)
@@ -392,7 +395,7 @@ func (v *Validator) fetch(st *reqState) (*Result, func()) {
 			// player or the token meanwhile refuses the write (the stamp
 			// predates it); like a purge during the upstream call, it does
 			// not take back answers already shared.
-			key, tags := st.key, cache.Tags{Player: res.PlayerID, Token: cache.TokenOf(st.req.Token)}
+			key, tags := st.key, cache.Tags{Player: res.PlayerID, Token: st.token}
 			return res, func() { v.cache.Set(&key, tags, stamp, v.cfg.CacheTTL, v.cfg.StaleFor, res) }
 		}
 	case Kick:
@@ -401,9 +404,13 @@ func (v *Validator) fetch(st *reqState) (*Result, func()) {
 		// player the verdict is about (Result.Named: never a claim alone,
 		// which anyone can make). A player_mismatch is about the claim
 		// only: the token and its player are fine.
-		token := cache.TokenOf(st.req.Token)
+		token := st.token
 		v.cache.Delete(&st.key)
 		if res.Reason != ReasonPlayerMismatch {
+			// Flights first: no caller may join an allow of the token (or
+			// the player) fetched before this kick, even one still being
+			// cached, from here on.
+			v.flights.detach(token, res.Named, &st.key)
 			v.cache.PurgeToken(token)
 		}
 		v.cache.PurgePlayer(res.Named)
@@ -457,6 +464,13 @@ func (v *Validator) call(st *reqState, claimed string) (*Result, error) {
 	v.m.UpstreamSeconds.Observe(ex.latency.Seconds())
 	res := Decide(ex.status, ex.body, ex.contentType, claimed, v.cfg.AllowStatuses)
 	res.Err = ex.dropped
+	if ex.dropped != nil && res.Verdict == Kick && res.Reason != ReasonInvalidToken && res.Named == "" {
+		// A verdict about the token's player whose body (which may have
+		// named them) is gone: the claim is the best name there is. Only
+		// the upstream makes a body too large or echoing, so no caller can
+		// choose to purge someone this way.
+		res.Named = claimed
+	}
 	switch {
 	case res.Failure:
 		return res, errUpstreamFailure
@@ -484,6 +498,10 @@ func (v *Validator) logFailure(res *Result, st *reqState) {
 		// The upstream says our request is malformed: a bug or a bad
 		// -app-id/secret/key/-upstream, and every player is affected.
 		v.log.Error("upstream rejected playerguard's request as malformed ("+strconv.Itoa(res.Status)+"): check -app-id, the app secret, the admin key and -upstream", attrs...)
+		return
+	case res.Status == 404:
+		// The path does not exist there: every player gets the same.
+		v.log.Error("upstream answered 404 Not Found, so it is no verdict about the player: check -upstream (its path, or a proxy in front of Kakao)", attrs...)
 		return
 	case foreign4xx(res):
 		// Not Kakao's verdict: most likely every player gets the same.

@@ -25,6 +25,11 @@ type drainListener struct {
 	mu       sync.Mutex
 	conns    map[*drainConn]struct{}
 	draining bool // set by drain; guarded by mu, so no Accept escapes it
+	// writeGrace is how long a drained connection may still take to
+	// write: long enough for an in-flight validation (bounded by the
+	// upstream timeout) to be answered, short enough that a client that
+	// never reads its answers cannot hold the drain. Zero: no bound.
+	writeGrace time.Duration
 
 	lingering atomic.Int64 // connections marked to linger, not yet closed
 }
@@ -157,6 +162,12 @@ func (c *drainConn) drain() {
 	defer c.mu.Unlock()
 	if c.linger {
 		return
+	}
+	if !c.draining && c.l.writeGrace > 0 {
+		// Once, at the first drain: a write blocked on a client that does
+		// not read (pipelining requests) would otherwise hold the drain
+		// until -drain-timeout.
+		c.Conn.SetWriteDeadline(time.Now().Add(c.l.writeGrace))
 	}
 	c.draining = true
 	c.Conn.SetReadDeadline(aLongTimeAgo)

@@ -140,6 +140,7 @@ func serve(ctx context.Context, cfg *Config, sec secrets, log *slog.Logger, stdo
 		return 1
 	}
 	apiLn := newDrainListener(ln)
+	apiLn.writeGrace = cfg.UpstreamTimeout + time.Second
 	opsLn, err := net.Listen("tcp", cfg.OpsListen)
 	if err != nil {
 		apiLn.Close()
