@@ -11,13 +11,13 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"playerguard/bench/fakeupstream"
+	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
 // Paths the bench sends to.
 const (
 	apiPath    = "/v1/validate"
-	dropInPath = fakeupstream.ValidationPath // playerguard's drop-in, nginx's and the fake's path
+	dropInPath = kakaogamestest.ValidationPath // playerguard's drop-in, nginx's and the fake's path
 )
 
 // mode is the request shape.
@@ -50,10 +50,10 @@ type player struct {
 type hclient struct {
 	hc   *fasthttp.HostClient
 	mode mode
-	up   fakeupstream.Config // secrets for modeDirect
+	up   kakaogamestest.Config // secrets for modeDirect
 }
 
-func newHClient(addr string, m mode, conns int, up fakeupstream.Config) *hclient {
+func newHClient(addr string, m mode, conns int, up kakaogamestest.Config) *hclient {
 	return &hclient{
 		hc: &fasthttp.HostClient{
 			Addr:                          addr,
@@ -102,7 +102,7 @@ func (c *hclient) do(p player, timeout time.Duration, keepBody bool) (reply, tim
 		req.SetBodyRaw(v1Body(p))
 	case modeDropIn, modeDirect:
 		req.SetRequestURI(dropInPath)
-		req.Header.SetContentType(fakeupstream.DefaultContentType)
+		req.Header.SetContentType(kakaogamestest.DefaultContentType)
 		req.Header.Set("accessToken", p.token)
 		req.Header.Set("platform", p.platform)
 		if p.id != "" {

@@ -16,7 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"playerguard/bench/fakeupstream"
+	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
 // installHint is what to run when a peer or the load generator is missing.
@@ -140,7 +140,7 @@ type playerguard struct {
 // upstream at up. Configuration goes through the environment, as in
 // production; flags carries the scenario's own settings. Logging is at
 // error level so that log lines do not distort the numbers.
-func (e *env) startPlayerguard(up fakeupstream.Config, upURL string, flags ...string) (*playerguard, error) {
+func (e *env) startPlayerguard(up kakaogamestest.Config, upURL string, flags ...string) (*playerguard, error) {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		ports, err := freePorts(2)
@@ -356,7 +356,7 @@ func (c *childFake) close() {
 //
 // EOF on stdin closes the server and exits.
 func runFakeChild() int {
-	s, err := fakeupstream.Start(fakeupstream.Config{})
+	s, err := kakaogamestest.Start(kakaogamestest.Config{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -376,7 +376,7 @@ func runFakeChild() int {
 			s.SetLatency(d)
 			fmt.Println("ok")
 		case len(f) == 3 && f[0] == "default-allow":
-			s.SetDefault(fakeupstream.Allow(f[1], f[2], "normal"))
+			s.SetDefault(kakaogamestest.Allow(f[1], f[2], "normal"))
 			fmt.Println("ok")
 		case len(f) == 1 && f[0] == "counts":
 			fmt.Println("counts", s.Calls(), s.Distinct())

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"playerguard/bench/fakeupstream"
+	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/bench/peers/spec"
 )
 
@@ -329,7 +329,7 @@ func sameWire(a, b string, m mode, ps []player) (same bool, n int, detail string
 // sameReplies reports whether the servers at a and b give each of ps in
 // mode m the same reply as the bench reads it (status, X-Playerguard-*,
 // content type, body), and the first difference.
-func sameReplies(a, b string, m mode, ps []player, up fakeupstream.Config) (same bool, detail string, err error) {
+func sameReplies(a, b string, m mode, ps []player, up kakaogamestest.Config) (same bool, detail string, err error) {
 	ca, cb := newHClient(a, m, 1, up), newHClient(b, m, 1, up)
 	defer ca.close()
 	defer cb.close()

@@ -6,14 +6,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"playerguard/bench/fakeupstream"
+	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
 // runMemory: fill the cache with distinct allowed players, at the default
 // bound and at a small one, and report RSS and the entries held.
 func runMemory(e *env, r *Report) error {
 	o := e.o
-	fake, err := fakeupstream.Start(fakeupstream.Config{})
+	fake, err := kakaogamestest.Start(kakaogamestest.Config{})
 	if err != nil {
 		return err
 	}
@@ -22,7 +22,7 @@ func runMemory(e *env, r *Report) error {
 	// Every token is an allow for one player; the requests claim no
 	// playerId, so the fake's fixed player never mismatches. The cached
 	// answer has the size of any player's.
-	fake.SetDefault(fakeupstream.Allow(up.AppID, "100000000000000", "normal"))
+	fake.SetDefault(kakaogamestest.Allow(up.AppID, "100000000000000", "normal"))
 	workers := 128
 	if o.smoke {
 		workers = 16

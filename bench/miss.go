@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"playerguard/bench/fakeupstream"
+	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
 // missSample is one measured run of the miss load against one target.
@@ -25,7 +25,7 @@ type missSample struct {
 func runMiss(e *env, r *Report) error {
 	o := e.o
 	lat := o.latencyOr(30 * time.Millisecond)
-	fake, err := fakeupstream.Start(fakeupstream.Config{Latency: lat})
+	fake, err := kakaogamestest.Start(kakaogamestest.Config{Latency: lat})
 	if err != nil {
 		return err
 	}
@@ -33,7 +33,7 @@ func runMiss(e *env, r *Report) error {
 	up := fake.Config()
 	const fixedPlayer = "100000000000000"
 	// Any token is an allow for one player; the requests claim no playerId.
-	fake.SetDefault(fakeupstream.Allow(up.AppID, fixedPlayer, "normal"))
+	fake.SetDefault(kakaogamestest.Allow(up.AppID, fixedPlayer, "normal"))
 	pg, err := e.startPlayerguard(up, fake.URL())
 	if err != nil {
 		return err
@@ -97,7 +97,7 @@ func runMiss(e *env, r *Report) error {
 			p := player{token: makeToken("miss", int(i)), platform: platforms[i%4]}
 			want := 200
 			if failing(i) {
-				fake.Set(p.token, fakeupstream.Error(500))
+				fake.Set(p.token, kakaogamestest.Error(500))
 				want = 500
 				if t.c.mode == modeV1 {
 					want = 503

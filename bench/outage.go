@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"playerguard/bench/fakeupstream"
+	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
 // outageRec is one request of the outage load.
@@ -62,7 +62,7 @@ func runOutage(e *env, r *Report) error {
 	}
 	maxRecovery := bt + ut + 2*time.Second // give up waiting for the breaker to close
 
-	fake, err := fakeupstream.Start(fakeupstream.Config{Latency: lat})
+	fake, err := kakaogamestest.Start(kakaogamestest.Config{Latency: lat})
 	if err != nil {
 		return err
 	}
@@ -70,9 +70,9 @@ func runOutage(e *env, r *Report) error {
 	up := fake.Config()
 	warmPlayers := makePlayers("outage", nWarm, true)
 	for _, p := range warmPlayers {
-		fake.Set(p.token, fakeupstream.Allow(up.AppID, p.id, "normal"))
+		fake.Set(p.token, kakaogamestest.Allow(up.AppID, p.id, "normal"))
 	}
-	fake.SetDefault(fakeupstream.Allow(up.AppID, "100000000000000", "normal")) // new tokens (no playerId claimed)
+	fake.SetDefault(kakaogamestest.Allow(up.AppID, "100000000000000", "normal")) // new tokens (no playerId claimed)
 	flags := []string{"-breaker-timeout", bt.String(), "-upstream-timeout", ut.String(), "-breaker-failures", "5",
 		"-cache-ttl", ttl.String(), "-stale-for", "10m", "-on-upstream-failure", "stale"}
 	pg, err := e.startPlayerguard(up, fake.URL(), flags...)
@@ -158,12 +158,12 @@ func runOutage(e *env, r *Report) error {
 
 	time.Sleep(healthyFor)
 	tFail, callsFail := since(), fake.Calls()
-	v500 := fakeupstream.Error(500)
+	v500 := kakaogamestest.Error(500)
 	fake.SetOverride(&v500)
 	e.logf("outage: upstream answers 500")
 	time.Sleep(failFor)
 	tHang, callsHang := since(), fake.Calls()
-	hang := fakeupstream.Verdict{Fault: fakeupstream.FaultHang}
+	hang := kakaogamestest.Verdict{Fault: kakaogamestest.FaultHang}
 	fake.SetOverride(&hang)
 	e.logf("outage: upstream hangs")
 	time.Sleep(hangFor)

@@ -17,14 +17,14 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"playerguard/bench/fakeupstream"
+	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/bench/peers/spec"
 )
 
 // captureRoute asks playerguard (at addr) for p in mode m and returns the
 // answer as a ceiling route, with its X-Playerguard-* headers: the ceiling
 // then puts the same bytes on the wire as playerguard's cache hit.
-func captureRoute(addr string, m mode, p player, up fakeupstream.Config) (spec.Route, error) {
+func captureRoute(addr string, m mode, p player, up kakaogamestest.Config) (spec.Route, error) {
 	c := newHClient(addr, m, 1, up)
 	defer c.close()
 	r, _, err := c.do(p, 5*time.Second, true)
@@ -50,7 +50,7 @@ func captureRoute(addr string, m mode, p player, up fakeupstream.Config) (spec.R
 // minimalRoute is the minimal peer's route for mode m: route (captured
 // from playerguard) keyed on the player, with every player's own body as
 // playerguard answers its cache hit, asked for here workers at a time.
-func minimalRoute(addr string, m mode, route spec.Route, players []player, up fakeupstream.Config) (spec.Route, error) {
+func minimalRoute(addr string, m mode, route spec.Route, players []player, up kakaogamestest.Config) (spec.Route, error) {
 	const workers = 32
 	c := newHClient(addr, m, workers, up)
 	defer c.close()
@@ -186,7 +186,7 @@ func (n *nginxPeer) PIDs() []int {
 	return append([]int{n.PID()}, childPIDs(n.PID())...)
 }
 
-func (e *env) startNginx(up fakeupstream.Config, upAddr string) (*nginxPeer, error) {
+func (e *env) startNginx(up kakaogamestest.Config, upAddr string) (*nginxPeer, error) {
 	tmpl, err := template.New("nginx.conf").Parse(nginxConfTmpl)
 	if err != nil {
 		return nil, err

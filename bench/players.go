@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"playerguard/bench/fakeupstream"
+	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
 // makePlayers returns n deterministic players of a scenario; claimID
@@ -63,15 +63,15 @@ func warm(c *hclient, players []player, workers int, cached func(reply) bool) (i
 // startAllowed starts a fake upstream (latency lat) that allows n players
 // made for scenario, each claiming its playerId, and playerguard in front
 // of it with flags. The caller closes the fake and stops playerguard.
-func (e *env) startAllowed(scenario string, n int, lat time.Duration, flags ...string) (*fakeupstream.Server, []player, *playerguard, error) {
-	fake, err := fakeupstream.Start(fakeupstream.Config{Latency: lat})
+func (e *env) startAllowed(scenario string, n int, lat time.Duration, flags ...string) (*kakaogamestest.Server, []player, *playerguard, error) {
+	fake, err := kakaogamestest.Start(kakaogamestest.Config{Latency: lat})
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	up := fake.Config()
 	players := makePlayers(scenario, n, true)
 	for _, p := range players {
-		fake.Set(p.token, fakeupstream.Allow(up.AppID, p.id, "normal"))
+		fake.Set(p.token, kakaogamestest.Allow(up.AppID, p.id, "normal"))
 	}
 	pg, err := e.startPlayerguard(up, fake.URL(), flags...)
 	if err != nil {

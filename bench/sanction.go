@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"time"
 
-	"playerguard/bench/fakeupstream"
+	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
 // runSanction: a warm cache of o.players; every tenth player turns locked
@@ -40,10 +40,10 @@ func runSanction(e *env, r *Report) error {
 	for i := 0; i < len(players); i += 10 {
 		p := players[i]
 		if (i/10)%2 == 0 {
-			fake.Set(p.token, fakeupstream.Lockout(up.AppID, p.id))
+			fake.Set(p.token, kakaogamestest.Lockout(up.AppID, p.id))
 			wantReason[p.token] = "lockout"
 		} else {
-			fake.Set(p.token, fakeupstream.Sanction(up.AppID, p.id))
+			fake.Set(p.token, kakaogamestest.Sanction(up.AppID, p.id))
 			wantReason[p.token] = "sanction"
 		}
 		purged = append(purged, p)

@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"playerguard/bench/fakeupstream"
+	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
 // soakSample is one reading of playerguard's own gauges.
@@ -48,14 +48,14 @@ func runSoak(e *env, r *Report) error {
 	for i, p := range kicked {
 		switch i % 3 {
 		case 0:
-			fake.Set(p.token, fakeupstream.Lockout(up.AppID, p.id))
+			fake.Set(p.token, kakaogamestest.Lockout(up.AppID, p.id))
 		case 1:
-			fake.Set(p.token, fakeupstream.Sanction(up.AppID, p.id))
+			fake.Set(p.token, kakaogamestest.Sanction(up.AppID, p.id))
 		default:
-			fake.Set(p.token, fakeupstream.Invalid())
+			fake.Set(p.token, kakaogamestest.Invalid())
 		}
 	}
-	fake.SetDefault(fakeupstream.Allow(up.AppID, "soak-miss", "normal")) // every new token
+	fake.SetDefault(kakaogamestest.Allow(up.AppID, "soak-miss", "normal")) // every new token
 	every := max(dur/30, time.Second)
 	r.setup("%v of mixed load from %d workers (/v1/validate and drop-in): 70%% hits over %s warm players, 15%% misses (a new token each), 15%% kicks (lockout, sanction, invalid token); fake upstream latency 5ms",
 		dur, workers, fmtInt(warmN))
@@ -99,7 +99,7 @@ func runSoak(e *env, r *Report) error {
 				return
 			case <-time.After(time.Until(start.Add(time.Duration(i)*third + third*45/100))):
 			}
-			fake.SetOverride(&fakeupstream.Verdict{Status: 500, Body: []byte(`{"desc":"Internal server error. (500.-1)"}`)})
+			fake.SetOverride(&kakaogamestest.Verdict{Status: 500, Body: []byte(`{"desc":"Internal server error. (500.-1)"}`)})
 			select {
 			case <-stop:
 				fake.SetOverride(nil)

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"playerguard/bench/fakeupstream"
+	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/bench/peers/spec"
 )
 
@@ -34,14 +34,14 @@ func runStorm(e *env, r *Report) error {
 	rng := rand.New(rand.NewPCG(1, 2))
 	rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 
-	fake, err := fakeupstream.Start(fakeupstream.Config{Latency: lat})
+	fake, err := kakaogamestest.Start(kakaogamestest.Config{Latency: lat})
 	if err != nil {
 		return err
 	}
 	defer fake.Close()
 	up := fake.Config()
 	for _, p := range players {
-		fake.Set(p.token, fakeupstream.Allow(up.AppID, p.id, "normal"))
+		fake.Set(p.token, kakaogamestest.Allow(up.AppID, p.id, "normal"))
 	}
 	r.setup("%s connects over %s tokens (drop-in headers, playerId claimed), one connection each, dialled first, then all released at once",
 		fmtInt(int64(nReq)), fmtInt(int64(nTok)))
@@ -117,18 +117,18 @@ func runStorm(e *env, r *Report) error {
 	// ones are answered at once. Its p99 is the best any sidecar can do in
 	// this storm on this machine.
 	hdrs := [][2]string{{"X-Playerguard-Decision", "allow"}, {"X-Playerguard-Reason", "ok"}, {"X-Playerguard-Source", "upstream"}}
-	allow := fakeupstream.Allow(up.AppID, players[0].id, "normal")
-	keyed := spec.Route{Path: dropInPath, Status: 200, ContentType: fakeupstream.DefaultContentType, Headers: hdrs,
+	allow := kakaogamestest.Allow(up.AppID, players[0].id, "normal")
+	keyed := spec.Route{Path: dropInPath, Status: 200, ContentType: kakaogamestest.DefaultContentType, Headers: hdrs,
 		Lookup: "headers", Hold: lat.String()}
 	for _, p := range players {
 		keyed.Players = append(keyed.Players, spec.Player{Token: p.token, Platform: p.platform, PlayerID: p.id,
-			Body: string(fakeupstream.Allow(up.AppID, p.id, "normal").Body)})
+			Body: string(kakaogamestest.Allow(up.AppID, p.id, "normal").Body)})
 	}
 	for _, peer := range []struct {
 		name  string
 		route spec.Route
 	}{
-		{"ceiling (fixed answer, no upstream)", spec.Route{Path: dropInPath, Status: 200, ContentType: fakeupstream.DefaultContentType, Body: string(allow.Body), Headers: hdrs}},
+		{"ceiling (fixed answer, no upstream)", spec.Route{Path: dropInPath, Status: 200, ContentType: kakaogamestest.DefaultContentType, Body: string(allow.Body), Headers: hdrs}},
 		{fmt.Sprintf("minimal (one %v wait per token, coalesced)", lat), keyed},
 	} {
 		srv, err := e.startCeiling([]spec.Route{peer.route})
@@ -199,10 +199,10 @@ func doOK(c *childFake, cmd string) error {
 
 // rawDropIn is one drop-in request (the Kakao endpoint's headers), with
 // the upstream secrets when secrets is not nil (the no-sidecar peer).
-func rawDropIn(host string, p player, secrets *fakeupstream.Config) []byte {
+func rawDropIn(host string, p player, secrets *kakaogamestest.Config) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\naccessToken: %s\r\nplatform: %s\r\n",
-		dropInPath, host, fakeupstream.DefaultContentType, p.token, p.platform)
+		dropInPath, host, kakaogamestest.DefaultContentType, p.token, p.platform)
 	if p.id != "" {
 		fmt.Fprintf(&b, "playerId: %s\r\n", p.id)
 	}
@@ -216,7 +216,7 @@ func rawDropIn(host string, p player, secrets *fakeupstream.Config) []byte {
 // armStorm readies a storm against addr: the raw request of each connect
 // in order (with the upstream secrets when secrets is not nil) and a
 // connection for each, dialled.
-func armStorm(addr string, order []player, secrets *fakeupstream.Config) ([][]byte, []net.Conn, error) {
+func armStorm(addr string, order []player, secrets *kakaogamestest.Config) ([][]byte, []net.Conn, error) {
 	raw := make([][]byte, len(order))
 	for k, p := range order {
 		raw[k] = rawDropIn(addr, p, secrets)
@@ -397,7 +397,7 @@ func (s stormOutcome) errNote() string {
 // profileStorm records playerguard (at -max-upstream-conns bigCap) with
 // perf over one extra, unmeasured storm, from just before the release to
 // the last answer, and notes its hottest functions.
-func (e *env) profileStorm(r *Report, up fakeupstream.Config, fake *fakeupstream.Server, order []player, bigCap int) error {
+func (e *env) profileStorm(r *Report, up kakaogamestest.Config, fake *kakaogamestest.Server, order []player, bigCap int) error {
 	perf := lookTool("perf", "/usr/bin/perf")
 	if perf == "" {
 		r.Skipped = append(r.Skipped, "storm perf profile: perf is not installed (apt-get install -y linux-perf)")

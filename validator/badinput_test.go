@@ -13,7 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"playerguard/bench/fakeupstream"
+	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
 // raw sends bytes on a fresh TCP connection and returns every response
@@ -53,7 +53,7 @@ func bodyOf(r *http.Response) string {
 // malformed request gets a 4xx naming the problem, and none is forwarded.
 func TestBadInputOnTheWire(t *testing.T) {
 	h := newHarness(t, nil)
-	h.fake.Set("tok-a", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.fake.Set("tok-a", kakaogamestest.Allow(testApp, "p1", "normal"))
 	jsonReq := func(method, path, body string, extra ...string) string {
 		return fmt.Sprintf("%s %s HTTP/1.1\r\nHost: pg\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s",
 			method, path, len(body), strings.Join(extra, ""), body)
@@ -126,7 +126,7 @@ func TestBadInputOnTheWire(t *testing.T) {
 // during the upstream call, leave the server serving and nothing behind.
 func TestClientDisconnectsMidRequest(t *testing.T) {
 	h := newHarness(t, nil)
-	h.fake.Set("tok-a", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.fake.Set("tok-a", kakaogamestest.Allow(testApp, "p1", "normal"))
 	h.fake.SetLatency(200 * time.Millisecond)
 	addr := strings.TrimPrefix(h.url, "http://")
 	for _, partial := range []string{
@@ -189,7 +189,7 @@ func FuzzDropInHeaders(f *testing.F) {
 func TestLongestTokenFitsHeaders(t *testing.T) {
 	h := newHarness(t, nil)
 	tok := strings.Repeat("A", MaxTokenLen)
-	h.fake.Set(tok, fakeupstream.Allow(testApp, "p1", "normal"))
+	h.fake.Set(tok, kakaogamestest.Allow(testApp, "p1", "normal"))
 	r := h.dropIn(map[string]string{"accessToken": tok, "platform": "pc", "playerId": "p1",
 		"User-Agent": strings.Repeat("u", 512), "X-Forwarded-For": "10.0.0.1, 10.0.0.2"})
 	if r.status != 200 {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"playerguard/bench/fakeupstream"
+	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/cache"
 )
 
@@ -47,12 +47,12 @@ const benchToken = "FvNkGat8GaTfyhxHm2rNSFpn5UmvgBBU0kJYVc5kw5mP4lt4IwBFJKhINM0h
 
 func benchValidator(tb testing.TB) *Validator {
 	tb.Helper()
-	fake, err := fakeupstream.Start(fakeupstream.Config{AppID: testApp, AppSecret: testSecret, AdminKey: testKey})
+	fake, err := kakaogamestest.Start(kakaogamestest.Config{AppID: testApp, AppSecret: testSecret, AdminKey: testKey})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(fake.Close)
-	fake.Set(benchToken, fakeupstream.Allow(testApp, "123456789123456", "normal"))
+	fake.Set(benchToken, kakaogamestest.Allow(testApp, "123456789123456", "normal"))
 	v, err := New(Config{Upstream: fake.URL(), AppID: testApp, AppSecret: testSecret, AdminKey: testKey, CacheTTL: time.Hour, CacheMaxEntries: 1000})
 	if err != nil {
 		tb.Fatal(err)
@@ -175,7 +175,7 @@ type manyReq struct{ token, platform, id, body []byte }
 // their requests.
 func manyValidator(b *testing.B) (*Validator, []manyReq) {
 	b.Helper()
-	fake, err := fakeupstream.Start(fakeupstream.Config{AppID: testApp, AppSecret: testSecret, AdminKey: testKey})
+	fake, err := kakaogamestest.Start(kakaogamestest.Config{AppID: testApp, AppSecret: testSecret, AdminKey: testKey})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func manyValidator(b *testing.B) (*Validator, []manyReq) {
 	for i := range reqs {
 		id := fmt.Sprintf("%015d", 100000000000000+i)
 		tok := fmt.Sprintf("%06d", i) + benchToken[6:]
-		fake.Set(tok, fakeupstream.Allow(testApp, id, "normal"))
+		fake.Set(tok, kakaogamestest.Allow(testApp, id, "normal"))
 		r := manyReq{token: []byte(tok), platform: []byte(platforms[i%3]), id: []byte(id)}
 		r.body = fmt.Appendf(nil, `{"accessToken":%q,"platform":%q,"playerId":%q}`, tok, r.platform, id)
 		reqs[i] = r

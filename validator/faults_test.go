@@ -19,7 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"playerguard/bench/fakeupstream"
+	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/metrics"
 )
 
@@ -50,32 +50,32 @@ func TestUpstreamFaults(t *testing.T) {
 	body := func(s string) []byte { return []byte(s) }
 	cases := []struct {
 		name    string
-		verdict fakeupstream.Verdict
+		verdict kakaogamestest.Verdict
 		status  int
 		reason  string
 		failure bool // counts against the breaker
 	}{
-		{"reset mid-response", fakeupstream.Verdict{Status: 200, Body: body(playerBody("p1", "normal")), Fault: fakeupstream.FaultReset}, 503, "upstream_unavailable", true},
-		{"closed without answer", fakeupstream.Verdict{Fault: fakeupstream.FaultClose}, 503, "upstream_unavailable", true},
-		{"never answers", fakeupstream.Verdict{Fault: fakeupstream.FaultHang}, 503, "upstream_unavailable", true},
-		{"trickles", fakeupstream.Verdict{Status: 200, Body: body(playerBody("p1", "normal")), Fault: fakeupstream.FaultTrickle}, 503, "upstream_unavailable", true},
-		{"body over the limit", fakeupstream.Verdict{Status: 200, Body: body(`{"player":{"playerId":"p1","status":"normal","data":"` + strings.Repeat("x", 64<<10) + `"}}`)}, 503, "upstream_unavailable", true},
-		{"truncated JSON", fakeupstream.Verdict{Status: 200, Body: body(`{"player":{"playerId":"p1","sta`)}, 503, "upstream_unavailable", true},
-		{"invalid JSON", fakeupstream.Verdict{Status: 200, Body: body(`{player: p1}`)}, 503, "upstream_unavailable", true},
-		{"missing player", fakeupstream.Verdict{Status: 200, Body: body(`{}`)}, 503, "upstream_unavailable", true},
-		{"missing status", fakeupstream.Verdict{Status: 200, Body: body(`{"player":{"playerId":"p1"}}`)}, 503, "upstream_unavailable", true},
-		{"wrong content type, good body", fakeupstream.Verdict{Status: 200, Body: body(playerBody("p1", "normal")), ContentType: "text/plain"}, 200, "ok", false},
-		{"HTML 200", fakeupstream.Verdict{Status: 200, Body: body("<html><body>Welcome to the proxy</body></html>"), ContentType: "text/html"}, 503, "upstream_unavailable", true},
-		{"408", fakeupstream.Verdict{Status: 408}, 503, "upstream_unavailable", true},
-		{"429", fakeupstream.Verdict{Status: 429, Body: body(`{"desc":"Too many requests. (429.-1)"}`)}, 503, "upstream_unavailable", true},
-		{"473", fakeupstream.Maintenance(), 503, "upstream_maintenance", true},
-		{"500", fakeupstream.Error(500), 503, "upstream_unavailable", true},
-		{"502 HTML", fakeupstream.Verdict{Status: 502, Body: body("<html>Bad Gateway</html>"), ContentType: "text/html"}, 503, "upstream_unavailable", true},
-		{"503", fakeupstream.Error(503), 503, "upstream_unavailable", true},
-		{"504", fakeupstream.Verdict{Status: 504}, 503, "upstream_unavailable", true},
-		{"unknown 4xx, HTML", fakeupstream.Verdict{Status: 499, Body: body("<html>nope</html>"), ContentType: "text/html"}, 503, "upstream_unavailable", true},
-		{"unknown 4xx, Kakao body", fakeupstream.Verdict{Status: 499, Body: body(`{"desc":"Abnormal. (499.-1)"}`)}, 403, "abnormal_state", false},
-		{"redirect", fakeupstream.Verdict{Status: 302, Header: map[string]string{"Location": "https://login.example/"}}, 503, "upstream_unavailable", true},
+		{"reset mid-response", kakaogamestest.Verdict{Status: 200, Body: body(playerBody("p1", "normal")), Fault: kakaogamestest.FaultReset}, 503, "upstream_unavailable", true},
+		{"closed without answer", kakaogamestest.Verdict{Fault: kakaogamestest.FaultClose}, 503, "upstream_unavailable", true},
+		{"never answers", kakaogamestest.Verdict{Fault: kakaogamestest.FaultHang}, 503, "upstream_unavailable", true},
+		{"trickles", kakaogamestest.Verdict{Status: 200, Body: body(playerBody("p1", "normal")), Fault: kakaogamestest.FaultTrickle}, 503, "upstream_unavailable", true},
+		{"body over the limit", kakaogamestest.Verdict{Status: 200, Body: body(`{"player":{"playerId":"p1","status":"normal","data":"` + strings.Repeat("x", 64<<10) + `"}}`)}, 503, "upstream_unavailable", true},
+		{"truncated JSON", kakaogamestest.Verdict{Status: 200, Body: body(`{"player":{"playerId":"p1","sta`)}, 503, "upstream_unavailable", true},
+		{"invalid JSON", kakaogamestest.Verdict{Status: 200, Body: body(`{player: p1}`)}, 503, "upstream_unavailable", true},
+		{"missing player", kakaogamestest.Verdict{Status: 200, Body: body(`{}`)}, 503, "upstream_unavailable", true},
+		{"missing status", kakaogamestest.Verdict{Status: 200, Body: body(`{"player":{"playerId":"p1"}}`)}, 503, "upstream_unavailable", true},
+		{"wrong content type, good body", kakaogamestest.Verdict{Status: 200, Body: body(playerBody("p1", "normal")), ContentType: "text/plain"}, 200, "ok", false},
+		{"HTML 200", kakaogamestest.Verdict{Status: 200, Body: body("<html><body>Welcome to the proxy</body></html>"), ContentType: "text/html"}, 503, "upstream_unavailable", true},
+		{"408", kakaogamestest.Verdict{Status: 408}, 503, "upstream_unavailable", true},
+		{"429", kakaogamestest.Verdict{Status: 429, Body: body(`{"desc":"Too many requests. (429.-1)"}`)}, 503, "upstream_unavailable", true},
+		{"473", kakaogamestest.Maintenance(), 503, "upstream_maintenance", true},
+		{"500", kakaogamestest.Error(500), 503, "upstream_unavailable", true},
+		{"502 HTML", kakaogamestest.Verdict{Status: 502, Body: body("<html>Bad Gateway</html>"), ContentType: "text/html"}, 503, "upstream_unavailable", true},
+		{"503", kakaogamestest.Error(503), 503, "upstream_unavailable", true},
+		{"504", kakaogamestest.Verdict{Status: 504}, 503, "upstream_unavailable", true},
+		{"unknown 4xx, HTML", kakaogamestest.Verdict{Status: 499, Body: body("<html>nope</html>"), ContentType: "text/html"}, 503, "upstream_unavailable", true},
+		{"unknown 4xx, Kakao body", kakaogamestest.Verdict{Status: 499, Body: body(`{"desc":"Abnormal. (499.-1)"}`)}, 403, "abnormal_state", false},
+		{"redirect", kakaogamestest.Verdict{Status: 302, Header: map[string]string{"Location": "https://login.example/"}}, 503, "upstream_unavailable", true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -84,7 +84,7 @@ func TestUpstreamFaults(t *testing.T) {
 				cfg.Policy = PolicyClosed
 				cfg.BreakerFailures = 100
 			})
-			h.fake.Set("tok-warm", fakeupstream.Allow(testApp, "p0", "normal"))
+			h.fake.Set("tok-warm", kakaogamestest.Allow(testApp, "p0", "normal"))
 			h.check("tok-warm", "mobile", "") // connections and pools exist before counting
 			base := runtime.NumGoroutine()
 
@@ -139,7 +139,7 @@ func TestUpstreamCallCap(t *testing.T) {
 		c.Policy = PolicyClosed
 		c.BreakerFailures = 1000
 	})
-	h.fake.SetOverride(&fakeupstream.Verdict{Fault: fakeupstream.FaultHang})
+	h.fake.SetOverride(&kakaogamestest.Verdict{Fault: kakaogamestest.FaultHang})
 	var wg sync.WaitGroup
 	statuses := make(chan int, 40)
 	for i := range 40 {
@@ -199,7 +199,7 @@ func TestUpstreamTLS(t *testing.T) {
 // one request probes the upstream and the rest are answered at once.
 func TestHalfOpenLetsOneProbeThrough(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed })
-	h.fake.SetOverride(&fakeupstream.Verdict{Status: 500})
+	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 500})
 	for i := range 3 {
 		h.check(fmt.Sprint("tok-f", i), "mobile", "")
 	}
@@ -230,9 +230,9 @@ func TestHalfOpenLetsOneProbeThrough(t *testing.T) {
 func TestNoAllowWithoutUpstreamAllow(t *testing.T) {
 	// Under the closed policy, no sequence of failures yields an allow.
 	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed; c.UpstreamTimeout = 200 * time.Millisecond })
-	for i, v := range []fakeupstream.Verdict{
+	for i, v := range []kakaogamestest.Verdict{
 		{Status: 200, Body: []byte(`{"player":{"playerId":"p1","status":"normal"`)},
-		{Status: 200, Body: []byte(`{"player":{"playerId":"p1","status":"normal"}}`), Fault: fakeupstream.FaultReset},
+		{Status: 200, Body: []byte(`{"player":{"playerId":"p1","status":"normal"}}`), Fault: kakaogamestest.FaultReset},
 		{Status: 201, Body: []byte(playerBody("p1", "normal"))},
 		{Status: 304},
 		{Status: 200, Body: bytes.Repeat([]byte(" "), 70<<10)},
@@ -249,12 +249,12 @@ func TestNoAllowWithoutUpstreamAllow(t *testing.T) {
 // half-open probe do not join it; they are answered at once.
 func TestHalfOpenProbeHasNoFollowers(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed })
-	h.fake.SetOverride(&fakeupstream.Verdict{Status: 500})
+	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 500})
 	for i := range 3 {
 		h.check(fmt.Sprint("tok-f", i), "mobile", "")
 	}
 	waitFor(t, "half-open", func() bool { return h.metric("playerguard_breaker_state") == metrics.BreakerHalfOpen })
-	h.fake.SetOverride(&fakeupstream.Verdict{Fault: fakeupstream.FaultHang})
+	h.fake.SetOverride(&kakaogamestest.Verdict{Fault: kakaogamestest.FaultHang})
 	probe := make(chan reply, 1)
 	go func() { probe <- h.check("tok-same", "mobile", "") }()
 	waitFor(t, "the probe to reach the upstream", func() bool { return h.fake.TokenCalls("tok-same") == 1 })
@@ -282,7 +282,7 @@ func TestStormOneCallPerKey(t *testing.T) {
 	h.fake.SetLatency(20 * time.Millisecond)
 	const tokens = 200
 	for i := range tokens {
-		h.fake.Set(fmt.Sprint("tok-", i), fakeupstream.Allow(testApp, fmt.Sprint("p", i), "normal"))
+		h.fake.Set(fmt.Sprint("tok-", i), kakaogamestest.Allow(testApp, fmt.Sprint("p", i), "normal"))
 	}
 	var wg sync.WaitGroup
 	for wave := range 8 {

@@ -23,7 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"playerguard/bench/fakeupstream"
+	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/cache"
 )
 
@@ -52,10 +52,10 @@ func TestOversizedKickBodyIsKick(t *testing.T) {
 				tok := fmt.Sprint("tok-big-", c.status)
 				// The player had an allow, now expired: the stale policy
 				// would serve it if the kick were taken for an outage.
-				h.fake.Set(tok, fakeupstream.Allow(testApp, "p1", "normal"))
+				h.fake.Set(tok, kakaogamestest.Allow(testApp, "p1", "normal"))
 				h.expect(h.check(tok, "mobile", "p1"), 200, "allow", "ok", "upstream")
 				h.clk.Add(6 * time.Minute)
-				h.fake.Set(tok, fakeupstream.Verdict{Status: c.status, Body: oversized(c.status)})
+				h.fake.Set(tok, kakaogamestest.Verdict{Status: c.status, Body: oversized(c.status)})
 				h.expect(h.check(tok, "mobile", "p1"), 403, "kick", c.reason, "upstream")
 				r := h.dropIn(map[string]string{"accessToken": tok, "platform": "mobile", "playerId": "p1"})
 				if r.status != c.status || r.header.Get("X-Playerguard-Decision") != "kick" {
@@ -69,7 +69,7 @@ func TestOversizedKickBodyIsKick(t *testing.T) {
 				t.Error("no log line says the kick's body was dropped")
 			}
 			// An oversized 200 is still unreadable: unavailable.
-			h.fake.Set("tok-big-200", fakeupstream.Verdict{Status: 200, Body: oversized(200)})
+			h.fake.Set("tok-big-200", kakaogamestest.Verdict{Status: 200, Body: oversized(200)})
 			if r := h.check("tok-big-200", "mobile", ""); r.str("reason") == "ok" && r.str("source") == "upstream" {
 				t.Errorf("oversized 200 allowed: %s", r.raw)
 			}
@@ -84,12 +84,12 @@ func TestOversizedKickBodyIsKick(t *testing.T) {
 func TestTokenKickEndsEveryAllowOfToken(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.NegativeTTL = time.Minute })
 	const tok = "tok-revoked"
-	h.fake.Set(tok, fakeupstream.Allow(testApp, "p1", "normal"))
+	h.fake.Set(tok, kakaogamestest.Allow(testApp, "p1", "normal"))
 	for _, c := range [][2]string{{"mobile", "p1"}, {"pc", "p1"}, {"mobile", ""}} {
 		h.expect(h.check(tok, c[0], c[1]), 200, "allow", "ok", "upstream")
 		h.expect(h.check(tok, c[0], c[1]), 200, "allow", "ok", "cache")
 	}
-	h.fake.Set(tok, fakeupstream.Invalid())
+	h.fake.Set(tok, kakaogamestest.Invalid())
 	h.expect(h.check(tok, "web", ""), 403, "kick", "invalid_token", "upstream")
 	calls := h.fake.TokenCalls(tok)
 	// Every claim on the kick's platform: the cached kick, no upstream call.
@@ -102,7 +102,7 @@ func TestTokenKickEndsEveryAllowOfToken(t *testing.T) {
 	// kick is not assumed there either: the upstream is asked.
 	h.expect(h.check(tok, "mobile", "p1"), 403, "kick", "invalid_token", "upstream")
 	// Nor stale in the next outage.
-	h.fake.SetOverride(&fakeupstream.Verdict{Status: 500})
+	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 500})
 	h.clk.Add(2 * time.Minute)
 	for _, c := range [][2]string{{"pc", "p1"}, {"mobile", ""}} {
 		if r := h.check(tok, c[0], c[1]); r.status != 503 {
@@ -116,9 +116,9 @@ func TestTokenKickEndsEveryAllowOfToken(t *testing.T) {
 // victim, however many are sent; a verdict naming the victim does.
 func TestPurgeOnlyOnVerdictAboutPlayer(t *testing.T) {
 	h := newHarness(t, nil)
-	h.fake.Set("tok-victim", fakeupstream.Allow(testApp, "victim", "normal"))
+	h.fake.Set("tok-victim", kakaogamestest.Allow(testApp, "victim", "normal"))
 	h.expect(h.check("tok-victim", "mobile", "victim"), 200, "allow", "ok", "upstream")
-	h.fake.Set("tok-attacker", fakeupstream.Allow(testApp, "attacker", "normal"))
+	h.fake.Set("tok-attacker", kakaogamestest.Allow(testApp, "attacker", "normal"))
 
 	h.expect(h.check("tok-garbage", "mobile", "victim"), 403, "kick", "invalid_token", "upstream")
 	h.expect(h.check("tok-attacker", "mobile", "victim"), 403, "kick", "player_mismatch", "upstream")
@@ -135,15 +135,15 @@ func TestPurgeOnlyOnVerdictAboutPlayer(t *testing.T) {
 	h.expect(h.check("tok-victim", "mobile", "victim"), 200, "allow", "ok", "cache")
 	// And the outage protection is still there.
 	h.clk.Add(6 * time.Minute)
-	h.fake.SetOverride(&fakeupstream.Verdict{Status: 500})
+	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 500})
 	h.expect(h.check("tok-victim", "mobile", "victim"), 200, "allow", "ok", "stale")
 	h.fake.SetOverride(nil)
 
 	// A verdict about the victim (a lockout naming them, on another token)
 	// purges them: their stale allow is not served in the next outage.
-	h.fake.Set("tok-victim-2", fakeupstream.Lockout(testApp, "victim"))
+	h.fake.Set("tok-victim-2", kakaogamestest.Lockout(testApp, "victim"))
 	h.expect(h.check("tok-victim-2", "pc", ""), 403, "kick", "lockout", "upstream")
-	h.fake.SetOverride(&fakeupstream.Verdict{Status: 500})
+	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 500})
 	h.expect(h.check("tok-victim", "mobile", "victim"), 503, "unavailable", "upstream_unavailable", "upstream")
 }
 
@@ -161,7 +161,7 @@ func TestStrictUpstreamBodies(t *testing.T) {
 		`{"player":{"PlayerID":"p1","status":"normal"}}`,
 	} {
 		tok := fmt.Sprint("tok-two-ways-", i)
-		h.fake.Set(tok, fakeupstream.Verdict{Status: 200, Body: []byte(body)})
+		h.fake.Set(tok, kakaogamestest.Verdict{Status: 200, Body: []byte(body)})
 		h.expect(h.check(tok, "mobile", "p1"), 503, "unavailable", "upstream_unavailable", "upstream")
 		r := h.dropIn(map[string]string{"accessToken": tok, "platform": "mobile", "playerId": "p1"})
 		if r.status != 503 || strings.Contains(r.raw, "normal") {
@@ -174,7 +174,7 @@ func TestStrictUpstreamBodies(t *testing.T) {
 // as headers too is a 400 naming the conflict, and is never forwarded.
 func TestOneRequestOneForm(t *testing.T) {
 	h := newHarness(t, nil)
-	h.fake.Set("tok-a", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.fake.Set("tok-a", kakaogamestest.Allow(testApp, "p1", "normal"))
 	for _, hdr := range []string{"playerId", "accessToken", "platform", "PLAYERID"} {
 		req, _ := http.NewRequest("POST", h.url+APIPath, strings.NewReader(`{"accessToken":"tok-a","platform":"mobile"}`))
 		req.Header.Set(hdr, "victim")
@@ -217,18 +217,18 @@ func TestOutOfStepConnectionNeverReused(t *testing.T) {
 		{"304 followed by bytes", "HTTP/1.1 304 Not Modified\r\n\r\n" + allowB, 503},
 		{"101", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n" + allowB, 503},
 		{"unknown 1xx before the answer", "HTTP/1.1 199 Whatever\r\n\r\n" + allowA, 503},
-		{"stray response on an idle connection", allowA + fakeupstream.RawPause + allowB, 200},
+		{"stray response on an idle connection", allowA + kakaogamestest.RawPause + allowB, 200},
 		{"100 Continue is fine", "HTTP/1.1 100 Continue\r\n\r\n" + allowA, 200},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			h := newHarness(t, func(cfg *Config) { cfg.Policy = PolicyClosed; cfg.MaxUpstreamConns = 1 })
-			h.fake.Set("tok-first", fakeupstream.Verdict{Fault: fakeupstream.FaultRaw, Raw: []byte(c.raw)})
+			h.fake.Set("tok-first", kakaogamestest.Verdict{Fault: kakaogamestest.FaultRaw, Raw: []byte(c.raw)})
 			r := h.check("tok-first", "mobile", "")
 			if r.status != c.status {
 				t.Fatalf("tok-first: %d %s, want %d", r.status, r.raw, c.status)
 			}
-			if strings.Contains(c.raw, fakeupstream.RawPause) {
+			if strings.Contains(c.raw, kakaogamestest.RawPause) {
 				waitFor(t, "the stray response", func() bool { return h.fake.RawWrites() == 1 })
 			}
 			// The upstream would refuse this token: whatever the first
@@ -246,10 +246,10 @@ func TestOutOfStepConnectionNeverReused(t *testing.T) {
 // failure, the outage policy answers, and an error line says what to check.
 func TestForeign4xxIsNotVerdict(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.BreakerFailures = 100 })
-	h.fake.Set("tok-a", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.fake.Set("tok-a", kakaogamestest.Allow(testApp, "p1", "normal"))
 	h.expect(h.check("tok-a", "mobile", "p1"), 200, "allow", "ok", "upstream")
 	h.clk.Add(6 * time.Minute)
-	for _, v := range []fakeupstream.Verdict{
+	for _, v := range []kakaogamestest.Verdict{
 		{Status: 404, Body: []byte("<html><body>404 Not Found</body></html>"), ContentType: "text/html"},
 		{Status: 403, Body: []byte("<html>Request blocked by the WAF</html>"), ContentType: "text/html"},
 		{Status: 403, Body: []byte(`{"desc":"Forbidden (401.-1)"}`)},
@@ -263,11 +263,11 @@ func TestForeign4xxIsNotVerdict(t *testing.T) {
 		t.Errorf("no error line names the foreign 404:\n%s", h.logs.String())
 	}
 	// A Kakao error body of the same status is Kakao's verdict.
-	h.fake.SetOverride(&fakeupstream.Verdict{Status: 403, Body: []byte(`{"desc":"Forbidden. (403.-10200)"}`)})
+	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 403, Body: []byte(`{"desc":"Forbidden. (403.-10200)"}`)})
 	h.expect(h.check("tok-a", "mobile", "p1"), 403, "kick", "abnormal_state", "upstream")
 	// Statuses about the connection are like 400: not verdicts, not failures.
 	for _, s := range []int{407, 421, 425, 426, 428} {
-		h.fake.SetOverride(&fakeupstream.Verdict{Status: s})
+		h.fake.SetOverride(&kakaogamestest.Verdict{Status: s})
 		h.expect(h.check(fmt.Sprint("tok-conn-", s), "mobile", ""), 503, "unavailable", "upstream_unavailable", "upstream")
 	}
 }
@@ -280,8 +280,8 @@ func TestForeign4xxIsNotVerdict(t *testing.T) {
 func TestNoSecretInLogsOrResponses(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed; c.BreakerFailures = 100 })
 	const token = "TOKEN-recognisable-5f2c9a"
-	echo := fakeupstream.EchoMark
-	verdicts := []fakeupstream.Verdict{
+	echo := kakaogamestest.EchoMark
+	verdicts := []kakaogamestest.Verdict{
 		{Status: 500, Body: []byte(`{"desc":"internal error, request was ` + echo + ` (500.-1)"}`)},
 		{Status: 503, Body: []byte(`<html>` + echo + `</html>`), ContentType: "text/html"},
 		{Status: 400, Body: []byte(`{"desc":"bad request ` + echo + ` (400.-1)"}`)},
@@ -290,9 +290,9 @@ func TestNoSecretInLogsOrResponses(t *testing.T) {
 		{Status: 401, Body: []byte(`{"desc":"Token is invalid: ` + echo + ` (401.-29401)"}`)},
 		{Status: 463, Body: []byte(`{"desc":"lockout ` + echo + ` (463.-1)","lockout":{"idType":"playerId","id":"p1"}}`)},
 		{Status: 200, Body: []byte(`{"player":{"playerId":"p1","status":"normal","nickname":"` + echo + `"}}`)},
-		{Fault: fakeupstream.FaultRaw, Raw: []byte("HTTP/1.1 2OO " + echo + "\r\n\r\n")},
-		{Fault: fakeupstream.FaultRaw, Raw: []byte("HTTP/1.1 200 OK\r\n" + strings.ReplaceAll(echo, "\r\n", "") + " bad header\r\nContent-Length: 2\r\n\r\n{}")},
-		{Fault: fakeupstream.FaultRaw, Raw: []byte("HTTP/1.1 200 OK\r\nX-Echo: " + echo + "\r\nContent-Length: 2\r\n\r\n{}")},
+		{Fault: kakaogamestest.FaultRaw, Raw: []byte("HTTP/1.1 2OO " + echo + "\r\n\r\n")},
+		{Fault: kakaogamestest.FaultRaw, Raw: []byte("HTTP/1.1 200 OK\r\n" + strings.ReplaceAll(echo, "\r\n", "") + " bad header\r\nContent-Length: 2\r\n\r\n{}")},
+		{Fault: kakaogamestest.FaultRaw, Raw: []byte("HTTP/1.1 200 OK\r\nX-Echo: " + echo + "\r\nContent-Length: 2\r\n\r\n{}")},
 	}
 	var responses strings.Builder
 	for _, v := range verdicts {
@@ -380,7 +380,7 @@ func TestUpstreamHeaderCase(t *testing.T) {
 // counted as outcome "other", not as a 5xx.
 func TestUpstreamOutcomeNonStandard(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed })
-	h.fake.Set("tok-600", fakeupstream.Verdict{Fault: fakeupstream.FaultRaw, Raw: []byte("HTTP/1.1 600 Strange\r\nContent-Length: 0\r\n\r\n")})
+	h.fake.Set("tok-600", kakaogamestest.Verdict{Fault: kakaogamestest.FaultRaw, Raw: []byte("HTTP/1.1 600 Strange\r\nContent-Length: 0\r\n\r\n")})
 	h.expect(h.check("tok-600", "mobile", ""), 503, "unavailable", "upstream_unavailable", "upstream")
 	if got := h.metric("playerguard_upstream_requests_total", "outcome", "other"); got != 1 {
 		t.Errorf("outcome other = %v, want 1", got)
@@ -394,7 +394,7 @@ func TestUpstreamOutcomeNonStandard(t *testing.T) {
 // duplicate keys, case-folded and unknown keys, and purges nothing then.
 func TestAdminPurgeStrictBody(t *testing.T) {
 	h := newHarness(t, nil)
-	h.fake.Set("tok-a", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.fake.Set("tok-a", kakaogamestest.Allow(testApp, "p1", "normal"))
 	h.expect(h.check("tok-a", "mobile", "p1"), 200, "allow", "ok", "upstream")
 	for _, body := range []string{
 		`{"playerId":"p1"} {"playerId":"p2"}`,
@@ -430,7 +430,7 @@ func TestIdlePooledConnectionStillUsed(t *testing.T) {
 		c.Policy = PolicyClosed
 		c.BreakerFailures = 2
 	})
-	h.fake.SetDefault(fakeupstream.Allow(testApp, "p", "normal"))
+	h.fake.SetDefault(kakaogamestest.Allow(testApp, "p", "normal"))
 	h.fake.SetLatency(50 * time.Millisecond)
 	var wg sync.WaitGroup
 	for i := range 30 { // 30 connections in the pool
@@ -518,9 +518,9 @@ func TestKickDetachesFlightsOfToken(t *testing.T) {
 		json.Unmarshal(raw, &r.body)
 		return r
 	}
-	h.fake.Set("tok-a", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.fake.Set("tok-a", kakaogamestest.Allow(testApp, "p1", "normal"))
 	h.expect(post("p1"), 200, "allow", "ok", "upstream") // its cache write is held
-	h.fake.Set("tok-a", fakeupstream.Invalid())
+	h.fake.Set("tok-a", kakaogamestest.Invalid())
 	h.expect(post(""), 403, "kick", "invalid_token", "upstream")
 	h.expect(post("p1"), 403, "kick", "invalid_token", "upstream")
 	release()
@@ -533,7 +533,7 @@ func TestKickDetachesFlightsOfToken(t *testing.T) {
 // no verdict.
 func TestWrongUpstreamPathKicksNobody(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Upstream += "/wrong-base"; c.Policy = PolicyClosed })
-	h.fake.SetDefault(fakeupstream.Allow(testApp, "p1", "normal"))
+	h.fake.SetDefault(kakaogamestest.Allow(testApp, "p1", "normal"))
 	h.expect(h.check("tok-good", "mobile", "p1"), 503, "unavailable", "upstream_unavailable", "upstream")
 	if !strings.Contains(h.logs.String(), "upstream answered 404 Not Found") {
 		t.Errorf("no error line names the 404:\n%s", h.logs.String())
@@ -593,12 +593,12 @@ func TestNegativeCacheAuditNamesClaim(t *testing.T) {
 // served stale in the next outage.
 func TestDroppedKickBodyPurgesClaim(t *testing.T) {
 	h := newHarness(t, nil)
-	h.fake.Set("tok-phone", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.fake.Set("tok-phone", kakaogamestest.Allow(testApp, "p1", "normal"))
 	h.expect(h.check("tok-phone", "mobile", "p1"), 200, "allow", "ok", "upstream")
-	h.fake.Set("tok-pc", fakeupstream.Verdict{Status: 464, Body: oversized(464)})
+	h.fake.Set("tok-pc", kakaogamestest.Verdict{Status: 464, Body: oversized(464)})
 	h.expect(h.check("tok-pc", "pc", "p1"), 403, "kick", "sanction", "upstream")
 	h.clk.Add(6 * time.Minute)
-	h.fake.SetOverride(&fakeupstream.Verdict{Status: 500})
+	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 500})
 	h.expect(h.check("tok-phone", "mobile", "p1"), 503, "unavailable", "upstream_unavailable", "upstream")
 }
 

@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"playerguard/bench/fakeupstream"
+	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/cache"
 	"playerguard/metrics"
 )
@@ -60,7 +60,7 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // in front of one fake upstream, all on loopback.
 type harness struct {
 	t     *testing.T
-	fake  *fakeupstream.Server
+	fake  *kakaogamestest.Server
 	v     *Validator
 	cache *cache.Cache[*Result]
 	clk   *clock
@@ -73,7 +73,7 @@ type harness struct {
 
 func newHarness(t *testing.T, mod func(*Config)) *harness {
 	t.Helper()
-	fake, err := fakeupstream.Start(fakeupstream.Config{AppID: testApp, AppSecret: testSecret, AdminKey: testKey})
+	fake, err := kakaogamestest.Start(kakaogamestest.Config{AppID: testApp, AppSecret: testSecret, AdminKey: testKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,33 +225,33 @@ func (h *harness) admin(token, body string) *http.Response {
 // the fake upstream and the HTTP API.
 func TestDecisionTableEndToEnd(t *testing.T) {
 	h := newHarness(t, nil)
-	raw := func(status int, body string) fakeupstream.Verdict {
-		return fakeupstream.Verdict{Status: status, Body: []byte(body)}
+	raw := func(status int, body string) kakaogamestest.Verdict {
+		return kakaogamestest.Verdict{Status: status, Body: []byte(body)}
 	}
 	cases := []struct {
 		name     string
-		verdict  fakeupstream.Verdict
+		verdict  kakaogamestest.Verdict
 		claim    string
 		status   int
 		decision string
 		reason   string
 	}{
-		{"normal", fakeupstream.Allow(testApp, "p1", "normal"), "p1", 200, "allow", "ok"},
-		{"normal unclaimed", fakeupstream.Allow(testApp, "p1", "normal"), "", 200, "allow", "ok"},
-		{"status delete", fakeupstream.Allow(testApp, "p1", "delete"), "p1", 403, "kick", "player_status"},
-		{"mismatch", fakeupstream.Allow(testApp, "p2", "normal"), "p1", 403, "kick", "player_mismatch"},
-		{"401", fakeupstream.Invalid(), "p1", 403, "kick", "invalid_token"},
-		{"406", fakeupstream.NoPlayer(), "p1", 403, "kick", "not_acceptable"},
-		{"462", fakeupstream.Unregistering(testApp, "p1"), "p1", 403, "kick", "unregistering"},
-		{"463", fakeupstream.Lockout(testApp, "p1"), "p1", 403, "kick", "lockout"},
-		{"464", fakeupstream.Sanction(testApp, "p1"), "p1", 403, "kick", "sanction"},
+		{"normal", kakaogamestest.Allow(testApp, "p1", "normal"), "p1", 200, "allow", "ok"},
+		{"normal unclaimed", kakaogamestest.Allow(testApp, "p1", "normal"), "", 200, "allow", "ok"},
+		{"status delete", kakaogamestest.Allow(testApp, "p1", "delete"), "p1", 403, "kick", "player_status"},
+		{"mismatch", kakaogamestest.Allow(testApp, "p2", "normal"), "p1", 403, "kick", "player_mismatch"},
+		{"401", kakaogamestest.Invalid(), "p1", 403, "kick", "invalid_token"},
+		{"406", kakaogamestest.NoPlayer(), "p1", 403, "kick", "not_acceptable"},
+		{"462", kakaogamestest.Unregistering(testApp, "p1"), "p1", 403, "kick", "unregistering"},
+		{"463", kakaogamestest.Lockout(testApp, "p1"), "p1", 403, "kick", "lockout"},
+		{"464", kakaogamestest.Sanction(testApp, "p1"), "p1", 403, "kick", "sanction"},
 		{"465", raw(465, `{"desc":"Already used. (465.-10104)"}`), "p1", 403, "kick", "abnormal_state"},
 		{"400", raw(400, `{"desc":"Bad. (400.-1)"}`), "p1", 503, "unavailable", "upstream_unavailable"},
 		{"408", raw(408, ""), "p1", 503, "unavailable", "upstream_unavailable"},
 		{"429", raw(429, `{"desc":"Slow down. (429.-1)"}`), "p1", 503, "unavailable", "upstream_unavailable"},
-		{"473", fakeupstream.Maintenance(), "p1", 503, "unavailable", "upstream_maintenance"},
-		{"500", fakeupstream.Error(500), "p1", 503, "unavailable", "upstream_unavailable"},
-		{"503", fakeupstream.Error(503), "p1", 503, "unavailable", "upstream_unavailable"},
+		{"473", kakaogamestest.Maintenance(), "p1", 503, "unavailable", "upstream_maintenance"},
+		{"500", kakaogamestest.Error(500), "p1", 503, "unavailable", "upstream_unavailable"},
+		{"503", kakaogamestest.Error(503), "p1", 503, "unavailable", "upstream_unavailable"},
 		{"200 unparsable", raw(200, `{"player":`), "p1", 503, "unavailable", "upstream_unavailable"},
 	}
 	for i, c := range cases {
@@ -267,7 +267,7 @@ func TestDecisionTableEndToEnd(t *testing.T) {
 		// The failures above are spread out by successes; keep the breaker
 		// closed for the rows after them.
 		ok := fmt.Sprintf("tok-ok-%d", i)
-		h.fake.Set(ok, fakeupstream.Allow(testApp, "ok", "normal"))
+		h.fake.Set(ok, kakaogamestest.Allow(testApp, "ok", "normal"))
 		h.expect(h.check(ok, "pc", ""), 200, "allow", "ok", "upstream")
 	}
 }
@@ -276,7 +276,7 @@ func TestDecisionTableEndToEnd(t *testing.T) {
 // 463 reach the game server exactly as the upstream sent them.
 func TestLockoutDetailReachesCaller(t *testing.T) {
 	h := newHarness(t, nil)
-	v := fakeupstream.Lockout(testApp, "123456789123456")
+	v := kakaogamestest.Lockout(testApp, "123456789123456")
 	h.fake.Set("tok-locked", v)
 	r := h.check("tok-locked", "mobile", "123456789123456")
 	h.expect(r, 403, "kick", "lockout", "upstream")
@@ -304,10 +304,10 @@ func TestLockoutDetailReachesCaller(t *testing.T) {
 
 func TestUpstreamGetsSecretsAndFields(t *testing.T) {
 	h := newHarness(t, nil)
-	h.fake.Set("tok-a", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.fake.Set("tok-a", kakaogamestest.Allow(testApp, "p1", "normal"))
 	h.expect(h.check("tok-a", "launcher", "p1"), 200, "allow", "ok", "upstream")
 	got := h.fake.LastRequest()
-	want := fakeupstream.RequestInfo{Method: "POST", Path: ValidationPath, AppSecret: testSecret, Authorization: "KakaoAK " + testKey,
+	want := kakaogamestest.RequestInfo{Method: "POST", Path: ValidationPath, AppSecret: testSecret, Authorization: "KakaoAK " + testKey,
 		AppID: testApp, Platform: "launcher", AccessToken: "tok-a", PlayerID: "p1", ContentType: "application/json;charset=UTF-8"}
 	if got != want {
 		t.Errorf("upstream saw %+v, want %+v", got, want)
@@ -316,7 +316,7 @@ func TestUpstreamGetsSecretsAndFields(t *testing.T) {
 
 func TestCacheHitAndExpiry(t *testing.T) {
 	h := newHarness(t, nil)
-	h.fake.Set("tok-a", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.fake.Set("tok-a", kakaogamestest.Allow(testApp, "p1", "normal"))
 	first := h.check("tok-a", "mobile", "p1")
 	h.expect(first, 200, "allow", "ok", "upstream")
 	h.cache.Wait()
@@ -342,7 +342,7 @@ func TestCacheHitAndExpiry(t *testing.T) {
 
 func TestKicksAreNotCached(t *testing.T) {
 	h := newHarness(t, nil)
-	h.fake.Set("tok-bad", fakeupstream.Invalid())
+	h.fake.Set("tok-bad", kakaogamestest.Invalid())
 	h.expect(h.check("tok-bad", "mobile", ""), 403, "kick", "invalid_token", "upstream")
 	h.cache.Wait()
 	h.expect(h.check("tok-bad", "mobile", ""), 403, "kick", "invalid_token", "upstream")
@@ -353,8 +353,8 @@ func TestKicksAreNotCached(t *testing.T) {
 
 func TestNegativeCache(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.NegativeTTL = 10 * time.Second })
-	h.fake.Set("tok-bad", fakeupstream.Invalid())
-	h.fake.Set("tok-sanctioned", fakeupstream.Sanction(testApp, "p2"))
+	h.fake.Set("tok-bad", kakaogamestest.Invalid())
+	h.fake.Set("tok-sanctioned", kakaogamestest.Sanction(testApp, "p2"))
 	h.expect(h.check("tok-bad", "mobile", "p1"), 403, "kick", "invalid_token", "upstream")
 	h.cache.Wait()
 	h.expect(h.check("tok-bad", "mobile", "p1"), 403, "kick", "invalid_token", "cache")
@@ -370,7 +370,7 @@ func TestNegativeCache(t *testing.T) {
 // separate entry and a separate upstream call.
 func TestKeyIsolation(t *testing.T) {
 	h := newHarness(t, nil)
-	h.fake.Set("tok-a", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.fake.Set("tok-a", kakaogamestest.Allow(testApp, "p1", "normal"))
 	h.expect(h.check("tok-a", "mobile", "p1"), 200, "allow", "ok", "upstream")
 	h.cache.Wait()
 	h.expect(h.check("tok-a", "mobile", "p1"), 200, "allow", "ok", "cache")
@@ -389,7 +389,7 @@ func TestCoalescing(t *testing.T) {
 	h.fake.SetLatency(300 * time.Millisecond)
 	const tokens, perToken = 20, 25
 	for i := range tokens {
-		h.fake.Set(fmt.Sprint("tok-storm-", i), fakeupstream.Allow(testApp, fmt.Sprint("p", i), "normal"))
+		h.fake.Set(fmt.Sprint("tok-storm-", i), kakaogamestest.Allow(testApp, fmt.Sprint("p", i), "normal"))
 	}
 	var wg sync.WaitGroup
 	errs := make(chan string, tokens*perToken)
@@ -430,7 +430,7 @@ func TestCoalescing(t *testing.T) {
 func TestCoalescedWaitersSurviveCallerDisconnect(t *testing.T) {
 	h := newHarness(t, nil)
 	h.fake.SetLatency(400 * time.Millisecond)
-	h.fake.Set("tok-a", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.fake.Set("tok-a", kakaogamestest.Allow(testApp, "p1", "normal"))
 	body := `{"accessToken":"tok-a","platform":"mobile"}`
 	conn, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
 	if err != nil {
@@ -473,7 +473,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func TestBreakerOpensAndHalfOpens(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed })
-	h.fake.SetOverride(&fakeupstream.Verdict{Status: 500, Body: []byte(`{"desc":"down (500.-1)"}`)})
+	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 500, Body: []byte(`{"desc":"down (500.-1)"}`)})
 	for i := range 3 {
 		h.expect(h.check(fmt.Sprint("tok-f", i), "mobile", ""), 503, "unavailable", "upstream_unavailable", "upstream")
 	}
@@ -500,7 +500,7 @@ func TestBreakerOpensAndHalfOpens(t *testing.T) {
 	}
 	// The upstream heals; the next probe closes the breaker.
 	h.fake.SetOverride(nil)
-	h.fake.Set("tok-probe2", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.fake.Set("tok-probe2", kakaogamestest.Allow(testApp, "p1", "normal"))
 	waitFor(t, "half-open again", func() bool { return h.metric("playerguard_breaker_state") == metrics.BreakerHalfOpen })
 	h.expect(h.check("tok-probe2", "mobile", ""), 200, "allow", "ok", "upstream")
 	if g := h.metric("playerguard_breaker_state"); g != metrics.BreakerClosed {
@@ -518,7 +518,7 @@ func TestKicksDoNotTripBreaker(t *testing.T) {
 	for i := range 10 {
 		h.expect(h.check(fmt.Sprint("tok-unknown", i), "mobile", ""), 403, "kick", "invalid_token", "upstream")
 	}
-	h.fake.SetOverride(&fakeupstream.Verdict{Status: 400, Body: []byte(`{"desc":"bad (400.-1)"}`)})
+	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 400, Body: []byte(`{"desc":"bad (400.-1)"}`)})
 	for i := range 10 {
 		h.expect(h.check(fmt.Sprint("tok-400", i), "mobile", ""), 503, "unavailable", "upstream_unavailable", "upstream")
 	}
@@ -532,7 +532,7 @@ func TestKicksDoNotTripBreaker(t *testing.T) {
 
 func TestTimeoutIsUnavailableNotKick(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.UpstreamTimeout = 200 * time.Millisecond; c.Policy = PolicyClosed })
-	h.fake.Set("tok-slow", fakeupstream.Verdict{Status: 200, Body: []byte(playerBody("p1", "normal")), Delay: 2 * time.Second})
+	h.fake.Set("tok-slow", kakaogamestest.Verdict{Status: 200, Body: []byte(playerBody("p1", "normal")), Delay: 2 * time.Second})
 	start := time.Now()
 	h.expect(h.check("tok-slow", "mobile", "p1"), 503, "unavailable", "upstream_unavailable", "upstream")
 	if d := time.Since(start); d > time.Second {
@@ -545,10 +545,10 @@ func TestTimeoutIsUnavailableNotKick(t *testing.T) {
 
 func TestPolicyStale(t *testing.T) {
 	h := newHarness(t, nil)
-	h.fake.Set("tok-a", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.fake.Set("tok-a", kakaogamestest.Allow(testApp, "p1", "normal"))
 	h.expect(h.check("tok-a", "mobile", "p1"), 200, "allow", "ok", "upstream")
 	h.cache.Wait()
-	h.fake.SetOverride(&fakeupstream.Verdict{Status: 503, Body: []byte(`{"desc":"down (503.-1)"}`)})
+	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 503, Body: []byte(`{"desc":"down (503.-1)"}`)})
 	// Fresh: a plain cache hit, outage or not.
 	h.expect(h.check("tok-a", "mobile", "p1"), 200, "allow", "ok", "cache")
 	// Expired but within -stale-for: a degraded allow with the player.
@@ -573,11 +573,11 @@ func TestPolicyStale(t *testing.T) {
 
 func TestPolicyStaleWhileBreakerOpen(t *testing.T) {
 	h := newHarness(t, nil)
-	h.fake.Set("tok-a", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.fake.Set("tok-a", kakaogamestest.Allow(testApp, "p1", "normal"))
 	h.check("tok-a", "mobile", "p1")
 	h.cache.Wait()
 	h.clk.Add(6 * time.Minute)
-	h.fake.SetOverride(&fakeupstream.Verdict{Status: 500})
+	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 500})
 	for i := range 3 {
 		h.check(fmt.Sprint("tok-f", i), "mobile", "")
 	}
@@ -590,7 +590,7 @@ func TestPolicyStaleWhileBreakerOpen(t *testing.T) {
 
 func TestPolicyOpen(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Policy = PolicyOpen })
-	h.fake.SetOverride(&fakeupstream.Verdict{Status: 502})
+	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 502})
 	r := h.check("tok-any", "mobile", "p1")
 	h.expect(r, 200, "allow", "ok", "policy")
 	if r.body["degraded"] != true {
@@ -603,11 +603,11 @@ func TestPolicyOpen(t *testing.T) {
 
 func TestPolicyClosed(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed })
-	h.fake.Set("tok-a", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.fake.Set("tok-a", kakaogamestest.Allow(testApp, "p1", "normal"))
 	h.check("tok-a", "mobile", "p1")
 	h.cache.Wait()
 	h.clk.Add(6 * time.Minute)
-	h.fake.SetOverride(&fakeupstream.Verdict{Status: 500})
+	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 500})
 	h.expect(h.check("tok-a", "mobile", "p1"), 503, "unavailable", "upstream_unavailable", "upstream")
 }
 
@@ -615,9 +615,9 @@ func TestPolicyClosed(t *testing.T) {
 // allow of that player is served, for that token or any other.
 func TestNoStaleAfterKick(t *testing.T) {
 	h := newHarness(t, nil)
-	h.fake.Set("tok-1", fakeupstream.Allow(testApp, "p1", "normal"))
-	h.fake.Set("tok-2", fakeupstream.Allow(testApp, "p1", "normal"))
-	h.fake.Set("tok-3", fakeupstream.Allow(testApp, "p3", "normal"))
+	h.fake.Set("tok-1", kakaogamestest.Allow(testApp, "p1", "normal"))
+	h.fake.Set("tok-2", kakaogamestest.Allow(testApp, "p1", "normal"))
+	h.fake.Set("tok-3", kakaogamestest.Allow(testApp, "p3", "normal"))
 	h.check("tok-1", "mobile", "p1")
 	h.check("tok-2", "pc", "")
 	h.check("tok-3", "mobile", "p3")
@@ -625,12 +625,12 @@ func TestNoStaleAfterKick(t *testing.T) {
 	h.clk.Add(6 * time.Minute) // all three are stale now
 
 	// tok-2's own key turns invalid; p1 is sanctioned through a new token.
-	h.fake.Set("tok-2", fakeupstream.Invalid())
+	h.fake.Set("tok-2", kakaogamestest.Invalid())
 	h.expect(h.check("tok-2", "pc", ""), 403, "kick", "invalid_token", "upstream")
-	h.fake.Set("tok-4", fakeupstream.Sanction(testApp, "p1"))
+	h.fake.Set("tok-4", kakaogamestest.Sanction(testApp, "p1"))
 	h.expect(h.check("tok-4", "mobile", ""), 403, "kick", "sanction", "upstream")
 
-	h.fake.SetOverride(&fakeupstream.Verdict{Status: 503})
+	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 503})
 	h.expect(h.check("tok-1", "mobile", "p1"), 503, "unavailable", "upstream_unavailable", "upstream")
 	h.expect(h.check("tok-2", "pc", ""), 503, "unavailable", "upstream_unavailable", "upstream")
 	h.expect(h.check("tok-3", "mobile", "p3"), 200, "allow", "ok", "stale") // p3 untouched
@@ -640,13 +640,13 @@ func TestNoStaleAfterKick(t *testing.T) {
 // cached allow of that player at once.
 func TestKickDropsPlayersFreshAllows(t *testing.T) {
 	h := newHarness(t, nil)
-	h.fake.Set("tok-1", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.fake.Set("tok-1", kakaogamestest.Allow(testApp, "p1", "normal"))
 	h.check("tok-1", "mobile", "p1")
 	h.cache.Wait()
 	h.expect(h.check("tok-1", "mobile", "p1"), 200, "allow", "ok", "cache")
-	h.fake.Set("tok-2", fakeupstream.Lockout(testApp, "p1"))
+	h.fake.Set("tok-2", kakaogamestest.Lockout(testApp, "p1"))
 	h.expect(h.check("tok-2", "mobile", ""), 403, "kick", "lockout", "upstream")
-	h.fake.Set("tok-1", fakeupstream.Lockout(testApp, "p1"))
+	h.fake.Set("tok-1", kakaogamestest.Lockout(testApp, "p1"))
 	h.expect(h.check("tok-1", "mobile", "p1"), 403, "kick", "lockout", "upstream")
 	if !strings.Contains(h.logs.String(), `"msg":"kick"`) || !strings.Contains(h.logs.String(), `"upstream_code":-10103`) {
 		t.Errorf("kick audit line missing: %s", h.logs.String())
@@ -655,8 +655,8 @@ func TestKickDropsPlayersFreshAllows(t *testing.T) {
 
 func TestAdminPurge(t *testing.T) {
 	h := newHarness(t, nil)
-	h.fake.Set("tok-1", fakeupstream.Allow(testApp, "p1", "normal"))
-	h.fake.Set("tok-2", fakeupstream.Allow(testApp, "p2", "normal"))
+	h.fake.Set("tok-1", kakaogamestest.Allow(testApp, "p1", "normal"))
+	h.fake.Set("tok-2", kakaogamestest.Allow(testApp, "p2", "normal"))
 	h.check("tok-1", "mobile", "p1")
 	h.check("tok-2", "mobile", "p2")
 	h.cache.Wait()
@@ -721,7 +721,7 @@ func TestHealthAndReady(t *testing.T) {
 // as nginx auth_request and Envoy ext_authz send them.
 func TestHeaderMode(t *testing.T) {
 	h := newHarness(t, nil)
-	h.fake.Set("tok-a", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.fake.Set("tok-a", kakaogamestest.Allow(testApp, "p1", "normal"))
 	for _, method := range []string{"GET", "POST"} {
 		req, _ := http.NewRequest(method, h.url+APIPath, nil)
 		req.Header.Set("accessToken", "tok-a")
@@ -813,11 +813,11 @@ func (h *harness) dropIn(headers map[string]string) reply {
 // added, bodies passed through byte for byte, from cache when fresh.
 func TestDropIn(t *testing.T) {
 	h := newHarness(t, nil)
-	allow := fakeupstream.Allow(testApp, "p1", "normal")
-	lock := fakeupstream.Lockout(testApp, "p2")
+	allow := kakaogamestest.Allow(testApp, "p1", "normal")
+	lock := kakaogamestest.Lockout(testApp, "p2")
 	h.fake.Set("tok-a", allow)
 	h.fake.Set("tok-l", lock)
-	h.fake.Set("tok-e", fakeupstream.Error(500))
+	h.fake.Set("tok-e", kakaogamestest.Error(500))
 	hdr := func(tok, player string) map[string]string {
 		return map[string]string{"accessToken": tok, "platform": "mobile", "playerId": player,
 			"appSecret": "caller-secret", "Authorization": "KakaoAK caller-key", "kgAppId": "1"}
@@ -842,7 +842,7 @@ func TestDropIn(t *testing.T) {
 		t.Errorf("lockout: %d %q", r.status, r.raw)
 	}
 	r = h.dropIn(hdr("tok-e", "p3"))
-	if r.status != 500 || r.raw != string(fakeupstream.Error(500).Body) {
+	if r.status != 500 || r.raw != string(kakaogamestest.Error(500).Body) {
 		t.Errorf("500: %d %q", r.status, r.raw)
 	}
 	r = h.dropIn(map[string]string{"platform": "mobile"})
@@ -854,7 +854,7 @@ func TestDropIn(t *testing.T) {
 		t.Errorf("GET drop-in: %d", r.status)
 	}
 	// A 200 we cannot read must not pass through as a 200.
-	h.fake.Set("tok-junk", fakeupstream.Verdict{Status: 200, Body: []byte("<html>")})
+	h.fake.Set("tok-junk", kakaogamestest.Verdict{Status: 200, Body: []byte("<html>")})
 	r = h.dropIn(hdr("tok-junk", ""))
 	if r.status != 503 {
 		t.Errorf("unreadable 200 passed through as %d %q", r.status, r.raw)
@@ -863,7 +863,7 @@ func TestDropIn(t *testing.T) {
 
 func TestDropInOutagePolicies(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Policy = PolicyOpen })
-	h.fake.SetOverride(&fakeupstream.Verdict{Fault: fakeupstream.FaultClose})
+	h.fake.SetOverride(&kakaogamestest.Verdict{Fault: kakaogamestest.FaultClose})
 	r := h.dropIn(map[string]string{"accessToken": "t", "platform": "pc", "playerId": "p1"})
 	var body struct {
 		Player struct{ PlayerID, Status string }
@@ -874,12 +874,12 @@ func TestDropInOutagePolicies(t *testing.T) {
 	}
 
 	h = newHarness(t, nil)
-	allow := fakeupstream.Allow(testApp, "p1", "normal")
+	allow := kakaogamestest.Allow(testApp, "p1", "normal")
 	h.fake.Set("tok-a", allow)
 	h.dropIn(map[string]string{"accessToken": "tok-a", "platform": "pc"})
 	h.cache.Wait()
 	h.clk.Add(6 * time.Minute)
-	h.fake.SetOverride(&fakeupstream.Verdict{Fault: fakeupstream.FaultClose})
+	h.fake.SetOverride(&kakaogamestest.Verdict{Fault: kakaogamestest.FaultClose})
 	r = h.dropIn(map[string]string{"accessToken": "tok-a", "platform": "pc"})
 	if r.status != 200 || r.raw != string(allow.Body) || r.header.Get("X-Playerguard-Source") != "stale" {
 		t.Errorf("stale drop-in: %d %s %v", r.status, r.raw, r.header)
@@ -896,9 +896,9 @@ func TestDropInOutagePolicies(t *testing.T) {
 func TestSecretsNeverLeak(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.NegativeTTL = time.Minute })
 	tok := func(s string) string { return "SECRET-token-" + s }
-	h.fake.Set(tok("ok"), fakeupstream.Allow(testApp, "p1", "normal"))
-	h.fake.Set(tok("lock"), fakeupstream.Lockout(testApp, "p2"))
-	h.fake.Set(tok("err"), fakeupstream.Error(500))
+	h.fake.Set(tok("ok"), kakaogamestest.Allow(testApp, "p1", "normal"))
+	h.fake.Set(tok("lock"), kakaogamestest.Lockout(testApp, "p2"))
+	h.fake.Set(tok("err"), kakaogamestest.Error(500))
 	var responses strings.Builder
 	for _, tk := range []string{tok("ok"), tok("ok"), tok("lock"), tok("err"), tok("unknown"), tok("unknown")} {
 		responses.WriteString(h.check(tk, "mobile", "").raw)
@@ -908,7 +908,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	responses.WriteString(h.post(`{"accessToken":"` + tok("x") + `","platform":"SECRET-platform"}`).raw)
 	h.admin(testAdmin, `{"accessToken":"`+tok("ok")+`","platform":"mobile"}`)
 	h.admin("SECRET-wrong-admin", `{"playerId":"p1"}`)
-	h.fake.SetOverride(&fakeupstream.Verdict{Status: 503})
+	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 503})
 	for i := range 5 {
 		responses.WriteString(h.check(tok(fmt.Sprint("down", i)), "mobile", "").raw)
 	}
@@ -931,7 +931,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 
 func TestMetricsLint(t *testing.T) {
 	h := newHarness(t, nil)
-	h.fake.Set("tok-a", fakeupstream.Allow(testApp, "p1", "normal"))
+	h.fake.Set("tok-a", kakaogamestest.Allow(testApp, "p1", "normal"))
 	h.check("tok-a", "mobile", "p1")
 	problems, err := testutil.GatherAndLint(h.reg)
 	if err != nil {

@@ -25,7 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"playerguard/bench/fakeupstream"
+	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/metrics"
 	"playerguard/validator"
 )
@@ -212,11 +212,11 @@ func serve(ctx context.Context, cfg *Config, sec secrets, log *slog.Logger, stdo
 }
 
 // startDemo starts the embedded fake upstream and points cfg and sec at it.
-func startDemo(cfg *Config, sec *secrets) (*fakeupstream.Server, error) {
+func startDemo(cfg *Config, sec *secrets) (*kakaogamestest.Server, error) {
 	if cfg.AppID == "" {
 		cfg.AppID = "909428"
 	}
-	fake, err := fakeupstream.Start(fakeupstream.Config{AppID: cfg.AppID, AppSecret: "demo-app-secret", AdminKey: "demo-admin-key"})
+	fake, err := kakaogamestest.Start(kakaogamestest.Config{AppID: cfg.AppID, AppSecret: "demo-app-secret", AdminKey: "demo-admin-key"})
 	if err != nil {
 		return nil, err
 	}
@@ -229,12 +229,12 @@ func startDemo(cfg *Config, sec *secrets) (*fakeupstream.Server, error) {
 func printDemo(w io.Writer, cfg *Config, listen, opsListen string) {
 	fmt.Fprintf(w, "\nplayerguard demo: a fake Kakao Games API runs at %s with these players.\n", cfg.Upstream)
 	fmt.Fprintf(w, "Paste a line into another terminal; the comment says what it answers.\n\n")
-	for _, p := range fakeupstream.Demo(cfg.AppID) {
+	for _, p := range kakaogamestest.Demo(cfg.AppID) {
 		fmt.Fprintf(w, "# %s: %s\n", p.Name, p.Expect)
 		fmt.Fprintf(w, "curl -s -w ' HTTP %%{http_code}\\n' -X POST http://%s%s -d '{\"accessToken\":\"%s\",\"platform\":\"%s\",\"playerId\":\"%s\"}'\n\n",
 			listen, validator.APIPath, p.Token, p.Platform, p.PlayerID)
 	}
-	if ps := fakeupstream.Demo(cfg.AppID); len(ps) > 0 {
+	if ps := kakaogamestest.Demo(cfg.AppID); len(ps) > 0 {
 		p := ps[0]
 		fmt.Fprintf(w, "# drop-in mode: the Kakao endpoint's own headers, no secrets; answers as Kakao would (200)\n")
 		fmt.Fprintf(w, "curl -s -w ' HTTP %%{http_code}\\n' -X POST http://%s%s -H 'accessToken: %s' -H 'platform: %s' -H 'playerId: %s'\n\n",

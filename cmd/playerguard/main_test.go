@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"playerguard/bench/fakeupstream"
+	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/validator"
 )
 
@@ -152,9 +152,9 @@ func tryStart(t *testing.T, env []string, args ...string) (*proc, error) {
 	}
 }
 
-func startFake(t *testing.T) *fakeupstream.Server {
+func startFake(t *testing.T) *kakaogamestest.Server {
 	t.Helper()
-	fake, err := fakeupstream.Start(fakeupstream.Config{AppID: "909428", AppSecret: "s3cret", AdminKey: "k3y"})
+	fake, err := kakaogamestest.Start(kakaogamestest.Config{AppID: "909428", AppSecret: "s3cret", AdminKey: "k3y"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func startFake(t *testing.T) *fakeupstream.Server {
 	return fake
 }
 
-func upstreamEnv(fake *fakeupstream.Server) []string {
+func upstreamEnv(fake *kakaogamestest.Server) []string {
 	return []string{
 		"PLAYERGUARD_UPSTREAM=" + fake.URL(),
 		"PLAYERGUARD_APP_ID=909428",
@@ -193,8 +193,8 @@ func requireTool(t *testing.T, name, install string, paths ...string) string {
 func TestNginxAuthRequest(t *testing.T) {
 	nginx := requireTool(t, "nginx", "apt-get install -y nginx", "/usr/sbin/nginx")
 	fake := startFake(t)
-	fake.Set("tok-good", fakeupstream.Allow("909428", "p1", "normal"))
-	fake.Set("tok-locked", fakeupstream.Lockout("909428", "p2"))
+	fake.Set("tok-good", kakaogamestest.Allow("909428", "p1", "normal"))
+	fake.Set("tok-locked", kakaogamestest.Lockout("909428", "p2"))
 	pg := start(t, upstreamEnv(fake))
 
 	snippet, err := os.ReadFile("../../deploy/nginx/auth_request.conf")
@@ -364,7 +364,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	fake.SetLatency(1500 * time.Millisecond)
 	const inflight = 20
 	for i := range inflight {
-		fake.Set(fmt.Sprint("tok-", i%5), fakeupstream.Allow("909428", fmt.Sprint("p", i%5), "normal"))
+		fake.Set(fmt.Sprint("tok-", i%5), kakaogamestest.Allow("909428", fmt.Sprint("p", i%5), "normal"))
 	}
 	pg := start(t, upstreamEnv(fake))
 
@@ -436,7 +436,7 @@ func TestSIGTERMDrains(t *testing.T) {
 // server does not hold the drain open (the API server has no IdleTimeout).
 func TestDrainWithIdleKeepAlive(t *testing.T) {
 	fake := startFake(t)
-	fake.Set("tok-a", fakeupstream.Allow("909428", "p1", "normal"))
+	fake.Set("tok-a", kakaogamestest.Allow("909428", "p1", "normal"))
 	pg := start(t, upstreamEnv(fake))
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	resp, err := client.Post("http://"+pg.listen+"/v1/validate", "application/json", strings.NewReader(`{"accessToken":"tok-a","platform":"pc"}`))

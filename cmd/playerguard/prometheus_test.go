@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"playerguard/bench/fakeupstream"
+	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
 // The Prometheus files under deploy/, from this package's directory.
@@ -376,7 +376,7 @@ type sentTraffic struct {
 // coalesce, a bad request, then an outage (every upstream call answers 500)
 // that opens the breaker; with stale, an allow whose cache entry has expired
 // is then served stale. Every answer is checked on the way.
-func driveTraffic(t *testing.T, fake *fakeupstream.Server, pg *proc, stale bool) sentTraffic {
+func driveTraffic(t *testing.T, fake *kakaogamestest.Server, pg *proc, stale bool) sentTraffic {
 	t.Helper()
 	var sent sentTraffic
 	// check counts one answer; it runs on the test goroutine only.
@@ -407,10 +407,10 @@ func driveTraffic(t *testing.T, fake *fakeupstream.Server, pg *proc, stale bool)
 		check(token, d, r, s, decision, reason, source)
 	}
 
-	fake.Set("tok-allow-1", fakeupstream.Allow("909428", "p1", "normal"))
-	fake.Set("tok-allow-2", fakeupstream.Allow("909428", "p2", "normal"))
-	fake.Set("tok-locked", fakeupstream.Lockout("909428", "p3"))
-	sanction := fakeupstream.Sanction("909428", "p4")
+	fake.Set("tok-allow-1", kakaogamestest.Allow("909428", "p1", "normal"))
+	fake.Set("tok-allow-2", kakaogamestest.Allow("909428", "p2", "normal"))
+	fake.Set("tok-locked", kakaogamestest.Lockout("909428", "p3"))
+	sanction := kakaogamestest.Sanction("909428", "p4")
 	sanction.Delay = 300 * time.Millisecond // long enough for the burst below to coalesce
 	fake.Set("tok-sanctioned", sanction)
 
@@ -461,7 +461,7 @@ func driveTraffic(t *testing.T, fake *fakeupstream.Server, pg *proc, stale bool)
 	if stale {
 		time.Sleep(1100 * time.Millisecond) // -cache-ttl 1s: let tok-allow-1's allow expire
 	}
-	outage := fakeupstream.Error(500)
+	outage := kakaogamestest.Error(500)
 	fake.SetOverride(&outage)
 	for i := range 3 { // -breaker-failures 3
 		expect(fmt.Sprintf("tok-outage-%d", i), "unavailable", "upstream_unavailable", "upstream")

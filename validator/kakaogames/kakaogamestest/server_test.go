@@ -1,4 +1,4 @@
-package fakeupstream
+package kakaogamestest
 
 import (
 	"bufio"

@@ -1,4 +1,4 @@
-package fakeupstream
+package kakaogamestest
 
 import (
 	"bytes"
@@ -103,7 +103,7 @@ func marshal(v any) []byte {
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
-		panic("fakeupstream: marshal: " + err.Error()) // only fixed shapes of strings: cannot happen
+		panic("kakaogamestest: marshal: " + err.Error()) // only fixed shapes of strings: cannot happen
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }

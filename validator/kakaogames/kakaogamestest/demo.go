@@ -1,4 +1,4 @@
-package fakeupstream
+package kakaogamestest
 
 // DemoPlayer is one sample player of the demo.
 type DemoPlayer struct {

@@ -1,4 +1,4 @@
-// Package fakeupstream is an in-process fake of the Kakao Games OpenAPI
+// Package kakaogamestest is an in-process fake of the Kakao Games OpenAPI
 // token validation endpoint, POST /service/v5/auth/validation.
 //
 // It is meant for tests, for the embedded demo (playerguard -demo) and for
@@ -34,7 +34,7 @@
 // Every answer, including 400/401/404/405, is preceded by the configured
 // Latency. Close releases every waiting, hanging or trickling handler at
 // once and closes every connection.
-package fakeupstream
+package kakaogamestest
 
 import (
 	"bytes"
@@ -146,7 +146,7 @@ func Start(cfg Config) (*Server, error) {
 	s.def.Store(prepare(Invalid()))
 	s.srv = &fasthttp.Server{
 		Handler:               s.handle,
-		Name:                  "fakeupstream",
+		Name:                  "kakaogamestest",
 		Concurrency:           256 * 1024,
 		ReadTimeout:           30 * time.Second,
 		WriteTimeout:          30 * time.Second,
@@ -220,7 +220,7 @@ func (s *Server) serveConn(c net.Conn) {
 func checkLoopback(addr string) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("fakeupstream: listen address %q: %w", addr, err)
+		return fmt.Errorf("kakaogamestest: listen address %q: %w", addr, err)
 	}
 	if host == "localhost" {
 		return nil
@@ -228,7 +228,7 @@ func checkLoopback(addr string) error {
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		return nil
 	}
-	return fmt.Errorf("fakeupstream: listen address %q is not loopback (use 127.0.0.1:PORT)", addr)
+	return fmt.Errorf("kakaogamestest: listen address %q is not loopback (use 127.0.0.1:PORT)", addr)
 }
 
 type nopLogger struct{}
