@@ -1,6 +1,9 @@
 package validator
 
-import "strconv"
+import (
+	"strconv"
+	"sync"
+)
 
 // Verdict is what playerguard tells the game server.
 type Verdict uint8
@@ -17,6 +20,10 @@ var verdictNames = [numVerdicts]string{"allow", "kick", "unavailable"}
 func (v Verdict) String() string { return verdictNames[v] }
 
 // Reason says why; its String is the "reason" field and metric label.
+//
+// The reasons below are the engine's and Kakao Games'; another provider
+// adds its own with NewReason, so that every reason has one name and one
+// number across metrics, headers and logs.
 type Reason uint8
 
 const (
@@ -32,13 +39,53 @@ const (
 	ReasonUpstreamUnavailable
 	ReasonCircuitOpen
 	ReasonUpstreamMaintenance
-	numReasons
+	numBuiltinReasons
 )
 
-var reasonNames = [numReasons]string{
-	"ok", "invalid_token", "not_acceptable", "unregistering", "lockout", "sanction",
-	"abnormal_state", "player_mismatch", "player_status",
-	"upstream_unavailable", "circuit_open", "upstream_maintenance",
+// maxReasons bounds the reasons of all providers together; the tables the
+// hot path indexes by Reason are this long.
+const maxReasons = 64
+
+// reasonNames[r] is r's name; each element is written once, by init or
+// NewReason, before r is handed out, so reading it needs no lock.
+var (
+	reasonMu    sync.Mutex // NewReason
+	numReasons  = int(numBuiltinReasons)
+	reasonNames = [maxReasons]string{
+		"ok", "invalid_token", "not_acceptable", "unregistering", "lockout", "sanction",
+		"abnormal_state", "player_mismatch", "player_status",
+		"upstream_unavailable", "circuit_open", "upstream_maintenance",
+	}
+)
+
+// NewReason registers a reason a provider gives and returns it; a name
+// registered already returns the same Reason, so providers share the
+// engine's (invalid_token, player_mismatch...). Call it at package
+// initialisation (a package-level var), before any Validator is built. The
+// name is a metric label value and a JSON field value: lower_snake_case,
+// from a closed set, never input. It panics past maxReasons or on a name
+// that is not lower_snake_case: a wiring bug.
+func NewReason(name string) Reason {
+	reasonMu.Lock()
+	defer reasonMu.Unlock()
+	for i, n := range reasonNames[:numReasons] {
+		if n == name {
+			return Reason(i)
+		}
+	}
+	if numReasons == maxReasons {
+		panic("validator: more than " + strconv.Itoa(maxReasons) + " reasons")
+	}
+	for _, c := range name {
+		if (c < 'a' || c > 'z') && c != '_' {
+			panic("validator: reason " + strconv.Quote(name) + " is not lower_snake_case")
+		}
+	}
+	r := Reason(numReasons)
+	reasonNames[r] = name
+	reasonBytes[r] = []byte(name)
+	numReasons++
+	return r
 }
 
 func (r Reason) String() string { return reasonNames[r] }

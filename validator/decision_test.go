@@ -311,3 +311,19 @@ func TestDecideNamesPlayer(t *testing.T) {
 	f("sanction naming the claim", 464, `{"desc":"x (464.-1)","player":{"playerId":"p3"}}`, "p3", "p3")
 	f("no player", 406, `{"desc":"There is no player. (406.-10005)"}`, "victim", "")
 }
+
+func TestNewReason(t *testing.T) {
+	r := NewReason("test_only_reason")
+	if r.String() != "test_only_reason" || string(reasonBytes[r]) != "test_only_reason" || r < numBuiltinReasons {
+		t.Fatalf("NewReason = %d %q", r, r.String())
+	}
+	if NewReason("test_only_reason") != r || NewReason("invalid_token") != ReasonInvalidToken {
+		t.Error("a registered name is not returned as it was")
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("NewReason accepted a name that is no label value")
+		}
+	}()
+	NewReason("Not a label")
+}

@@ -31,7 +31,7 @@ var (
 
 	// Pre-rendered label bytes for the response headers.
 	verdictBytes [numVerdicts][]byte
-	reasonBytes  [numReasons][]byte
+	reasonBytes  [maxReasons][]byte // filled by init and NewReason
 	sourceBytes  [numSources][]byte
 )
 
@@ -39,7 +39,7 @@ func init() {
 	for i := range numVerdicts {
 		verdictBytes[i] = []byte(i.String())
 	}
-	for i := range numReasons {
+	for i := range numBuiltinReasons {
 		reasonBytes[i] = []byte(i.String())
 	}
 	for i := range numSources {

@@ -133,7 +133,7 @@ type Validator struct {
 	breakerState atomic.Int32
 
 	// Label children resolved once: the hot path does no map lookups.
-	counts  [numVerdicts][numReasons][numSources]*metrics.Counter
+	counts  [numVerdicts][maxReasons][numSources]*metrics.Counter
 	latency [numSources]*metrics.Histogram
 
 	states sync.Pool // *reqState
