@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/bench/peers/spec"
+	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
 // hitTarget is one server the hit load is run against.

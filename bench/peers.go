@@ -17,8 +17,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/bench/peers/spec"
+	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
 // captureRoute asks playerguard (at addr) for p in mode m and returns the

@@ -13,8 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/bench/peers/spec"
+	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
 // runStorm: a reconnect storm. o.stormRequests connects over o.stormTokens

@@ -10,8 +10,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/cache"
+	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
 // hitCtx returns a RequestCtx for a cache-hit validation after warming the

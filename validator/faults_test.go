@@ -19,8 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/metrics"
+	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
 // goroutines waits for the goroutine count to settle back to at most base

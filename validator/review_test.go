@@ -23,8 +23,8 @@ import (
 	"testing"
 	"time"
 
-	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/cache"
+	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
 // rawResponse is an HTTP/1.1 response with a JSON body, as bytes.

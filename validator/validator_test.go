@@ -18,9 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/cache"
 	"playerguard/metrics"
+	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
 const (

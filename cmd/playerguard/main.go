@@ -25,9 +25,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/metrics"
 	"playerguard/validator"
+	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/validator"
+	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
 // binary is playerguard built once for the tests that run it as a process.

@@ -13,7 +13,9 @@ func info(id, appID string, expires int) string {
 	return fmt.Sprintf(`{"id":%s,"expires_in":%d,"app_id":%s}`, id, expires, appID)
 }
 
-func errBodyOf(code int) string { return fmt.Sprintf(`{"code":%d,"msg":"some text that may change"}`, code) }
+func errBodyOf(code int) string {
+	return fmt.Sprintf(`{"code":%d,"msg":"some text that may change"}`, code)
+}
 
 // TestDecide names every row of the decision table.
 func TestDecide(t *testing.T) {
