@@ -151,9 +151,9 @@ type entry[V any] struct {
 	stale int64 // unix nanos: stale before this
 	tags  Tags
 	// The entry's places in its player's and its token's lists (under the
-	// Cache's mu); indexed says it is in them.
+	// Cache's mu). Every filed entry is in its token's list: it is filed
+	// while it is the list's head or has a predecessor (see filed).
 	byPlayer, byToken links[V]
-	indexed           bool
 }
 
 type links[V any] struct{ prev, next *entry[V] }
@@ -233,7 +233,6 @@ func (c *Cache[V]) forget(e *entry[V]) {
 
 // link files e under its tags. c.mu must be held.
 func (c *Cache[V]) link(e *entry[V]) {
-	e.indexed = true
 	if p := e.tags.Player; p != "" {
 		head := c.players[p]
 		e.byPlayer = links[V]{next: head}
@@ -250,12 +249,17 @@ func (c *Cache[V]) link(e *entry[V]) {
 	c.tokens[e.tags.Token] = e
 }
 
+// filed reports whether e is in the index. c.mu must be held. (A flag
+// would say the same for 8 bytes more per entry.)
+func (c *Cache[V]) filed(e *entry[V]) bool {
+	return e.byToken.prev != nil || c.tokens[e.tags.Token] == e
+}
+
 // unlink takes e out of its lists, if it is in them. c.mu must be held.
 func (c *Cache[V]) unlink(e *entry[V]) {
-	if !e.indexed {
+	if !c.filed(e) {
 		return
 	}
-	e.indexed = false
 	if p := e.tags.Player; p != "" {
 		l := &e.byPlayer
 		switch {
