@@ -23,9 +23,13 @@
 // entry. A value fetched while its player or token was purged must not be
 // stored either: Stamps are taken before the upstream is asked
 // (Cache.Stamp), and Set refuses a value stamped before a purge of either
-// of its tags. The last purgeLogLen purges are remembered for that; a Set
-// stamped before all of them is refused, which is always safe (it costs a
-// later miss).
+// of its tags (or of its key: Delete). For that each purge leaves its
+// sequence number in one of purgeBuckets buckets picked by a hash of what
+// it purged, and Set refuses a value whose tags' or key's buckets hold a
+// number newer than its stamp: bounded, never overflowing, and two things
+// sharing a bucket only refuse a Set, which costs a later miss. A Set that
+// a purge overtook (the value linked but not yet in ristretto) looks again
+// once ristretto has it, and takes it back.
 //
 // All methods are safe for concurrent use. The zero Cache is not usable; use
 // New.
@@ -34,6 +38,7 @@ package cache
 import (
 	"errors"
 	"hash/maphash"
+	"math"
 	"math/bits"
 	"sync"
 	"sync/atomic"
@@ -79,8 +84,10 @@ type Tags struct {
 	Token  TokenID
 }
 
-// purgeLogLen is how many recent purges Set checks a value's stamp against.
-const purgeLogLen = 4096
+// purgeBuckets is the size of the purge table (8 bytes a bucket). With n
+// purges during one upstream call, a Set is refused by a bucket shared by
+// chance with probability about 3n/purgeBuckets.
+const purgeBuckets = 1 << 16
 
 // Config configures a Cache.
 type Config struct {
@@ -107,7 +114,8 @@ type Cache[V any] struct {
 	mu      sync.Mutex
 	players map[string]*entry[V]     // the first entry of each player's list
 	tokens  map[TokenID]*entry[V]    // the first entry of each token's list
-	log     [purgeLogLen]purgeRecord // purge seq is at log[seq%purgeLogLen]
+	purged  [purgeBuckets]uint64 // the newest purge's seq, per bucket (see bucket)
+	inUse   int                  // buckets with a purge
 
 	purges                       atomic.Uint64
 	evictions, rejections, drops atomic.Uint64
@@ -355,36 +363,29 @@ func (c *Cache[V]) judge(e *entry[V], now time.Time) (V, State) {
 	return zero, Miss
 }
 
+// deadline is now+d in unix nanos, saturating instead of wrapping.
+func deadline(now int64, d time.Duration) int64 {
+	if t := now + int64(d); t >= now {
+		return t
+	}
+	return math.MaxInt64
+}
+
 // purgedSince reports whether a purge of k or either of tags happened
-// after stamp s, or may have: one older than the log remembers. c.mu must
-// be held.
+// after stamp s, or may have (a bucket shared by chance). c.mu must be
+// held.
 func (c *Cache[V]) purgedSince(s Stamp, k *Key, tags Tags) bool {
-	cur := c.seq.Load()
-	if cur-uint64(s) > purgeLogLen {
+	if c.purged[bucket(purgedKey, k.hash())] > uint64(s) || c.purged[bucket(purgedToken, uint64(tags.Token))] > uint64(s) {
 		return true
 	}
-	var ph uint64
-	if tags.Player != "" {
-		ph = c.playerHash(tags.Player)
-	}
-	for seq := uint64(s) + 1; seq <= cur; seq++ {
-		r := &c.log[seq%purgeLogLen]
-		switch r.kind {
-		case purgedToken:
-			if r.h == uint64(tags.Token) {
-				return true
-			}
-		case purgedPlayer:
-			if ph != 0 && r.h == ph {
-				return true
-			}
-		case purgedKey:
-			if r.h == k.hash() {
-				return true
-			}
-		}
-	}
-	return false
+	return tags.Player != "" && c.purged[bucket(purgedPlayer, c.playerHash(tags.Player))] > uint64(s)
+}
+
+// bucket picks r's bucket in the purge table (Fibonacci hashing, with the
+// kind mixed in so that a player, a token and a key with equal hashes do
+// not share one).
+func bucket(kind purgeKind, h uint64) int {
+	return int((h^uint64(kind)*0xbf58476d1ce4e5b9)*0x9e3779b97f4a7c15>>48) & (purgeBuckets - 1)
 }
 
 // playerHash is a player's hash in the purge log: a collision only refuses
@@ -408,8 +409,8 @@ func (c *Cache[V]) Set(k *Key, tags Tags, s Stamp, fresh, stale time.Duration, v
 		key:   *k,
 		tags:  tags,
 		stamp: s,
-		fresh: now + int64(fresh),
-		stale: now + int64(fresh+stale),
+		fresh: deadline(now, fresh),
+		stale: deadline(now, fresh+stale),
 		val:   v,
 	}
 	// Filed before ristretto has it: a purge from here on finds e and
@@ -436,6 +437,20 @@ func (c *Cache[V]) Set(k *Key, tags Tags, s Stamp, fresh, stale time.Duration, v
 	// for the same key can slip in between and make a second call (a
 	// reconnect storm showed 1,003 calls for 1,000 tokens without this).
 	c.rc.Wait()
+	// A purge since the check above found e in the index (and marked it
+	// gone), but a Delete looks in the front and ristretto only, where e
+	// may not have been yet: look again, now that ristretto has it.
+	c.mu.Lock()
+	overtaken := c.purgedSince(s, k, tags)
+	c.mu.Unlock()
+	if overtaken {
+		e.gone.Store(true)
+		c.mu.Lock()
+		c.unlink(e)
+		c.mu.Unlock()
+		c.drop(e)
+		return false
+	}
 	return true
 }
 
@@ -501,8 +516,18 @@ func (c *Cache[V]) purge(r purgeRecord, first func() *entry[V], next func(*entry
 // logPurge records r as the newest purge. c.mu must be held.
 func (c *Cache[V]) logPurge(r purgeRecord) {
 	seq := c.seq.Load() + 1
-	c.log[seq%purgeLogLen] = r
+	b := &c.purged[bucket(r.kind, r.h)]
+	if *b == 0 {
+		c.inUse++
+	}
+	*b = seq
 	c.seq.Store(seq)
+}
+
+func (c *Cache[V]) tombstones() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return uint64(c.inUse)
 }
 
 // drop takes e, already gone, out of the front and ristretto.
@@ -527,7 +552,7 @@ type Stats struct {
 	Rejections uint64 // Sets refused by the admission policy
 	Dropped    uint64 // Sets dropped under contention
 	Purges     uint64 // PurgePlayer and PurgeToken calls
-	Tombstones uint64 // purges remembered to refuse Sets of values fetched meanwhile (at most 4096)
+	Tombstones uint64 // purge table buckets holding a purge (of 65,536)
 }
 
 // Stats reads the counters; cheap enough for every scrape.
@@ -538,6 +563,6 @@ func (c *Cache[V]) Stats() Stats {
 		Rejections: c.rejections.Load(),
 		Dropped:    c.drops.Load(),
 		Purges:     c.purges.Load(),
-		Tombstones: min(c.seq.Load(), purgeLogLen),
+		Tombstones: c.tombstones(),
 	}
 }

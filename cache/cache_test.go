@@ -415,12 +415,12 @@ func TestPurgeToken(t *testing.T) {
 
 // TestPurgesNeverEvictOthers: however many players and tokens are purged,
 // an entry of none of them stays; the purge index holds only what is
-// cached.
+// cached, and the purge table is bounded.
 func TestPurgesNeverEvictOthers(t *testing.T) {
 	c, _ := newTestCache(t, Config{MaxEntries: 1000})
 	k := key("mobile", "keeper", "tok")
 	mustSet(t, c, k, "keeper", c.Stamp(), time.Minute, time.Hour, "v")
-	for i := range 10 * purgeLogLen {
+	for i := range 2 * purgeBuckets {
 		c.PurgePlayer(fmt.Sprint("victim", i))
 		c.PurgeToken(TokenOf(fmt.Appendf(nil, "junk%d", i)))
 	}
@@ -431,26 +431,40 @@ func TestPurgesNeverEvictOthers(t *testing.T) {
 	if players != 1 || tokens != 1 {
 		t.Errorf("index holds %d players and %d tokens, want 1 and 1", players, tokens)
 	}
-	if got := c.Stats().Tombstones; got != purgeLogLen {
-		t.Errorf("Tombstones = %d, want %d", got, purgeLogLen)
+	if got := c.Stats().Tombstones; got > purgeBuckets {
+		t.Errorf("Tombstones = %d, over the table's %d", got, purgeBuckets)
 	}
 }
 
-// TestPurgeLogBounded: a Set stamped before more purges than the log
-// remembers is refused, whoever they were of (it cannot tell).
-func TestPurgeLogBounded(t *testing.T) {
+// TestPurgeTableRefusesOnlyItsOwn: a Set stamped before many purges of
+// others is accepted (unless one shares a bucket with it, which the test
+// avoids), and refused after a purge of its token, player or key.
+func TestPurgeTableRefusesOnlyItsOwn(t *testing.T) {
 	c, _ := newTestCache(t, Config{})
-	s := c.Stamp()
-	for i := range purgeLogLen {
-		c.PurgePlayer(fmt.Sprint("other", i))
-	}
 	k := key("mobile", "p1", "tok")
-	if !c.Set(&k, Tags{Player: "p1"}, s, time.Minute, 0, "v") {
-		t.Fatal("Set refused with the log still covering its stamp")
+	tags := Tags{Player: "p1", Token: TokenOf([]byte("tok"))}
+	mine := map[int]bool{bucket(purgedKey, k.hash()): true, bucket(purgedToken, uint64(tags.Token)): true,
+		bucket(purgedPlayer, c.playerHash("p1")): true}
+	s := c.Stamp()
+	for i, n := 0, 0; n < 10000; i++ {
+		tok := TokenOf(fmt.Appendf(nil, "other%d", i))
+		if mine[bucket(purgedToken, uint64(tok))] {
+			continue
+		}
+		c.PurgeToken(tok)
+		n++
 	}
-	c.PurgePlayer("one-more")
-	if c.Set(&k, Tags{Player: "p1"}, s, time.Minute, 0, "v") {
-		t.Fatal("Set accepted with a stamp older than the log")
+	if !c.Set(&k, tags, s, time.Minute, 0, "v") {
+		t.Fatal("Set refused for purges of other tokens")
+	}
+	for name, purge := range map[string]func(){
+		"token": func() { c.PurgeToken(tags.Token) }, "player": func() { c.PurgePlayer("p1") }, "key": func() { c.Delete(&k) },
+	} {
+		s := c.Stamp()
+		purge()
+		if c.Set(&k, tags, s, time.Minute, 0, "late") {
+			t.Errorf("Set stamped before a purge of its %s accepted", name)
+		}
 	}
 }
 
@@ -679,4 +693,38 @@ func TestDeleteRefusesEarlierSets(t *testing.T) {
 	}
 	mustSet(t, c, k, "p1", c.Stamp(), time.Minute, 0, "new")
 	expect(t, c, k, "new", Fresh)
+}
+
+// TestDeleteRacesSet: a Delete that returns while a Set of the same key,
+// stamped before it, is linked but not yet in ristretto still wins: the
+// Set takes its value back.
+func TestDeleteRacesSet(t *testing.T) {
+	c, _ := newTestCache(t, Config{MaxEntries: 100000})
+	survived := 0
+	n := 3000
+	if testing.Short() {
+		n = 300
+	}
+	for i := range n {
+		tokText := fmt.Sprint("tok-", i)
+		k := key("mobile", "p", tokText)
+		tok := TokenOf([]byte(tokText))
+		s := c.Stamp()
+		var wg sync.WaitGroup
+		wg.Go(func() { c.Set(&k, Tags{Player: "p", Token: tok}, s, time.Minute, 0, "allow") })
+		for linked := false; !linked; {
+			c.mu.Lock()
+			linked = c.tokens[tok] != nil
+			c.mu.Unlock()
+		}
+		c.Delete(&k)
+		wg.Wait()
+		c.Wait()
+		if _, st := c.Get(&k, c.now()); st != Miss {
+			survived++
+		}
+	}
+	if survived > 0 {
+		t.Errorf("%d of %d values stamped before a Delete survived it", survived, n)
+	}
 }

@@ -93,3 +93,16 @@ func readCAFile(path string) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// CheckCredential reports why s cannot be an app secret, an admin key or
+// an app id: it must be visible ASCII (0x21-0x7E), as it travels in a
+// header and is looked for, exactly as sent, in upstream answers and log
+// lines. The error never shows s.
+func CheckCredential(s string) error {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return fmt.Errorf("contains a space, a control character or a non-ASCII byte (at byte %d)", i)
+		}
+	}
+	return nil
+}

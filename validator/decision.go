@@ -210,7 +210,15 @@ func Decide(status int, body []byte, contentType, claimed string, allowStatuses 
 	case status == 473:
 		// The SDK tables document 473 as maintenance (it replaced 503).
 		return r.unavailable(ReasonUpstreamMaintenance, true)
-	case verdictStatus(status) || status >= 400 && status < 500 && status != 404 && r.HasCode && descStatus == status:
+	case credentialsRefused(r):
+		// Kakao refused playerguard's own app secret, admin key or app
+		// id: every player gets it, and none of them is at fault. Like
+		// the 400: unavailable, not a breaker failure, an error line.
+		return r.unavailable(ReasonUpstreamUnavailable, false)
+	case verdictStatus(status) && (parsed || len(body) == 0) ||
+		status >= 400 && status < 500 && status != 404 && r.HasCode && descStatus == status:
+		// (A verdict status with a readable body that is not JSON, such
+		// as a proxy's "401 Authorization Required" page, is not Kakao's.)
 		if parsed {
 			r.Named = namedPlayer(&kb)
 		}
@@ -225,6 +233,13 @@ func Decide(status int, body []byte, contentType, claimed string, allowStatuses 
 	default: // 1xx, 3xx, 5xx, a 4xx without a Kakao error body, anything else
 		return r.unavailable(ReasonUpstreamUnavailable, true)
 	}
+}
+
+// credentialsRefused reports Kakao's answer to a request whose app
+// credentials it refuses: 401 with sub-code -29001 ("App authentication
+// failed").
+func credentialsRefused(r *Result) bool {
+	return r.Status == 401 && r.HasCode && r.Code == -29001
 }
 
 // verdictStatus reports the statuses that are Kakao's verdict about the

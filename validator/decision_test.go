@@ -68,10 +68,15 @@ func TestDecide(t *testing.T) {
 	// The custom range is Kakao's whatever the body (but 473).
 	for _, s := range []int{460, 465, 470, 472, 474, 479} {
 		f(fmt.Sprint("custom 4xx ", s), s, `{"desc":"Abnormal. (465.-1)"}`, "", Kick, ReasonAbnormalState, false, "")
-		f(fmt.Sprint("custom 4xx ", s, ", html"), s, "<html>no</html>", "", Kick, ReasonAbnormalState, false, "")
+		f(fmt.Sprint("custom 4xx ", s, ", JSON without desc"), s, `{"player":null}`, "", Kick, ReasonAbnormalState, false, "")
+		// A readable page that is not JSON is not Kakao's (a proxy's).
+		f(fmt.Sprint("custom 4xx ", s, ", html"), s, "<html>no</html>", "", Unavailable, ReasonUpstreamUnavailable, true, "")
 		f(fmt.Sprint("custom 4xx ", s, ", no body"), s, "", "p1", Kick, ReasonAbnormalState, false, "p1")
 	}
-	f("401 html", 401, "<html>Unauthorized</html>", "", Kick, ReasonInvalidToken, false, "")
+	f("401 html", 401, "<html>401 Authorization Required</html>", "", Unavailable, ReasonUpstreamUnavailable, true, "")
+	f("401 no body", 401, "", "", Kick, ReasonInvalidToken, false, "")
+	// Kakao refusing playerguard's own credentials kicks nobody.
+	f("401 app authentication failed", 401, `{"desc":"App authentication failed. (401.-29001)"}`, "p1", Unavailable, ReasonUpstreamUnavailable, false, "p1")
 	f("406 no body", 406, "", "", Kick, ReasonNotAcceptable, false, "")
 	// Any other 4xx is a verdict only with a Kakao error body of its own
 	// status; else it is something in front of Kakao (a wrong path, a WAF).

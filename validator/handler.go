@@ -149,7 +149,7 @@ func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx) {
 			err = headerFields(ctx)
 		}
 	} else {
-		ReadHeaders(ctx, &st.req)
+		err = ReadHeaders(ctx, &st.req)
 	}
 	if err == nil {
 		err = st.req.Check()
@@ -185,8 +185,11 @@ func (v *Validator) serveDropIn(ctx *fasthttp.RequestCtx) {
 	}
 	st := v.getState()
 	defer v.putState(st)
-	ReadHeaders(ctx, &st.req)
-	if err := st.req.Check(); err != nil {
+	err := ReadHeaders(ctx, &st.req)
+	if err == nil {
+		err = st.req.Check()
+	}
+	if err != nil {
 		v.badRequest(ctx, err, true)
 		return
 	}
@@ -199,15 +202,23 @@ func (v *Validator) serveDropIn(ctx *fasthttp.RequestCtx) {
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		ctx.Response.Header.SetContentTypeBytes(ctJSON)
 		ctx.Response.SetBodyRaw(v.renderOpenDropIn(st))
-	case a.verdict != Unavailable || r.Status >= 400:
-		// The upstream's own answer (fresh, cached, stale, or an error
-		// status), byte for byte.
+	case a.verdict == Allow || a.verdict == Kick && r.Status >= 400 || a.verdict == Unavailable && r.Status >= 500:
+		// The upstream's own answer (fresh, cached, stale, a kick's 4xx, a
+		// 5xx), byte for byte.
 		ctx.SetStatusCode(r.Status)
 		ctx.Response.Header.SetContentType(r.ContentType)
 		ctx.Response.SetBodyRaw(r.Body)
+	case a.verdict == Kick:
+		// A kick playerguard made of a 200 (player_mismatch,
+		// player_status): a Kakao-shaped caller must not see a 2xx.
+		ctx.SetStatusCode(fasthttp.StatusForbidden)
+		ctx.Response.Header.SetContentTypeBytes(ctJSON)
+		ctx.Response.SetBodyRaw(renderAnswer(&a))
 	default:
-		// No response, a redirect, or a 200 we could not read: never pass
-		// a 2xx/3xx through for something that is not an allow.
+		// No response, a redirect, a 200 we could not read, or a 4xx that
+		// is no verdict (400, 404, 408, 429, 473, a proxy's page): never a
+		// 2xx or 3xx for something that is not an allow, and never a 4xx
+		// a Kakao-shaped caller would take for a kick.
 		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 		ctx.Response.Header.SetContentTypeBytes(ctJSON)
 		ctx.Response.SetBodyRaw(renderAnswer(&a))
@@ -228,13 +239,42 @@ var (
 
 // ReadHeaders fills r from the accessToken, platform and playerId headers
 // (names are case-insensitive), as the drop-in endpoint and header-carried
-// /v1/validate requests are read. r's fields point into ctx's request.
-func ReadHeaders(ctx *fasthttp.RequestCtx, r *Request) {
+// /v1/validate requests are read. r's fields point into ctx's request. A
+// field sent on two header lines is a *RequestError: which line counts
+// would be up to each reader, and a game server keeping the last
+// "playerId" would act on a claim nobody checked.
+func ReadHeaders(ctx *fasthttp.RequestCtx, r *Request) error {
 	h := &ctx.Request.Header
-	r.Token = h.PeekCanonical(hdrToken)
-	r.Platform = h.PeekCanonical(hdrPlatform)
-	r.PlayerID = h.PeekCanonical(hdrPlayerID)
+	for k, name := range reqHeaderNames {
+		vs := h.PeekAll(name) // no allocation: fasthttp reuses its buffer
+		if len(vs) > 1 {
+			return errReqKeyTwice[k]
+		}
+		var v []byte
+		if len(vs) == 1 {
+			v = vs[0]
+		}
+		switch k {
+		case reqKeyToken:
+			r.Token = v
+		case reqKeyPlatform:
+			r.Platform = v
+		default:
+			r.PlayerID = v
+		}
+	}
+	return nil
 }
+
+// reqHeaderNames are the request keys as fasthttp stores header names.
+var reqHeaderNames = [numReqKeys]string{string(hdrToken), string(hdrPlatform), string(hdrPlayerID)}
+
+var errReqKeyTwice = func() (e [numReqKeys]*RequestError) {
+	for k, name := range reqKeyNames {
+		e[k] = &RequestError{"the " + name + " header is sent more than once: send each field once"}
+	}
+	return e
+}()
 
 // errBodyAndHeader[k] refuses a JSON body sent with request key k as a
 // header too.
@@ -315,7 +355,10 @@ func renderAnswer(a *answer) []byte {
 		b = append(b, a.cause.Reason.String()...)
 		b = append(b, '"')
 	}
-	b = appendRaw(b, "player", r.Player())
+	if r.Verdict != Unavailable {
+		// A failure's body names no one the answer is about.
+		b = appendRaw(b, "player", r.Player())
+	}
 	if a.verdict == Kick {
 		b = appendRaw(b, "lockout", r.Lockout())
 		b = appendRaw(b, "token", r.Token())

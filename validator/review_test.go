@@ -612,3 +612,93 @@ func TestUnescapeAll(t *testing.T) {
 		}
 	}
 }
+
+// Found by the second hostile review: each failed on 67136ea.
+
+// TestDuplicateClaimHeadersRefused: a field sent on two header lines (the
+// second differing in case, or the first empty) is a 400 on both
+// endpoints: a game server keeping the last playerId would act on a claim
+// nobody checked.
+func TestDuplicateClaimHeadersRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	h.fake.Set("tok-attacker", kakaogamestest.Allow(testApp, "attacker", "normal"))
+	for _, hdrs := range []string{"playerId: attacker\r\nplayerId: victim\r\n", "playerId: \r\nplayerId: victim\r\n", "playerId: attacker\r\nPlayerID: victim\r\n"} {
+		for _, path := range []string{APIPath, ValidationPath} {
+			rs := h.raw("POST " + path + " HTTP/1.1\r\nHost: pg\r\nplatform: mobile\r\naccessToken: tok-attacker\r\n" + hdrs + "Content-Length: 0\r\n\r\n")
+			if len(rs) != 1 || rs[0].StatusCode != 400 || !strings.Contains(bodyOf(rs[0]), "playerId header is sent more than once") {
+				t.Errorf("%s with %q: %v", path, hdrs, rs)
+			}
+		}
+	}
+	if n := h.fake.Calls(); n != 0 {
+		t.Errorf("%d upstream calls", n)
+	}
+}
+
+// TestDropInNeverAnswersAKickOrAFailureAsKakaoWould: a kick playerguard
+// made of a 200 is a 403, never a 2xx; a 4xx that is no verdict is a 503,
+// never a 4xx a Kakao-shaped caller takes for a kick.
+func TestDropInNeverAnswersAKickOrAFailureAsKakaoWould(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed; c.BreakerFailures = 100 })
+	h.fake.Set("tok-of-A", kakaogamestest.Allow(testApp, "A", "normal"))
+	h.fake.Set("tok-del", kakaogamestest.Allow(testApp, "C", "delete"))
+	for _, c := range [][2]string{{"tok-of-A", "B"}, {"tok-del", ""}} {
+		r := h.dropIn(map[string]string{"accessToken": c[0], "platform": "mobile", "playerId": c[1]})
+		if r.status != 403 || r.header.Get("X-Playerguard-Decision") != "kick" {
+			t.Errorf("%s: %d %s", c[0], r.status, r.raw)
+		}
+	}
+	h.fake.Set("tok-waf", kakaogamestest.Verdict{Status: 403, ContentType: "text/html", Body: []byte("<html>Forbidden by WAF</html>")})
+	h.fake.Set("tok-404", kakaogamestest.Verdict{Status: 404, Body: []byte(`{"desc":"Not found. (404.0)"}`)})
+	h.fake.Set("tok-429", kakaogamestest.Verdict{Status: 429, Body: []byte(`{"desc":"Slow down. (429.-1)"}`)})
+	h.fake.Set("tok-400", kakaogamestest.Verdict{Status: 400, Body: []byte(`{"desc":"Bad. (400.-1)"}`)})
+	for _, tok := range []string{"tok-waf", "tok-404", "tok-429", "tok-400"} {
+		r := h.dropIn(map[string]string{"accessToken": tok, "platform": "mobile", "playerId": "p1"})
+		if r.status != 503 || r.header.Get("X-Playerguard-Decision") != "unavailable" {
+			t.Errorf("%s: %d %s", tok, r.status, r.raw)
+		}
+	}
+}
+
+// TestTrailingCRLFKeepsTheAnswer: line ends after a complete response (a
+// known buggy-server habit) leave the answer standing; the connection is
+// closed.
+func TestTrailingCRLFKeepsTheAnswer(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Policy = PolicyOpen; c.BreakerFailures = 100 })
+	lock := kakaogamestest.Lockout(testApp, "p1")
+	h.fake.Set("tok-locked", kakaogamestest.Verdict{Fault: kakaogamestest.FaultRaw, Raw: []byte(rawResponse(463, string(lock.Body)) + "\r\n")})
+	h.expect(h.check("tok-locked", "mobile", "p1"), 403, "kick", "lockout", "upstream")
+	h.expect(h.check("tok-next", "mobile", ""), 403, "kick", "invalid_token", "upstream")
+}
+
+// TestNoKickForRefusedCredentialsOrProxyPages: Kakao's "App
+// authentication failed (401.-29001)" and a proxy's 401 page kick nobody
+// and purge nothing; a stale allow still serves in the next outage.
+func TestNoKickForRefusedCredentialsOrProxyPages(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.BreakerFailures = 100 })
+	h.fake.Set("tok-good", kakaogamestest.Allow(testApp, "p1", "normal"))
+	h.expect(h.check("tok-good", "mobile", "p1"), 200, "allow", "ok", "upstream")
+	h.clk.Add(6 * time.Minute)
+	for _, v := range []kakaogamestest.Verdict{
+		{Status: 401, Body: []byte(`{"desc":"App authentication failed. (401.-29001)"}`)},
+		{Status: 401, ContentType: "text/html", Body: []byte("<html><title>401 Authorization Required</title>nginx</html>")},
+	} {
+		h.fake.SetOverride(&v)
+		if r := h.check("tok-good", "mobile", "p1"); r.str("decision") != "allow" || r.str("source") != "stale" {
+			t.Errorf("%s: %s", v.Body, r.raw)
+		}
+	}
+	if !strings.Contains(h.logs.String(), "upstream refused playerguard's credentials") {
+		t.Error("no error line for the refused credentials")
+	}
+}
+
+// TestFailureBodyNamesNoOne: a degraded allow or a 503 never carries the
+// player object of the failed response.
+func TestFailureBodyNamesNoOne(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Policy = PolicyOpen; c.BreakerFailures = 100 })
+	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 503, Body: []byte(`{"player":{"playerId":"someone-else","status":"normal"},"desc":"down (503.-1)"}`)})
+	if r := h.check("tok-x", "mobile", "p1"); strings.Contains(r.raw, "someone-else") {
+		t.Errorf("open policy: %s", r.raw)
+	}
+}

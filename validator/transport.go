@@ -115,8 +115,13 @@ func (t *strictTransport) exchange(hc *fasthttp.HostClient, conn net.Conn, req *
 			}
 		}
 	}
-	if br.Buffered() > 0 {
-		return false, fmt.Errorf("%w: %d bytes after the response", errOutOfStep, br.Buffered())
+	if n := br.Buffered(); n > 0 {
+		if rest, _ := br.Peek(n); onlyCRLF(rest) {
+			// Buggy servers leave line ends after a body (fasthttp's own
+			// reader skips them): the answer stands, the connection goes.
+			return false, nil
+		}
+		return false, fmt.Errorf("%w: %d bytes after the response", errOutOfStep, n)
 	}
 	keep = !req.ConnectionClose() && !resp.ConnectionClose()
 	if tc, ok := conn.(*tls.Conn); ok && keep {
@@ -132,6 +137,15 @@ func (t *strictTransport) exchange(hc *fasthttp.HostClient, conn net.Conn, req *
 		}
 	}
 	return keep, nil
+}
+
+func onlyCRLF(b []byte) bool {
+	for _, c := range b {
+		if c != '\r' && c != '\n' {
+			return false
+		}
+	}
+	return true
 }
 
 type pending uint8

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -145,6 +146,7 @@ type reqState struct {
 	kb      cache.KeyBuilder
 	key     cache.Key
 	token   cache.TokenID // set on a miss
+	stamp   cache.Stamp   // taken by call, before the upstream is asked
 	scratch []byte
 }
 
@@ -160,6 +162,11 @@ func New(cfg Config) (*Validator, error) {
 	}
 	if cfg.AppID == "" {
 		return nil, errors.New("app id is required")
+	}
+	for _, c := range []struct{ name, v string }{{"app id", cfg.AppID}, {"app secret", cfg.AppSecret}, {"admin key", cfg.AdminKey}} {
+		if err := CheckCredential(c.v); err != nil {
+			return nil, fmt.Errorf("%s: %w", c.name, err)
+		}
 	}
 	if cfg.UpstreamTimeout < 0 || cfg.CacheTTL < 0 || cfg.StaleFor < 0 || cfg.NegativeTTL < 0 || cfg.BreakerTimeout < 0 {
 		return nil, errors.New("durations must not be negative")
@@ -221,7 +228,11 @@ func New(cfg Config) (*Validator, error) {
 		ctxClock: ctxClock,
 	}
 	if v.cache == nil {
-		maxAge := max(cfg.CacheTTL+cfg.StaleFor, cfg.NegativeTTL, time.Second)
+		life := cfg.CacheTTL + cfg.StaleFor
+		if life < cfg.CacheTTL { // overflowed
+			life = math.MaxInt64
+		}
+		maxAge := max(life, cfg.NegativeTTL, time.Second)
 		c, err := cache.New[*Result](cache.Config{MaxEntries: cfg.CacheMaxEntries, MaxAge: maxAge, Now: cfg.Now})
 		if err != nil {
 			return nil, err
@@ -373,7 +384,6 @@ func (v *Validator) validate(st *reqState, now time.Time) answer {
 // fetch makes the upstream call for st (the flight's leader only) and
 // applies its effects on the cache.
 func (v *Validator) fetch(st *reqState) (*Result, func()) {
-	stamp := v.cache.Stamp()
 	claimed := string(st.req.PlayerID)
 	res, err := v.breaker.Execute(func() (*Result, error) {
 		return v.call(st, claimed)
@@ -395,7 +405,7 @@ func (v *Validator) fetch(st *reqState) (*Result, func()) {
 			// player or the token meanwhile refuses the write (the stamp
 			// predates it); like a purge during the upstream call, it does
 			// not take back answers already shared.
-			key, tags := st.key, cache.Tags{Player: res.PlayerID, Token: st.token}
+			key, tags, stamp := st.key, cache.Tags{Player: res.PlayerID, Token: st.token}, st.stamp
 			return res, func() { v.cache.Set(&key, tags, stamp, v.cfg.CacheTTL, v.cfg.StaleFor, res) }
 		}
 	case Kick:
@@ -404,8 +414,11 @@ func (v *Validator) fetch(st *reqState) (*Result, func()) {
 		// player the verdict is about (Result.Named: never a claim alone,
 		// which anyone can make). A player_mismatch is about the claim
 		// only: the token and its player are fine.
+		// (This key's own entry is the token's: no Delete of it, which
+		// would only fill the purge table faster under a flood of kicks.
+		// A player_mismatch key cannot hold an allow: that needs the
+		// claim to be the token's player.)
 		token := st.token
-		v.cache.Delete(&st.key)
 		if res.Reason != ReasonPlayerMismatch {
 			// Flights first: no caller may join an allow of the token (or
 			// the player) fetched before this kick, even one still being
@@ -444,6 +457,9 @@ func (v *Validator) call(st *reqState, claimed string) (*Result, error) {
 			return failed(ReasonUpstreamUnavailable, errSaturated, claimed), errSaturated
 		}
 	}
+	// Stamped once the call can start: a purge while this waited for a
+	// slot is older than what the upstream is about to say.
+	st.stamp = v.cache.Stamp()
 	v.m.UpstreamInFlight.Inc()
 	ex, err := v.up.call(st.req.Platform, st.req.PlayerID, st.req.Token)
 	v.m.UpstreamInFlight.Dec()
@@ -498,6 +514,9 @@ func (v *Validator) logFailure(res *Result, st *reqState) {
 		// The upstream says our request is malformed: a bug or a bad
 		// -app-id/secret/key/-upstream, and every player is affected.
 		v.log.Error("upstream rejected playerguard's request as malformed ("+strconv.Itoa(res.Status)+"): check -app-id, the app secret, the admin key and -upstream", attrs...)
+		return
+	case credentialsRefused(res):
+		v.log.Error("upstream refused playerguard's credentials (401.-29001): check the app secret, the admin key and -app-id; no player is kicked for it", attrs...)
 		return
 	case res.Status == 404:
 		// The path does not exist there: every player gets the same.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -191,7 +192,7 @@ func (c *Config) Validate() error {
 	if err := checkListen(c.OpsListen); err != nil {
 		bad("-ops-listen: %v", err)
 	}
-	if c.Listen == c.OpsListen {
+	if c.Listen == c.OpsListen || sameListener(c.Listen, c.OpsListen) {
 		bad("-ops-listen: must differ from -listen (%s)", c.Listen)
 	}
 
@@ -208,6 +209,8 @@ func (c *Config) Validate() error {
 		}
 		if c.AppID == "" {
 			bad("-app-id: required (the kgAppId)")
+		} else if err := validator.CheckCredential(c.AppID); err != nil {
+			bad("-app-id: %v", err)
 		}
 	}
 	_, secretErrs := c.resolveSecrets()
@@ -218,15 +221,21 @@ func (c *Config) Validate() error {
 
 	if c.CacheTTL < 0 {
 		bad("-cache-ttl: must not be negative")
+	} else if c.CacheTTL > maxCacheDuration {
+		bad("-cache-ttl: must be at most %v", maxCacheDuration)
 	}
 	if c.CacheMaxEntries <= 0 {
 		bad("-cache-max-entries: must be positive")
 	}
 	if c.StaleFor < 0 {
 		bad("-stale-for: must not be negative")
+	} else if c.StaleFor > maxCacheDuration {
+		bad("-stale-for: must be at most %v", maxCacheDuration)
 	}
 	if c.NegativeTTL < 0 {
 		bad("-negative-ttl: must not be negative")
+	} else if c.NegativeTTL > maxCacheDuration {
+		bad("-negative-ttl: must be at most %v", maxCacheDuration)
 	}
 	if _, err := validator.ParsePolicy(c.OnFailure); err != nil {
 		bad("-on-upstream-failure: %v", err)
@@ -278,8 +287,13 @@ func (c *Config) resolveSecrets() (secrets, []error) {
 }
 
 // secret resolves one secret from its environment variable or its file;
-// giving both is an error, and so is giving neither when required.
+// giving both is an error, and so is giving neither when required. Either
+// way white space around it is dropped (a file written by an editor, a
+// Kubernetes Secret made from one, ends in a newline), and what is left
+// must be visible ASCII: it travels in a header, and the echo checks and
+// log scrubbing look for it exactly as sent.
 func secret(fromEnv, envName, file, flagName string, required bool) (string, error) {
+	var s, from string
 	switch {
 	case fromEnv != "" && file != "":
 		return "", fmt.Errorf("%s: set either %s or %s, not both", flagName, envName, flagName)
@@ -288,15 +302,24 @@ func secret(fromEnv, envName, file, flagName string, required bool) (string, err
 		if err != nil {
 			return "", fmt.Errorf("%s: %v", flagName, err)
 		}
-		s := strings.TrimSpace(string(b))
+		s, from = strings.TrimSpace(string(b)), file
 		if s == "" {
 			return "", fmt.Errorf("%s: %s is empty", flagName, file)
 		}
-		return s, nil
 	case fromEnv == "" && required:
 		return "", fmt.Errorf("%s: required: set %s or %s", flagName, envName, flagName)
+	case fromEnv == "":
+		return "", nil
+	default:
+		s, from = strings.TrimSpace(fromEnv), envName
+		if s == "" {
+			return "", fmt.Errorf("%s: %s is only white space", flagName, envName)
+		}
 	}
-	return fromEnv, nil
+	if err := validator.CheckCredential(s); err != nil {
+		return "", fmt.Errorf("%s: %s: %v", flagName, from, err)
+	}
+	return s, nil
 }
 
 func (c *Config) allowStatuses() []string {
@@ -323,11 +346,38 @@ func checkListen(addr string) error {
 	if port == "" {
 		return fmt.Errorf("%q has no port", addr)
 	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port must be a number from 0 to 65535", addr)
+	}
 	if host != "" && host != "localhost" && net.ParseIP(host) == nil {
 		return fmt.Errorf("%q: host must be an IP address or localhost", addr)
 	}
 	return nil
 }
+
+// sameListener reports whether two listen addresses would claim the same
+// port on a shared address: the same port (not 0) on equal hosts, with
+// localhost as 127.0.0.1 and an empty or unspecified host overlapping
+// every other.
+func sameListener(a, b string) bool {
+	ha, pa, errA := net.SplitHostPort(a)
+	hb, pb, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil || pa != pb || pa == "0" {
+		return false
+	}
+	norm := func(h string) net.IP {
+		if h == "localhost" {
+			h = "127.0.0.1"
+		}
+		return net.ParseIP(h)
+	}
+	ia, ib := norm(ha), norm(hb)
+	return ha == "" || hb == "" || ia.IsUnspecified() || ib.IsUnspecified() || ia.Equal(ib)
+}
+
+// maxCacheDuration bounds -cache-ttl, -stale-for and -negative-ttl: their
+// sums must not overflow the cache's nanosecond deadlines.
+const maxCacheDuration = 10 * 365 * 24 * time.Hour
 
 func isLoopback(addr string) bool {
 	host, _, _ := net.SplitHostPort(addr)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -277,6 +278,46 @@ func TestCheckConfigAgreesWithStartup(t *testing.T) {
 		startCode, startErr := runBinary(c.env, args...)
 		if startCode != 2 || startErr != checkErr {
 			t.Errorf("%s: start-up: exit %d, want 2 and what -check-config said (%q):\n%s", c.name, startCode, checkErr, startErr)
+		}
+	}
+}
+
+// TestSecretsFromEnvTrimmedAndChecked: a secret from the environment loses
+// the newline a Kubernetes Secret made from a file carries (the echo
+// checks look for the value as sent), and one with a control character
+// inside is refused, naming the variable but not showing the value.
+func TestSecretsFromEnvTrimmedAndChecked(t *testing.T) {
+	c, err := parseConfig(nil, []string{"PLAYERGUARD_APP_SECRET=s3cret\n", "PLAYERGUARD_ADMIN_KEY=\tk3y ", "PLAYERGUARD_ADMIN_TOKEN=adm\r\n"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, errs := c.resolveSecrets()
+	if len(errs) != 0 || s.appSecret != "s3cret" || s.adminKey != "k3y" || s.adminToken != "adm" {
+		t.Fatalf("secrets %q %q %q, errors %v", s.appSecret, s.adminKey, s.adminToken, errs)
+	}
+	env := append([]string{}, goodEnv[:2]...)
+	env = append(env, "PLAYERGUARD_APP_SECRET=bad\x01secret", "PLAYERGUARD_ADMIN_KEY=k")
+	code, _, errOut := runConfig(t, env)
+	if code != 2 || !strings.Contains(errOut, "PLAYERGUARD_APP_SECRET") || strings.Contains(errOut, "secret\x01") || strings.Contains(errOut, "bad") {
+		t.Errorf("control character in a secret: code %d: %q", code, errOut)
+	}
+}
+
+// TestCheckConfigListenAndDurations: ports out of range, two listeners on
+// one port, and durations whose sum would overflow fail -check-config (and
+// so start-up) with exit 2.
+func TestCheckConfigListenAndDurations(t *testing.T) {
+	for _, args := range [][]string{
+		{"-listen", "127.0.0.1:99999"},
+		{"-listen", "127.0.0.1:abc"},
+		{"-ops-listen", "127.0.0.1:-1"},
+		{"-listen", "localhost:7700", "-ops-listen", "127.0.0.1:7700"},
+		{"-ops-listen", "0.0.0.0:7600"},
+		{"-stale-for", "2562047h47m"},
+		{"-cache-ttl", "100000h"},
+	} {
+		if code, _, errOut := runConfig(t, goodEnv, args...); code != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("%v: code %d, stderr %q", args, code, errOut)
 		}
 	}
 }

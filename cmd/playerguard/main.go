@@ -140,7 +140,9 @@ func serve(ctx context.Context, cfg *Config, sec secrets, log *slog.Logger, stdo
 		return 1
 	}
 	apiLn := newDrainListener(ln)
-	apiLn.writeGrace = cfg.UpstreamTimeout + time.Second
+	// A validation may wait -upstream-timeout for a call slot, then as long
+	// for the call: a drained connection's answer gets both, and a second.
+	apiLn.writeGrace = 2*cfg.UpstreamTimeout + time.Second
 	opsLn, err := net.Listen("tcp", cfg.OpsListen)
 	if err != nil {
 		apiLn.Close()

@@ -83,7 +83,9 @@ func (a *answer) bodyFor(ctx *fasthttp.RequestCtx) []byte {
 			return nil
 		}
 	default:
-		validator.ReadHeaders(ctx, &req)
+		if validator.ReadHeaders(ctx, &req) != nil {
+			return nil
+		}
 	}
 	return a.keyed(spec.Key(req.Platform, req.PlayerID, req.Token))
 }
