@@ -112,10 +112,10 @@ type Cache[V any] struct {
 	seq atomic.Uint64 // purges so far; written under mu
 
 	mu      sync.Mutex
-	players map[string]*entry[V]     // the first entry of each player's list
-	tokens  map[TokenID]*entry[V]    // the first entry of each token's list
-	purged  [purgeBuckets]uint64 // the newest purge's seq, per bucket (see bucket)
-	inUse   int                  // buckets with a purge
+	players map[string]*entry[V]  // the first entry of each player's list
+	tokens  map[TokenID]*entry[V] // the first entry of each token's list
+	purged  [purgeBuckets]uint64  // the newest purge's seq, per bucket (see bucket)
+	inUse   int                   // buckets with a purge
 
 	purges                       atomic.Uint64
 	evictions, rejections, drops atomic.Uint64
