@@ -229,12 +229,11 @@ func (v *Validator) serveDropIn(ctx *fasthttp.RequestCtx) {
 
 // The request header names in the form fasthttp stores them (it
 // normalizes names as it parses, unless told not to, which playerguard's
-// servers never are): looking them up this way skips normalizing the name
-// on every request (PeekCanonical).
-var (
-	hdrToken    = []byte("Accesstoken")
-	hdrPlatform = []byte("Platform")
-	hdrPlayerID = []byte("Playerid")
+// servers never are).
+const (
+	hdrTokenName    = "Accesstoken"
+	hdrPlatformName = "Platform"
+	hdrPlayerIDName = "Playerid"
 )
 
 // ReadHeaders fills r from the accessToken, platform and playerId headers
@@ -244,30 +243,45 @@ var (
 // would be up to each reader, and a game server keeping the last
 // "playerId" would act on a claim nobody checked.
 func ReadHeaders(ctx *fasthttp.RequestCtx, r *Request) error {
-	h := &ctx.Request.Header
-	for k, name := range reqHeaderNames {
-		vs := h.PeekAll(name) // no allocation: fasthttp reuses its buffer
-		if len(vs) > 1 {
+	*r = Request{}
+	var seen [numReqKeys]bool
+	// One pass over the headers, in the form fasthttp stores their names
+	// (it normalizes them as it parses): cheaper than three lookups, and
+	// it sees a second line of the same name, which a lookup would not.
+	for name, value := range ctx.Request.Header.All() {
+		k := reqHeaderKey(name)
+		if k == reqKeyUnknown {
+			continue
+		}
+		if seen[k] {
 			return errReqKeyTwice[k]
 		}
-		var v []byte
-		if len(vs) == 1 {
-			v = vs[0]
-		}
+		seen[k] = true
 		switch k {
 		case reqKeyToken:
-			r.Token = v
+			r.Token = value
 		case reqKeyPlatform:
-			r.Platform = v
+			r.Platform = value
 		default:
-			r.PlayerID = v
+			r.PlayerID = value
 		}
 	}
 	return nil
 }
 
-// reqHeaderNames are the request keys as fasthttp stores header names.
-var reqHeaderNames = [numReqKeys]string{string(hdrToken), string(hdrPlatform), string(hdrPlayerID)}
+// reqHeaderKey says which request key a header name (as fasthttp stores
+// it) is, if any.
+func reqHeaderKey(name []byte) int {
+	switch string(name) {
+	case hdrTokenName:
+		return reqKeyToken
+	case hdrPlatformName:
+		return reqKeyPlatform
+	case hdrPlayerIDName:
+		return reqKeyPlayerID
+	}
+	return reqKeyUnknown
+}
 
 var errReqKeyTwice = func() (e [numReqKeys]*RequestError) {
 	for k, name := range reqKeyNames {
@@ -288,9 +302,8 @@ var errBodyAndHeader = func() (e [numReqKeys]*RequestError) {
 // headerFields refuses a request that carries any of the validation
 // fields as headers (present, even empty); the body path calls it.
 func headerFields(ctx *fasthttp.RequestCtx) error {
-	h := &ctx.Request.Header
-	for k, name := range [numReqKeys][]byte{hdrToken, hdrPlatform, hdrPlayerID} {
-		if h.PeekCanonical(name) != nil {
+	for name := range ctx.Request.Header.All() {
+		if k := reqHeaderKey(name); k != reqKeyUnknown {
 			return errBodyAndHeader[k]
 		}
 	}
