@@ -222,21 +222,29 @@ func (d *jsonDecoder) object(depth int, known []string, field func(k int) error)
 		if err != nil {
 			return err
 		}
-		d.skipSpace()
-		if d.i >= len(d.b) {
-			return errUpstreamJSON
-		}
-		switch d.b[d.i] {
-		case '}':
-			d.i++
-			return nil
-		case ',':
-			d.i++
-			d.skipSpace()
-		default:
-			return errUpstreamJSON
+		if end, err := d.after('}'); end || err != nil {
+			return err
 		}
 	}
+}
+
+// after reads what follows a member of a container that ends with end: a
+// comma (false: another member comes) or end (true).
+func (d *jsonDecoder) after(end byte) (bool, error) {
+	d.skipSpace()
+	if d.i >= len(d.b) {
+		return false, errUpstreamJSON
+	}
+	switch d.b[d.i] {
+	case end:
+		d.i++
+		return true, nil
+	case ',':
+		d.i++
+		d.skipSpace()
+		return false, nil
+	}
+	return false, errUpstreamJSON
 }
 
 // value checks the value at d.i, of any type, found at depth; objects in
@@ -262,19 +270,8 @@ func (d *jsonDecoder) value(depth int) error {
 			if err := d.value(depth + 1); err != nil {
 				return err
 			}
-			d.skipSpace()
-			if d.i >= len(d.b) {
-				return errUpstreamJSON
-			}
-			switch d.b[d.i] {
-			case ']':
-				d.i++
-				return nil
-			case ',':
-				d.i++
-				d.skipSpace()
-			default:
-				return errUpstreamJSON
+			if end, err := d.after(']'); end || err != nil {
+				return err
 			}
 		}
 	case '"':
