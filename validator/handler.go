@@ -266,8 +266,30 @@ func ReadHeaders(ctx *fasthttp.RequestCtx, r *Request) error {
 			r.PlayerID = value
 		}
 	}
+	return trailerFields(ctx, &seen)
+}
+
+// trailerFields refuses a field sent in a chunked request's trailer, which
+// All does not list but fasthttp's Peek (a game server's, too) falls back
+// to: a claim there would be read by others and checked by nobody. seen
+// marks the fields found among the headers; only the others are looked
+// up.
+func trailerFields(ctx *fasthttp.RequestCtx, seen *[numReqKeys]bool) error {
+	h := &ctx.Request.Header
+	for k, name := range [numReqKeys][]byte{[]byte(hdrTokenName), []byte(hdrPlatformName), []byte(hdrPlayerIDName)} {
+		if !seen[k] && h.PeekCanonical(name) != nil {
+			return errReqKeyTrailer[k]
+		}
+	}
 	return nil
 }
+
+var errReqKeyTrailer = func() (e [numReqKeys]*RequestError) {
+	for k, name := range reqKeyNames {
+		e[k] = &RequestError{name + " sent in a request trailer: send it as a header or in the JSON body"}
+	}
+	return e
+}()
 
 // reqHeaderKey says which request key a header name (as fasthttp stores
 // it) is, if any.
@@ -307,7 +329,8 @@ func headerFields(ctx *fasthttp.RequestCtx) error {
 			return errBodyAndHeader[k]
 		}
 	}
-	return nil
+	var none [numReqKeys]bool
+	return trailerFields(ctx, &none)
 }
 
 func (v *Validator) observe(a *answer, start time.Time) {

@@ -288,6 +288,7 @@ func TestNoSecretInLogsOrResponses(t *testing.T) {
 		{Status: 404, Body: []byte(`{"desc":"no route for ` + echo + `"}`)},
 		{Status: 429, Body: []byte(`{"desc":"slow down ` + echo + ` (429.-1)"}`)},
 		{Status: 401, Body: []byte(`{"desc":"Token is invalid: ` + echo + ` (401.-29401)"}`)},
+		{Status: 401, Body: []byte(`{"desc":"Token is invalid. (401.-29401)"}`)}, // a kick, to search its audit line
 		{Status: 463, Body: []byte(`{"desc":"lockout ` + echo + ` (463.-1)","lockout":{"idType":"playerId","id":"p1"}}`)},
 		{Status: 200, Body: []byte(`{"player":{"playerId":"p1","status":"normal","nickname":"` + echo + `"}}`)},
 		{Fault: kakaogamestest.FaultRaw, Raw: []byte("HTTP/1.1 2OO " + echo + "\r\n\r\n")},
@@ -567,7 +568,8 @@ func TestEscapedEchoDropped(t *testing.T) {
 	defer up.Close()
 	h := newHarness(t, func(c *Config) { c.AppSecret = secret; c.Upstream = up.URL })
 	r := h.check("tok-echo", "mobile", "p1")
-	h.expect(r, 403, "kick", "lockout", "upstream")
+	// An answer echoing our request is nobody's verdict.
+	h.expect(r, 503, "unavailable", "upstream_unavailable", "upstream")
 	d := h.dropIn(map[string]string{"accessToken": "tok-echo", "platform": "mobile"})
 	for _, text := range []string{r.raw, d.raw, h.logs.String()} {
 		if strings.Contains(text, secret) || strings.Contains(text, `app\/secret`) {
@@ -701,4 +703,43 @@ func TestFailureBodyNamesNoOne(t *testing.T) {
 	if r := h.check("tok-x", "mobile", "p1"); strings.Contains(r.raw, "someone-else") {
 		t.Errorf("open policy: %s", r.raw)
 	}
+}
+
+// Found by the third hostile review: each failed on 79b55b1.
+
+// TestTrailerClaimRefused: a field in a chunked request's trailer (which
+// fasthttp's Peek, and so a fasthttp game server, falls back to) is a 400,
+// never an unchecked claim.
+func TestTrailerClaimRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	h.fake.Set("tok-attacker", kakaogamestest.Allow(testApp, "attacker", "normal"))
+	body := `{"accessToken":"tok-attacker","platform":"mobile"}`
+	const te = "Transfer-Encoding: chunked\r\n\r\n"
+	for name, req := range map[string]string{
+		"drop-in, announced":   "POST " + ValidationPath + " HTTP/1.1\r\nHost: pg\r\nTrailer: playerId\r\nplatform: mobile\r\naccessToken: tok-attacker\r\n" + te + "0\r\nplayerId: victim\r\n\r\n",
+		"drop-in, unannounced": "POST " + ValidationPath + " HTTP/1.1\r\nHost: pg\r\nplatform: mobile\r\naccessToken: tok-attacker\r\n" + te + "0\r\nplayerId: victim\r\n\r\n",
+		"json body + trailer":  "POST " + APIPath + " HTTP/1.1\r\nHost: pg\r\nContent-Type: application/json\r\n" + te + fmt.Sprintf("%x\r\n%s\r\n", len(body), body) + "0\r\nplayerId: victim\r\n\r\n",
+	} {
+		rs := h.raw(req)
+		if len(rs) != 1 || rs[0].StatusCode != 400 || !strings.Contains(bodyOf(rs[0]), "trailer") {
+			t.Errorf("%s: %v", name, rs)
+		}
+	}
+}
+
+// TestDroppedProxyPageKicksNobody: a verdict status whose body was
+// dropped kicks only when the body was JSON too large to keep; a proxy's
+// page (large, or quoting the request) is no verdict.
+func TestDroppedProxyPageKicksNobody(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.BreakerFailures = 100; c.Policy = PolicyClosed })
+	page := "<html><title>401 Authorization Required</title>nginx</html>"
+	h.fake.Set("tok-big", kakaogamestest.Verdict{Status: 401, ContentType: "text/html", Body: []byte(page + strings.Repeat("<!-- pad -->", 7000))})
+	h.fake.Set("tok-echo-page", kakaogamestest.Verdict{Status: 401, ContentType: "text/html", Body: []byte(page + "<pre>" + kakaogamestest.EchoMark + "</pre>")})
+	h.fake.Set("tok-echo-json", kakaogamestest.Verdict{Status: 463, Body: []byte(`{"desc":"` + kakaogamestest.EchoMark + ` (463.-1)"}`)})
+	for _, tok := range []string{"tok-big", "tok-echo-page", "tok-echo-json"} {
+		h.expect(h.check(tok, "mobile", "p1"), 503, "unavailable", "upstream_unavailable", "upstream")
+	}
+	// JSON too large to keep is still Kakao's verdict.
+	h.fake.Set("tok-big-json", kakaogamestest.Verdict{Status: 464, Body: oversized(464)})
+	h.expect(h.check("tok-big-json", "mobile", "p1"), 403, "kick", "sanction", "upstream")
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -480,6 +481,14 @@ func (v *Validator) call(st *reqState, claimed string) (*Result, error) {
 	v.m.UpstreamSeconds.Observe(ex.latency.Seconds())
 	res := Decide(ex.status, ex.body, ex.contentType, claimed, v.cfg.AllowStatuses)
 	res.Err = ex.dropped
+	if ex.dropped != nil && res.Verdict == Kick && (errors.Is(ex.dropped, errEchoed) || !jsonContentType(ex.contentType)) {
+		// A verdict status whose body is gone decides by its status only
+		// when the body was Kakao's: JSON too large to keep. A body that
+		// echoed our request, or a page that is not JSON (a proxy's 401
+		// page, large or quoting the request), is nobody's verdict.
+		res = (&Result{Status: ex.status, ContentType: ex.contentType, PlayerID: claimed, Err: ex.dropped}).
+			unavailable(ReasonUpstreamUnavailable, true)
+	}
 	if ex.dropped != nil && res.Verdict == Kick && res.Reason != ReasonInvalidToken && res.Named == "" {
 		// A verdict about the token's player whose body (which may have
 		// named them) is gone: the claim is the best name there is. Only
@@ -494,6 +503,14 @@ func (v *Validator) call(st *reqState, claimed string) (*Result, error) {
 		return res, errUpstreamRejected
 	}
 	return res, nil
+}
+
+// jsonContentType reports a JSON media type (application/json, with or
+// without parameters, or a +json suffix).
+func jsonContentType(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = strings.ToLower(strings.TrimSpace(mt))
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
 }
 
 func (v *Validator) logFailure(res *Result, st *reqState) {
