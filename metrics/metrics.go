@@ -204,7 +204,7 @@ type CacheStats struct {
 	Rejections uint64 // total Sets refused by the admission policy
 	Dropped    uint64 // total Sets dropped under contention
 	Purges     uint64 // total purges of a player or a token
-	Tombstones uint64 // recent purges remembered (at most 4096)
+	Tombstones uint64 // purge-table buckets holding a purge (of 65,536)
 }
 
 // CacheStatsFunc exposes the cache's own counters, read at scrape time.
@@ -223,7 +223,7 @@ var (
 	descRejections = prometheus.NewDesc(namespace+"_cache_rejections_total", "Cache writes refused by the admission policy.", nil, nil)
 	descDropped    = prometheus.NewDesc(namespace+"_cache_dropped_sets_total", "Cache writes dropped under contention.", nil, nil)
 	descPurges     = prometheus.NewDesc(namespace+"_cache_purges_total", "Purges of a player or of a token: on a kick (its token, and the player the verdict names), or by /admin/purge.", nil, nil)
-	descTombstones = prometheus.NewDesc(namespace+"_cache_tombstones", "Recent purges (of a player or a token) remembered to refuse cache writes of answers fetched meanwhile; at most 4096.", nil, nil)
+	descTombstones = prometheus.NewDesc(namespace+"_cache_tombstones", "Buckets of the purge table (65,536) holding a purge: what refuses cache writes of answers fetched before a purge of their player, token or key.", nil, nil)
 )
 
 func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {

@@ -276,7 +276,7 @@ func ReadHeaders(ctx *fasthttp.RequestCtx, r *Request) error {
 // up.
 func trailerFields(ctx *fasthttp.RequestCtx, seen *[numReqKeys]bool) error {
 	h := &ctx.Request.Header
-	for k, name := range [numReqKeys][]byte{[]byte(hdrTokenName), []byte(hdrPlatformName), []byte(hdrPlayerIDName)} {
+	for k, name := range reqHeaderNameBytes {
 		if !seen[k] && h.PeekCanonical(name) != nil {
 			return errReqKeyTrailer[k]
 		}
@@ -323,15 +323,19 @@ var errBodyAndHeader = func() (e [numReqKeys]*RequestError) {
 
 // headerFields refuses a request that carries any of the validation
 // fields as headers (present, even empty); the body path calls it.
+// fasthttp's lookup sees the headers and then a chunked request's trailer,
+// so three lookups cover both sections.
 func headerFields(ctx *fasthttp.RequestCtx) error {
-	for name := range ctx.Request.Header.All() {
-		if k := reqHeaderKey(name); k != reqKeyUnknown {
+	h := &ctx.Request.Header
+	for k, name := range reqHeaderNameBytes {
+		if h.PeekCanonical(name) != nil {
 			return errBodyAndHeader[k]
 		}
 	}
-	var none [numReqKeys]bool
-	return trailerFields(ctx, &none)
+	return nil
 }
+
+var reqHeaderNameBytes = [numReqKeys][]byte{[]byte(hdrTokenName), []byte(hdrPlatformName), []byte(hdrPlayerIDName)}
 
 func (v *Validator) observe(a *answer, start time.Time) {
 	v.counts[a.verdict][a.reason][a.source].Inc()

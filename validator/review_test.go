@@ -721,7 +721,7 @@ func TestTrailerClaimRefused(t *testing.T) {
 		"json body + trailer":  "POST " + APIPath + " HTTP/1.1\r\nHost: pg\r\nContent-Type: application/json\r\n" + te + fmt.Sprintf("%x\r\n%s\r\n", len(body), body) + "0\r\nplayerId: victim\r\n\r\n",
 	} {
 		rs := h.raw(req)
-		if len(rs) != 1 || rs[0].StatusCode != 400 || !strings.Contains(bodyOf(rs[0]), "trailer") {
+		if len(rs) != 1 || rs[0].StatusCode != 400 || !strings.Contains(bodyOf(rs[0]), "playerId") {
 			t.Errorf("%s: %v", name, rs)
 		}
 	}
