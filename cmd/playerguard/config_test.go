@@ -68,9 +68,7 @@ func TestSecretsFromFiles(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, p, content) // prometheus_test.go's
 		return p
 	}
 	c, err := parseConfig([]string{"-upstream", "http://127.0.0.1:1", "-app-id", "1",
@@ -181,9 +179,7 @@ func TestCheckConfigAgreesWithStartup(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, p, content) // prometheus_test.go's
 		return p
 	}
 	notPEM := write("not-pem", "not a certificate\n")

@@ -41,6 +41,27 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// sigtermDrains sends SIGTERM and requires exit 0 within soon (else the
+// drain took too long "with what") and at all within limit (else
+// "held": what held the drain open).
+func (p *proc) sigtermDrains(t *testing.T, soon, limit time.Duration, held, what string) {
+	t.Helper()
+	start := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, p.stderr.String())
+		}
+	case <-time.After(limit):
+		t.Fatal(held)
+	}
+	if d := time.Since(start); d > soon {
+		t.Errorf("drain took %v with %s", d, what)
+	}
+}
+
 // freeAddr returns a loopback address nobody listens on right now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -445,20 +466,7 @@ func TestDrainWithIdleKeepAlive(t *testing.T) {
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close() // the connection now idles in the client's pool
-	start := time.Now()
-	pg.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-pg.done:
-		pg.done <- err // for the cleanup
-		if err != nil {
-			t.Fatalf("exit: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("an idle keep-alive connection held the drain open")
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("drain took %v with one idle connection", d)
-	}
+	pg.sigtermDrains(t, 2*time.Second, 10*time.Second, "an idle keep-alive connection held the drain open", "one idle connection")
 }
 
 // TestAllowRemoteSaysSo: a non-loopback -listen needs -allow-remote, and
@@ -483,20 +491,7 @@ func TestDrainWithUnusedConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	start := time.Now()
-	pg.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-pg.done:
-		pg.done <- err // for the cleanup
-		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, pg.stderr.String())
-		}
-	case <-time.After(8 * time.Second):
-		t.Fatal("an unused connection held the drain open")
-	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("drain took %v with one unused connection", d)
-	}
+	pg.sigtermDrains(t, 3*time.Second, 8*time.Second, "an unused connection held the drain open", "one unused connection")
 }
 
 // TestOversizedBodyGets413: a request whose body is over the limit gets its
@@ -579,20 +574,7 @@ func TestDrainNotHeldByStalledCaller(t *testing.T) {
 		t.Fatalf("after 100 Continue: %q %v", line, err)
 	}
 
-	start := time.Now()
-	pg.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-pg.done:
-		pg.done <- err // for the cleanup
-		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, pg.stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a stalled caller held the drain open")
-	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("drain took %v with two stalled callers", d)
-	}
+	pg.sigtermDrains(t, 3*time.Second, 10*time.Second, "a stalled caller held the drain open", "two stalled callers")
 	if !strings.Contains(pg.stderr.String(), `"msg":"stopped"`) {
 		t.Errorf("no stop line:\n%s", pg.stderr.String())
 	}
