@@ -61,7 +61,9 @@ const (
 //     ("Player", "PlayerID"): encoding/json, for one, matches keys
 //     case-insensitively and keeps the last, so it would see another
 //     status than the first key says;
-//   - anything that is not RFC 8259 JSON, trailing data after the object,
+//   - anything that is not RFC 8259 JSON (invalid UTF-8 included: other
+//     parsers replace it, or refuse it, or keep the bytes, so "\xeb" and
+//     "\xec" could be one key or one player id to them), trailing data after the object,
 //     nesting beyond maxUpstreamDepth, and decision fields of the wrong
 //     type (a desc, status or idType that is not a string, a playerId or
 //     id that is neither a string nor a number). null is an absent field.
@@ -69,7 +71,7 @@ func parseKakaoBody(body []byte) (kakaoBody, bool) {
 	var kb kakaoBody
 	d := jsonDecoder{b: body}
 	d.skipSpace()
-	if d.i >= len(d.b) || d.b[d.i] != '{' {
+	if d.i >= len(d.b) || d.b[d.i] != '{' || !utf8.Valid(body) {
 		return kb, false
 	}
 	err := d.object(1, topKeys, func(k int) error {

@@ -21,6 +21,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"playerguard/validator"
 )
@@ -186,9 +187,13 @@ func parseError(body []byte) (int, bool) {
 
 // strictObject reads body as one JSON object and hands each key to field,
 // which must read its value. A duplicate key, a key that differs from one
-// of known only in case, or trailing data makes the body unreadable: two
+// of known only in case, invalid UTF-8 (encoding/json would read "\xeb"
+// and "\xec" as one key) or trailing data makes the body unreadable: two
 // parsers must not read it two ways.
 func strictObject(body []byte, field func(key string, dec *json.Decoder) error, known ...string) error {
+	if !utf8.Valid(body) {
+		return errBody
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {

@@ -57,6 +57,7 @@ func TestDecide(t *testing.T) {
 		"leading zero":     `{"id":1,"expires_in":10,"app_id":0123456}`,
 		"trailing garbage": info("1", app, 10) + "x",
 		"array":            `[` + info("1", app, 10) + `]`,
+		"invalid UTF-8":    "{\"id\":1,\"expires_in\":10,\"app_id\":123456,\"note\":\"\xeb\"}",
 	} {
 		f("200 "+name, 200, body, "", down)
 	}
@@ -96,6 +97,7 @@ func TestDecide(t *testing.T) {
 	f("code twice", 401, `{"code":-1,"code":-401}`, "", down)
 	f("CODE variant", 401, `{"code":-1,"CODE":-401}`, "", down)
 	f("code as string", 401, `{"code":"-401"}`, "", down)
+	f("invalid UTF-8", 401, "{\"code\":-401,\"msg\":\"\xff\"}", "", down)
 }
 
 func TestDecideUser(t *testing.T) {
