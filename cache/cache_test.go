@@ -8,24 +8,16 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"playerguard/internal/testkit"
 )
 
 // clock is a settable clock for tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+type clock = testkit.Clock
 
 func newTestCache(t testing.TB, cfg Config) (*Cache[string], *clock) {
 	t.Helper()
-	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	clk := testkit.NewClock(time.Unix(1_700_000_000, 0))
 	if cfg.MaxEntries == 0 {
 		cfg.MaxEntries = 1000
 	}

@@ -22,6 +22,7 @@ const namespace = "playerguard"
 
 // Label names.
 const (
+	LabelProvider = "provider"
 	LabelDecision = "decision"
 	LabelReason   = "reason"
 	LabelSource   = "source"
@@ -31,41 +32,47 @@ const (
 
 // Metrics holds the collectors the validator updates directly.
 type Metrics struct {
-	// Validations counts answered validations by decision, reason, source.
+	// Every metric about an upstream or a decision has a provider label
+	// ("kakao-games", "kakao-login", ...) first.
+
+	// Validations counts answered validations by provider, decision,
+	// reason, source.
 	// Striped: every request updates it (striped.go).
 	Validations *CounterVec
 	// ValidationSeconds is the time from request read to response written,
-	// as the game server sees it, by source. Striped, like Validations.
+	// as the game server sees it, by provider and source. Striped, like
+	// Validations.
 	ValidationSeconds *HistogramVec
 	// BadRequests counts requests refused with a 4xx before any lookup.
 	BadRequests prometheus.Counter
 
-	// UpstreamRequests counts calls to the Kakao Games API by outcome: the
+	// UpstreamRequests counts calls to a provider's API by outcome: the
 	// status class ("2xx", "3xx", "4xx", "5xx", "other" for a status outside
 	// 200-599), or "timeout", "connection_error" or "protocol_error" (a
 	// response out of step with the request: an unexpected 1xx or 101,
 	// bytes after the response).
 	UpstreamRequests *prometheus.CounterVec
 	// UpstreamSeconds is the latency of upstream calls that got a response.
-	UpstreamSeconds prometheus.Histogram
+	UpstreamSeconds *prometheus.HistogramVec
 	// UpstreamInFlight is the number of upstream calls under way.
-	UpstreamInFlight prometheus.Gauge
+	UpstreamInFlight *prometheus.GaugeVec
 	// UpstreamRejected counts upstream calls not made because the
 	// concurrency cap was reached.
-	UpstreamRejected prometheus.Counter
+	UpstreamRejected *prometheus.CounterVec
 
 	// CacheMisses counts lookups that had to ask the upstream (or the
 	// outage policy); StaleServes degraded allows answered from an expired
 	// entry. (playerguard_cache_hits_total is not updated by anyone: it is
 	// the sum of Validations{source="cache"}, read at scrape time.)
-	CacheMisses prometheus.Counter
-	StaleServes prometheus.Counter
+	CacheMisses *prometheus.CounterVec
+	StaleServes *prometheus.CounterVec
 
 	// Coalesced counts validations that shared another's upstream call
 	// instead of making their own.
-	Coalesced prometheus.Counter
+	Coalesced *prometheus.CounterVec
 
-	// BreakerTransitions counts breaker state changes by the new state.
+	// BreakerTransitions counts breaker state changes by provider and the
+	// new state.
 	BreakerTransitions *prometheus.CounterVec
 
 	reg prometheus.Registerer
@@ -85,12 +92,12 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	m := &Metrics{
 		reg: reg,
 		Validations: NewCounterVec("validations_total",
-			"Validations answered, by decision (allow, kick, unavailable), reason and source (upstream, cache, stale, policy).",
-			LabelDecision, LabelReason, LabelSource),
+			"Validations answered, by provider, decision (allow, kick, unavailable), reason and source (upstream, cache, stale, policy).",
+			LabelProvider, LabelDecision, LabelReason, LabelSource),
 		ValidationSeconds: NewHistogramVec("validation_duration_seconds",
-			"Time to answer a validation as the game server sees it, by source.",
+			"Time to answer a validation as the game server sees it, by provider and source.",
 			[]float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
-			LabelSource),
+			LabelProvider, LabelSource),
 		BadRequests: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace,
 			Name:      "bad_requests_total",
@@ -99,50 +106,46 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		UpstreamRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace,
 			Name:      "upstream_requests_total",
-			Help:      "Calls to the Kakao Games API, by outcome (2xx, 3xx, 4xx, 5xx, other status, timeout, connection_error, protocol_error).",
-		}, []string{LabelOutcome}),
-		UpstreamSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Help:      "Calls to a provider's API, by provider and outcome (2xx, 3xx, 4xx, 5xx, other status, timeout, connection_error, protocol_error).",
+		}, []string{LabelProvider, LabelOutcome}),
+		UpstreamSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace,
 			Name:      "upstream_request_duration_seconds",
-			Help:      "Latency of calls to the Kakao Games API that got a response.",
+			Help:      "Latency of calls to a provider's API that got a response, by provider.",
 			Buckets:   []float64{.005, .01, .02, .03, .05, .075, .1, .15, .25, .5, 1, 2, 5},
-		}),
-		UpstreamInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+		}, []string{LabelProvider}),
+		UpstreamInFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace,
 			Name:      "upstream_in_flight_requests",
-			Help:      "Calls to the Kakao Games API under way.",
-		}),
-		UpstreamRejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Help:      "Calls to a provider's API under way, by provider.",
+		}, []string{LabelProvider}),
+		UpstreamRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace,
 			Name:      "upstream_saturated_total",
-			Help:      "Upstream calls not made because the concurrent upstream call cap was reached.",
-		}),
-		CacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
+			Help:      "Upstream calls not made because the provider's concurrent upstream call cap was reached, by provider.",
+		}, []string{LabelProvider}),
+		CacheMisses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace,
 			Name:      "cache_misses_total",
-			Help:      "Validations with no fresh cache entry.",
-		}),
-		StaleServes: prometheus.NewCounter(prometheus.CounterOpts{
+			Help:      "Validations with no fresh cache entry, by provider.",
+		}, []string{LabelProvider}),
+		StaleServes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace,
 			Name:      "cache_stale_serves_total",
-			Help:      "Degraded allows served from an expired entry while the upstream was failing.",
-		}),
-		Coalesced: prometheus.NewCounter(prometheus.CounterOpts{
+			Help:      "Degraded allows served from an expired entry while the upstream was failing, by provider.",
+		}, []string{LabelProvider}),
+		Coalesced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace,
 			Name:      "coalesced_requests_total",
-			Help:      "Validations that shared another validation's upstream call.",
-		}),
+			Help:      "Validations that shared another validation's upstream call, by provider.",
+		}, []string{LabelProvider}),
 		BreakerTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace,
 			Name:      "breaker_transitions_total",
-			Help:      "Circuit breaker state changes, by the state entered (closed, half_open, open).",
-		}, []string{LabelTo}),
+			Help:      "Circuit breaker state changes, by provider and the state entered (closed, half_open, open).",
+		}, []string{LabelProvider, LabelTo}),
 	}
-	hits := prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Namespace: namespace,
-		Name:      "cache_hits_total",
-		Help:      "Validations answered from a fresh cache entry.",
-	}, func() float64 { return float64(m.Validations.sumWhere(LabelSource, "cache")) })
+	hits := &hitsCollector{v: m.Validations}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace:   namespace,
 		Name:        "build_info",
@@ -150,12 +153,6 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	})
 	buildInfo.Set(1)
-	for _, to := range []string{"closed", "half_open", "open"} {
-		m.BreakerTransitions.WithLabelValues(to)
-	}
-	for _, o := range []string{"2xx", "3xx", "4xx", "5xx", "other", "timeout", "connection_error", "protocol_error"} {
-		m.UpstreamRequests.WithLabelValues(o)
-	}
 	reg.MustRegister(
 		m.Validations, m.ValidationSeconds, m.BadRequests,
 		m.UpstreamRequests, m.UpstreamSeconds, m.UpstreamInFlight, m.UpstreamRejected,
@@ -165,6 +162,48 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
+}
+
+// Provider creates every series of provider that can occur, so that
+// dashboards and alerts see zeros instead of gaps: the upstream outcomes,
+// the breaker's transitions and its state (read at scrape time from state:
+// 0 closed, 1 half-open, 2 open; read lazily, the gauge leaves "open" when
+// the breaker's timeout passes even if no request arrives to notice). The
+// validation series are the caller's to create (it knows the reasons).
+func (m *Metrics) Provider(provider string, state func() float64) {
+	for _, to := range []string{"closed", "half_open", "open"} {
+		m.BreakerTransitions.WithLabelValues(provider, to)
+	}
+	for _, o := range []string{"2xx", "3xx", "4xx", "5xx", "other", "timeout", "connection_error", "protocol_error"} {
+		m.UpstreamRequests.WithLabelValues(provider, o)
+	}
+	m.UpstreamSeconds.WithLabelValues(provider)
+	m.UpstreamInFlight.WithLabelValues(provider)
+	m.UpstreamRejected.WithLabelValues(provider)
+	m.CacheMisses.WithLabelValues(provider)
+	m.StaleServes.WithLabelValues(provider)
+	m.Coalesced.WithLabelValues(provider)
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace:   namespace,
+		Name:        "breaker_state",
+		Help:        "Upstream circuit breaker state, by provider: 0 closed, 1 half-open, 2 open.",
+		ConstLabels: prometheus.Labels{LabelProvider: provider},
+	}, state))
+}
+
+// hitsCollector is playerguard_cache_hits_total: the validations answered
+// from a fresh entry, by provider, summed at scrape time.
+type hitsCollector struct{ v *CounterVec }
+
+var descHits = prometheus.NewDesc(namespace+"_cache_hits_total", "Validations answered from a fresh cache entry, by provider.", []string{LabelProvider}, nil)
+
+func (c *hitsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descHits }
+
+func (c *hitsCollector) Collect(ch chan<- prometheus.Metric) {
+	sums := c.v.sumBy(LabelProvider, LabelSource, "cache")
+	for _, p := range sums.order {
+		ch <- prometheus.MustNewConstMetric(descHits, prometheus.CounterValue, float64(sums.n[p]), p)
+	}
 }
 
 // UpstreamOutcome returns the outcome label for an HTTP status: 2xx, 3xx,
@@ -182,18 +221,6 @@ func UpstreamOutcome(status int) string {
 		return "5xx"
 	}
 	return "other"
-}
-
-// BreakerStateFunc exposes playerguard_breaker_state, read at scrape time
-// from state (0 closed, 1 half-open, 2 open). Reading it lazily means the
-// gauge leaves "open" when the breaker's timeout passes even if no request
-// arrives to notice.
-func (m *Metrics) BreakerStateFunc(state func() float64) {
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: namespace,
-		Name:      "breaker_state",
-		Help:      "Upstream circuit breaker state: 0 closed, 1 half-open, 2 open.",
-	}, state))
 }
 
 // CacheStats is what the cache reports at scrape time.

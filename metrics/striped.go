@@ -124,17 +124,29 @@ func NewCounterVec(name, help string, labels ...string) *CounterVec {
 	return &CounterVec{newFamily(name, help, labels, func() *Counter { return new(Counter) })}
 }
 
-// sumWhere is the sum of the children whose label has value: a counter
-// too, as the sum of counters.
-func (v *CounterVec) sumWhere(label, value string) uint64 {
-	i := slices.Index(v.labels, label)
-	var n uint64
+// sums is sumBy's answer: a sum per value of the grouping label, in the
+// order the values were first seen.
+type sums struct {
+	order []string
+	n     map[string]uint64
+}
+
+// sumBy is, for each value of the label group, the sum of the children
+// with that value whose label has value.
+func (v *CounterVec) sumBy(group, label, value string) sums {
+	g, i := slices.Index(v.labels, group), slices.Index(v.labels, label)
+	s := sums{n: map[string]uint64{}}
 	for _, c := range v.list() {
+		k := c.lvs[g]
+		if _, ok := s.n[k]; !ok {
+			s.order = append(s.order, k)
+			s.n[k] = 0
+		}
 		if c.lvs[i] == value {
-			n += c.m.Value()
+			s.n[k] += c.m.Value()
 		}
 	}
-	return n
+	return s
 }
 
 func (v *CounterVec) Collect(ch chan<- prometheus.Metric) {

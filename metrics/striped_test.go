@@ -107,17 +107,19 @@ func splitSum(expo string) (rest string, sums []float64) {
 func TestStripedRegistry(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := New(reg, "test")
-	a := m.Validations.WithLabelValues("allow", "ok", "cache")
-	if b := m.Validations.WithLabelValues("allow", "ok", "cache"); a != b {
+	a := m.Validations.WithLabelValues("kakao-games", "allow", "ok", "cache")
+	if b := m.Validations.WithLabelValues("kakao-games", "allow", "ok", "cache"); a != b {
 		t.Error("WithLabelValues made a second child for the same labels")
 	}
 	a.Inc()
 	a.Inc()
-	m.Validations.WithLabelValues("kick", "invalid_token", "cache").Inc()
-	up := m.Validations.WithLabelValues("allow", "ok", "upstream")
+	m.Validations.WithLabelValues("kakao-games", "kick", "invalid_token", "cache").Inc()
+	up := m.Validations.WithLabelValues("kakao-games", "allow", "ok", "upstream")
 	up.Inc()
 	up.Inc()
-	m.ValidationSeconds.WithLabelValues("cache").Observe(3 * time.Microsecond)
+	m.Validations.WithLabelValues("kakao-login", "allow", "ok", "upstream").Inc()
+	m.Validations.WithLabelValues("kakao-login", "allow", "ok", "cache").Inc()
+	m.ValidationSeconds.WithLabelValues("kakao-games", "cache").Observe(3 * time.Microsecond)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -131,12 +133,14 @@ func TestStripedRegistry(t *testing.T) {
 			t.Errorf("%s not gathered", name)
 		}
 	}
-	if n, err := testutil.GatherAndCount(reg, "playerguard_cache_hits_total"); err != nil || n != 1 {
+	if n, err := testutil.GatherAndCount(reg, "playerguard_cache_hits_total"); err != nil || n != 2 {
 		t.Errorf("cache_hits_total series: %d, %v", n, err)
 	}
 	// cache_hits_total is the validations answered from the cache, of any
-	// decision: 2 allows and 1 kick, not the 2 upstream allows.
-	want := "# HELP playerguard_cache_hits_total Validations answered from a fresh cache entry.\n# TYPE playerguard_cache_hits_total counter\nplayerguard_cache_hits_total 3\n"
+	// decision, per provider: 2 allows and 1 kick, not the 2 upstream
+	// allows; and the other provider's own.
+	want := "# HELP playerguard_cache_hits_total Validations answered from a fresh cache entry, by provider.\n# TYPE playerguard_cache_hits_total counter\n" +
+		"playerguard_cache_hits_total{provider=\"kakao-games\"} 3\nplayerguard_cache_hits_total{provider=\"kakao-login\"} 1\n"
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "playerguard_cache_hits_total"); err != nil {
 		t.Error(err)
 	}

@@ -53,7 +53,7 @@ func benchValidator(tb testing.TB) *Validator {
 	}
 	tb.Cleanup(fake.Close)
 	fake.Set(benchToken, kakaogamestest.Allow(testApp, "123456789123456", "normal"))
-	v, err := New(Config{Upstream: fake.URL(), AppID: testApp, AppSecret: testSecret, AdminKey: testKey, CacheTTL: time.Hour, CacheMaxEntries: 1000})
+	v, err := newKakaoGamesValidator(testConfig{Config{CacheTTL: time.Hour, CacheMaxEntries: 1000}, KakaoGamesConfig{Upstream: fake.URL(), AppID: testApp, AppSecret: testSecret, AdminKey: testKey}})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func manyValidator(b *testing.B) (*Validator, []manyReq) {
 		b.Fatal(err)
 	}
 	b.Cleanup(fake.Close)
-	v, err := New(Config{Upstream: fake.URL(), AppID: testApp, AppSecret: testSecret, AdminKey: testKey, CacheTTL: time.Hour})
+	v, err := newKakaoGamesValidator(testConfig{Config{CacheTTL: time.Hour}, KakaoGamesConfig{Upstream: fake.URL(), AppID: testApp, AppSecret: testSecret, AdminKey: testKey}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -117,6 +117,12 @@ type Result struct {
 	// outage policy applies). Unavailable results that are not failures
 	// (the upstream's 400, the breaker refusing) have it false.
 	Failure bool
+	// HasCode says whether Code is set.
+	HasCode bool
+	// MaxAge, when positive, bounds how long an allow may be cached, in
+	// seconds (a token's remaining life); negative means it must not be
+	// cached at all; zero, no bound beyond the cache TTL.
+	MaxAge int32
 
 	// Status is the upstream's HTTP status; 0 when there was no response.
 	Status int
@@ -124,16 +130,17 @@ type Result struct {
 	Body        []byte
 	ContentType string
 
-	// Code is the sub-code from desc's trailing "(STATUS.SUBCODE)"; HasCode
-	// says whether desc had one.
-	Code    int
-	HasCode bool
-	Desc    string
+	// Code is the upstream's error code (Kakao Games: the sub-code from
+	// desc's trailing "(STATUS.SUBCODE)"); Desc its message to the player,
+	// handed on with kicks only.
+	Code int
+	Desc string
 
-	// Where the raw JSON values of the fields the game server needs sit in
-	// Body: offsets, not slices, because allows live in the cache by the
-	// hundred thousand (see Player, Lockout, Token, RedirectURI).
-	player, lockout, token, redirectURI span
+	// Fields names the raw values, raw says where they sit in Body:
+	// offsets, not slices, because allows live in the cache by the
+	// hundred thousand (see Raw).
+	Fields *Fields
+	raw    [numRaw]span
 
 	// PlayerID is the player this verdict is about: the one the request
 	// claimed, else the one the upstream named ("" when neither).
@@ -170,11 +177,11 @@ type Result struct {
 // nothing about the player. A 404 never is, Kakao-shaped or not: it says
 // the path does not exist, the mark of a wrong -upstream.
 func Decide(status int, body []byte, contentType, claimed string, allowStatuses []string) *Result {
-	r := &Result{Status: status, Body: body, ContentType: contentType, PlayerID: claimed}
+	r := &Result{Status: status, Body: body, ContentType: contentType, PlayerID: claimed, Fields: kakaoGamesFields}
 	kb, parsed := parseKakaoBody(body)
 	descStatus := 0
 	if parsed {
-		r.player, r.lockout, r.token, r.redirectURI = kb.player, kb.lockout, kb.token, kb.redirectURI
+		r.raw = [numRaw]span{kb.player, kb.lockout, kb.token, kb.redirectURI}
 		if kb.hasDesc {
 			r.Desc = kb.desc
 			descStatus, r.Code, r.HasCode = parseSubCode(r.Desc)
@@ -327,19 +334,32 @@ type span struct{ off, end uint32 }
 
 func (s span) set() bool { return s.end > 0 }
 
-func (r *Result) raw(s span) []byte {
+// Raw returns raw value i (named by Fields.Names[i]) of Body, byte for
+// byte, or nil when absent.
+func (r *Result) Raw(i int) []byte {
+	s := r.raw[i]
 	if !s.set() {
 		return nil
 	}
 	return r.Body[s.off:s.end:s.end]
 }
 
+// SetRaw says that raw value i is Body[off:end], a JSON value; a provider
+// calls it while building the Result.
+func (r *Result) SetRaw(i, off, end int) {
+	r.raw[i] = span{uint32(off), uint32(end)}
+}
+
+// kakaoGamesFields are the raw values of a Kakao Games answer.
+var kakaoGamesFields = &Fields{Names: [numRaw]string{"player", "lockout", "token", "redirectUri"}}
+
 // Player, Lockout, Token and RedirectURI return the raw JSON values of
-// those fields of Body, byte for byte, or nil when absent or null.
-func (r *Result) Player() []byte      { return r.raw(r.player) }
-func (r *Result) Lockout() []byte     { return r.raw(r.lockout) }
-func (r *Result) Token() []byte       { return r.raw(r.token) }
-func (r *Result) RedirectURI() []byte { return r.raw(r.redirectURI) }
+// those fields of a Kakao Games Body, byte for byte, or nil when absent
+// or null.
+func (r *Result) Player() []byte      { return r.Raw(0) }
+func (r *Result) Lockout() []byte     { return r.Raw(1) }
+func (r *Result) Token() []byte       { return r.Raw(2) }
+func (r *Result) RedirectURI() []byte { return r.Raw(3) }
 
 // internContentType returns the usual content types without allocating,
 // so a hundred thousand cached allows share two strings.

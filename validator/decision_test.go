@@ -243,7 +243,7 @@ func TestCacheHitBodyMatchesRenderAnswer(t *testing.T) {
 			t.Fatalf("%s: %v %v", body, r.Verdict, r.Reason)
 		}
 		var resp fasthttp.Response
-		writeCacheHit(&resp, r)
+		writeCacheHit(&resp, []byte(`{"decision":"allow","reason":"ok","source":"cache","player":`), r.Player())
 		want := renderAnswer(&answer{res: r, verdict: Allow, reason: ReasonOK, source: SourceCache})
 		if !bytes.Equal(resp.Body(), want) {
 			t.Errorf("cache-hit body\n got %s\nwant %s", resp.Body(), want)

@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"playerguard/metrics"
 	"playerguard/validator/kakaogames/kakaogamestest"
 )
@@ -79,7 +77,7 @@ func TestUpstreamFaults(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			h := newHarness(t, func(cfg *Config) {
+			h := newHarness(t, func(cfg *testConfig) {
 				cfg.UpstreamTimeout = timeout
 				cfg.Policy = PolicyClosed
 				cfg.BreakerFailures = 100
@@ -102,7 +100,7 @@ func TestUpstreamFaults(t *testing.T) {
 			if c.failure {
 				failures = 1
 			}
-			if got := h.v.breaker.Counts().TotalFailures; float64(got) != failures {
+			if got := h.v.kg.breaker.Counts().TotalFailures; float64(got) != failures {
 				t.Errorf("breaker counted %d failures, want %v", got, failures)
 			}
 			h.fake.Close() // releases hung handlers; our side must not linger
@@ -118,7 +116,7 @@ func TestConnectionRefused(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	h := newHarness(t, func(c *Config) { c.Upstream = "http://" + addr; c.Policy = PolicyClosed })
+	h := newHarness(t, func(c *testConfig) { c.Upstream = "http://" + addr; c.Policy = PolicyClosed })
 	start := time.Now()
 	h.expect(h.check("tok-a", "mobile", ""), 503, "unavailable", "upstream_unavailable", "upstream")
 	if d := time.Since(start); d > time.Second {
@@ -133,7 +131,7 @@ func TestConnectionRefused(t *testing.T) {
 // upstream uses at most the cap of connections; the excess waits, then gets
 // unavailable; nothing crashes and nothing allows.
 func TestUpstreamCallCap(t *testing.T) {
-	h := newHarness(t, func(c *Config) {
+	h := newHarness(t, func(c *testConfig) {
 		c.MaxUpstreamConns = 4
 		c.UpstreamTimeout = 300 * time.Millisecond
 		c.Policy = PolicyClosed
@@ -177,7 +175,7 @@ func TestUpstreamTLS(t *testing.T) {
 	defer srv.Close()
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // our failed handshakes are expected
 
-	h := newHarness(t, func(c *Config) { c.Upstream = srv.URL; c.Policy = PolicyClosed })
+	h := newHarness(t, func(c *testConfig) { c.Upstream = srv.URL; c.Policy = PolicyClosed })
 	h.expect(h.check("tok-a", "mobile", ""), 503, "unavailable", "upstream_unavailable", "upstream")
 
 	ca := filepath.Join(t.TempDir(), "ca.pem")
@@ -185,12 +183,12 @@ func TestUpstreamTLS(t *testing.T) {
 	if err := os.WriteFile(ca, pemBytes, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h = newHarness(t, func(c *Config) { c.Upstream = srv.URL; c.UpstreamCAFile = ca })
+	h = newHarness(t, func(c *testConfig) { c.Upstream = srv.URL; c.UpstreamCAFile = ca })
 	h.expect(h.check("tok-a", "mobile", ""), 200, "allow", "ok", "upstream")
 
 	notPEM := filepath.Join(t.TempDir(), "bad.pem")
 	os.WriteFile(notPEM, []byte("not a certificate"), 0o600)
-	if _, err := New(Config{Upstream: srv.URL, AppID: "1", UpstreamCAFile: notPEM, Metrics: metrics.New(prometheus.NewRegistry(), "")}); err == nil {
+	if _, err := NewKakaoGames(KakaoGamesConfig{Upstream: srv.URL, AppID: "1", UpstreamCAFile: notPEM}); err == nil {
 		t.Error("a CA file without certificates was accepted")
 	}
 }
@@ -198,7 +196,7 @@ func TestUpstreamTLS(t *testing.T) {
 // TestHalfOpenLetsOneProbeThrough: when the breaker half-opens under load,
 // one request probes the upstream and the rest are answered at once.
 func TestHalfOpenLetsOneProbeThrough(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed })
+	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyClosed })
 	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 500})
 	for i := range 3 {
 		h.check(fmt.Sprint("tok-f", i), "mobile", "")
@@ -229,7 +227,7 @@ func TestHalfOpenLetsOneProbeThrough(t *testing.T) {
 
 func TestNoAllowWithoutUpstreamAllow(t *testing.T) {
 	// Under the closed policy, no sequence of failures yields an allow.
-	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed; c.UpstreamTimeout = 200 * time.Millisecond })
+	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyClosed; c.UpstreamTimeout = 200 * time.Millisecond })
 	for i, v := range []kakaogamestest.Verdict{
 		{Status: 200, Body: []byte(`{"player":{"playerId":"p1","status":"normal"`)},
 		{Status: 200, Body: []byte(`{"player":{"playerId":"p1","status":"normal"}}`), Fault: kakaogamestest.FaultReset},
@@ -248,7 +246,7 @@ func TestNoAllowWithoutUpstreamAllow(t *testing.T) {
 // TestHalfOpenProbeHasNoFollowers: requests for the same key as a hanging
 // half-open probe do not join it; they are answered at once.
 func TestHalfOpenProbeHasNoFollowers(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed })
+	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyClosed })
 	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 500})
 	for i := range 3 {
 		h.check(fmt.Sprint("tok-f", i), "mobile", "")
@@ -278,7 +276,7 @@ func TestStormOneCallPerKey(t *testing.T) {
 	// 1,600 requests at once under -race on a busy CI machine can keep a
 	// call past the harness's 1 s timeout: that is an unavailable (and a
 	// call again later), correct but not what this test is about.
-	h := newHarness(t, func(c *Config) { c.UpstreamTimeout = 30 * time.Second })
+	h := newHarness(t, func(c *testConfig) { c.UpstreamTimeout = 30 * time.Second })
 	h.fake.SetLatency(20 * time.Millisecond)
 	const tokens = 200
 	for i := range tokens {
@@ -332,7 +330,7 @@ func TestOtherUpstreamImplementations(t *testing.T) {
 			}()
 		}
 	}()
-	h := newHarness(t, func(c *Config) { c.Upstream = "http://" + ln.Addr().String() })
+	h := newHarness(t, func(c *testConfig) { c.Upstream = "http://" + ln.Addr().String() })
 	h.expect(h.check("tok-a", "mobile", "p1"), 200, "allow", "ok", "upstream")
 	r := h.check("tok-locked", "mobile", "")
 	h.expect(r, 403, "kick", "lockout", "upstream")
@@ -356,7 +354,7 @@ func TestOtherUpstreamImplementations(t *testing.T) {
 		io.WriteString(w, allow[10:])
 	}))
 	defer srv.Close()
-	h = newHarness(t, func(c *Config) { c.Upstream = srv.URL })
+	h = newHarness(t, func(c *testConfig) { c.Upstream = srv.URL })
 	h.expect(h.check("tok-a", "mobile", "p1"), 200, "allow", "ok", "upstream")
 	h.expect(h.check("tok-sanctioned", "mobile", ""), 403, "kick", "sanction", "upstream")
 }

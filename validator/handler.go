@@ -20,7 +20,6 @@ const APIPath = "/v1/validate"
 
 var (
 	ctJSON         = []byte("application/json")
-	apiPath        = []byte(APIPath)
 	validationPath = []byte(ValidationPath)
 
 	hdrDecision = []byte("X-Playerguard-Decision")
@@ -47,25 +46,62 @@ func init() {
 	}
 }
 
-// Handler serves the validation API: POST/GET /v1/validate and the drop-in
-// POST /service/v5/auth/validation. Use it as a fasthttp.Server's Handler.
+// Handler serves the validation API: each provider's endpoint (POST/GET
+// /v1/validate for Kakao Games, /v1/kakao-login/validate...) and, with
+// Kakao Games, the drop-in POST /service/v5/auth/validation. Use it as a
+// fasthttp.Server's Handler.
 func (v *Validator) Handler(ctx *fasthttp.RequestCtx) {
-	// Callers send one of the two paths as is: compared with the raw
-	// request URI, that skips fasthttp's URI parsing and normalizing (an
-	// eighth of a cache hit's CPU). Anything else (a query string, an
-	// absolute URI, dot segments, escapes) goes the normalized way.
-	path := ctx.Request.Header.RequestURI()
-	if !bytes.Equal(path, apiPath) && !bytes.Equal(path, validationPath) {
-		path = ctx.Path()
+	// Callers send a path as is: compared with the raw request URI, that
+	// skips fasthttp's URI parsing and normalizing (an eighth of a cache
+	// hit's CPU). Anything else (a query string, an absolute URI, dot
+	// segments, escapes) goes the normalized way.
+	raw := ctx.Request.Header.RequestURI()
+	for _, pv := range v.providers {
+		if bytes.Equal(raw, pv.path) {
+			v.serveValidate(ctx, pv)
+			return
+		}
 	}
-	switch string(path) {
-	case APIPath:
-		v.serveValidate(ctx)
-	case ValidationPath:
-		v.serveDropIn(ctx)
-	default:
-		writeError(ctx, fasthttp.StatusNotFound, "unknown path: use POST "+APIPath+" or the drop-in POST "+ValidationPath)
+	if v.kg != nil && bytes.Equal(raw, validationPath) {
+		v.serveDropIn(ctx, v.kg)
+		return
 	}
+	v.route(ctx, ctx.Path())
+}
+
+// route serves a request whose raw URI is none of the paths as is.
+func (v *Validator) route(ctx *fasthttp.RequestCtx, path []byte) {
+	for _, pv := range v.providers {
+		if bytes.Equal(path, pv.path) {
+			v.serveValidate(ctx, pv)
+			return
+		}
+	}
+	if bytes.Equal(path, validationPath) {
+		if v.kg != nil {
+			v.serveDropIn(ctx, v.kg)
+		} else {
+			writeError(ctx, fasthttp.StatusNotFound, "provider "+KakaoGamesName+" is not configured")
+		}
+		return
+	}
+	for _, e := range v.cfg.Unconfigured {
+		if string(path) == e.Path {
+			writeError(ctx, fasthttp.StatusNotFound, "provider "+e.Provider+" is not configured")
+			return
+		}
+	}
+	msg := "unknown path: use"
+	for i, pv := range v.providers {
+		if i > 0 {
+			msg += " or"
+		}
+		msg += " POST " + pv.spec.Path
+	}
+	if v.kg != nil {
+		msg += " or the drop-in POST " + ValidationPath
+	}
+	writeError(ctx, fasthttp.StatusNotFound, msg)
 }
 
 // ErrorHandler answers requests fasthttp could not read; use it as the
@@ -129,9 +165,10 @@ func (v *Validator) putState(st *reqState) {
 	v.states.Put(st)
 }
 
-// serveValidate is POST/GET /v1/validate: a JSON body, or the same fields
-// as headers (what nginx auth_request and Envoy ext_authz forward).
-func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx) {
+// serveValidate is a provider's POST/GET endpoint: a JSON body, or the
+// same fields as headers (what nginx auth_request and Envoy ext_authz
+// forward).
+func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx, pv *provider) {
 	start := v.started(ctx)
 	if !ctx.IsPost() && !ctx.IsGet() {
 		ctx.Response.Header.Set("Allow", "GET, POST")
@@ -141,42 +178,46 @@ func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx) {
 	st := v.getState()
 	defer v.putState(st)
 	var err error
+	f := form{onlyKnown: pv.spec.StrictFields, noPlatform: !pv.spec.Platform}
 	if body := ctx.Request.Body(); len(body) > 0 {
-		st.scratch, err = DecodeJSON(body, &st.req, st.scratch)
+		st.scratch, err = decodeJSON(body, &st.req, st.scratch, f)
 		if err == nil {
 			// One request, one form: a playerId header beside a body would
 			// otherwise be a claim nobody checks.
-			err = headerFields(ctx)
+			err = headerFields(ctx, f)
 		}
 	} else {
 		err = ReadHeaders(ctx, &st.req)
+		if !pv.spec.Platform {
+			st.req.Platform = nil // a header of the caller's own, not ours
+		}
 	}
 	if err == nil {
-		err = st.req.Check()
+		err = pv.p.Check(&st.req)
 	}
 	if err != nil {
 		v.badRequest(ctx, err, false)
 		return
 	}
-	a := v.validate(st, start)
+	a := v.validate(pv, st, start)
 	writeAnswerHeaders(ctx, &a)
-	if a.source == SourceCache && a.verdict == Allow {
+	if raw := a.res.Raw(0); a.source == SourceCache && a.verdict == Allow && raw != nil {
 		// The hot path: no allocation.
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		ctx.Response.Header.SetContentTypeBytes(ctJSON)
-		writeCacheHit(&ctx.Response, a.res)
+		writeCacheHit(&ctx.Response, pv.hitPrefix, raw)
 	} else {
 		ctx.SetStatusCode(statusFor(a.verdict))
 		ctx.Response.Header.SetContentTypeBytes(ctJSON)
 		ctx.Response.SetBodyRaw(renderAnswer(&a))
-		v.audit(st, &a)
+		v.audit(pv, st, &a)
 	}
-	v.observe(&a, start)
+	v.observe(pv, &a, start)
 }
 
 // serveDropIn is POST /service/v5/auth/validation: a stand-in for the Kakao
 // Games endpoint. The caller's secrets, if any, are ignored; ours are sent.
-func (v *Validator) serveDropIn(ctx *fasthttp.RequestCtx) {
+func (v *Validator) serveDropIn(ctx *fasthttp.RequestCtx, pv *provider) {
 	start := v.started(ctx)
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
@@ -193,7 +234,7 @@ func (v *Validator) serveDropIn(ctx *fasthttp.RequestCtx) {
 		v.badRequest(ctx, err, true)
 		return
 	}
-	a := v.validate(st, start)
+	a := v.validate(pv, st, start)
 	writeAnswerHeaders(ctx, &a)
 	r := a.res
 	switch {
@@ -201,7 +242,7 @@ func (v *Validator) serveDropIn(ctx *fasthttp.RequestCtx) {
 		// Open policy, nothing cached: there is no upstream body to give.
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		ctx.Response.Header.SetContentTypeBytes(ctJSON)
-		ctx.Response.SetBodyRaw(v.renderOpenDropIn(st))
+		ctx.Response.SetBodyRaw(renderOpenDropIn(pv.p.(*KakaoGames).cfg.AppID, st))
 	case a.verdict == Allow || a.verdict == Kick && r.Status >= 400 || a.verdict == Unavailable && r.Status >= 500:
 		// The upstream's own answer (fresh, cached, stale, a kick's 4xx, a
 		// 5xx), byte for byte.
@@ -223,8 +264,8 @@ func (v *Validator) serveDropIn(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.SetContentTypeBytes(ctJSON)
 		ctx.Response.SetBodyRaw(renderAnswer(&a))
 	}
-	v.audit(st, &a)
-	v.observe(&a, start)
+	v.audit(pv, st, &a)
+	v.observe(pv, &a, start)
 }
 
 // The request header names in the form fasthttp stores them (it
@@ -325,9 +366,12 @@ var errBodyAndHeader = func() (e [numReqKeys]*RequestError) {
 // fields as headers (present, even empty); the body path calls it.
 // fasthttp's lookup sees the headers and then a chunked request's trailer,
 // so three lookups cover both sections.
-func headerFields(ctx *fasthttp.RequestCtx) error {
+func headerFields(ctx *fasthttp.RequestCtx, f form) error {
 	h := &ctx.Request.Header
 	for k, name := range reqHeaderNameBytes {
+		if k == reqKeyPlatform && f.noPlatform {
+			continue
+		}
 		if h.PeekCanonical(name) != nil {
 			return errBodyAndHeader[k]
 		}
@@ -337,9 +381,15 @@ func headerFields(ctx *fasthttp.RequestCtx) error {
 
 var reqHeaderNameBytes = [numReqKeys][]byte{[]byte(hdrTokenName), []byte(hdrPlatformName), []byte(hdrPlayerIDName)}
 
-func (v *Validator) observe(a *answer, start time.Time) {
-	v.counts[a.verdict][a.reason][a.source].Inc()
-	v.latency[a.source].Observe(v.elapsed(start))
+func (v *Validator) observe(pv *provider, a *answer, start time.Time) {
+	c := pv.counts[a.verdict][a.reason][a.source]
+	if c == nil {
+		// A combination the provider did not list: resolved each time
+		// (a lock) rather than stored (a race), and never dropped.
+		c = v.m.Validations.WithLabelValues(pv.name(), a.verdict.String(), a.reason.String(), a.source.String())
+	}
+	c.Inc()
+	pv.latency[a.source].Observe(v.elapsed(start))
 }
 
 func writeAnswerHeaders(ctx *fasthttp.RequestCtx, a *answer) {
@@ -352,9 +402,6 @@ func writeAnswerHeaders(ctx *fasthttp.RequestCtx, a *answer) {
 	}
 }
 
-// allowCachePrefix is the cache-hit allow body, up to the player object.
-var allowCachePrefix = []byte(`{"decision":"allow","reason":"ok","source":"cache","player":`)
-
 // writeCacheHit writes the /v1/validate body of an allow answered from the
 // cache: what renderAnswer gives, assembled around the cached player
 // object without allocating. (fasthttp's server keeps each connection's
@@ -362,9 +409,9 @@ var allowCachePrefix = []byte(`{"decision":"allow","reason":"ok","source":"cache
 // once per cached allow instead cost every entry ~170 bytes, a quarter
 // more RSS at 1,000,000 players, for no measurable gain in the hit
 // scenario.)
-func writeCacheHit(resp *fasthttp.Response, r *Result) {
-	resp.AppendBody(allowCachePrefix)
-	resp.AppendBody(r.Player())
+func writeCacheHit(resp *fasthttp.Response, prefix, raw []byte) {
+	resp.AppendBody(prefix)
+	resp.AppendBody(raw)
 	resp.AppendBodyString("}")
 }
 
@@ -395,14 +442,14 @@ func renderAnswer(a *answer) []byte {
 		b = append(b, a.cause.Reason.String()...)
 		b = append(b, '"')
 	}
-	if r.Verdict != Unavailable {
+	if f := r.Fields; f != nil && r.Verdict != Unavailable {
 		// A failure's body names no one the answer is about.
-		b = appendRaw(b, "player", r.Player())
-	}
-	if a.verdict == Kick {
-		b = appendRaw(b, "lockout", r.Lockout())
-		b = appendRaw(b, "token", r.Token())
-		b = appendRaw(b, "redirectUri", r.RedirectURI())
+		b = appendRaw(b, f.Names[0], r.Raw(0))
+		if a.verdict == Kick {
+			for i := 1; i < numRaw; i++ {
+				b = appendRaw(b, f.Names[i], r.Raw(i))
+			}
+		}
 	}
 	if u := upstreamOf(a); u != nil && u.Status != 0 {
 		b = append(b, `,"upstream":{"status":`...)
@@ -454,7 +501,7 @@ func appendJSONString(b []byte, s string) []byte {
 // when no upstream body exists: the documented shape, status "normal", so
 // Kakao-shaped callers admit the player, plus a playerguard object saying
 // it is degraded.
-func (v *Validator) renderOpenDropIn(st *reqState) []byte {
+func renderOpenDropIn(appID string, st *reqState) []byte {
 	type player struct {
 		KgAppID  string `json:"kgAppId"`
 		PlayerID string `json:"playerId,omitempty"`
@@ -467,7 +514,7 @@ func (v *Validator) renderOpenDropIn(st *reqState) []byte {
 	b, _ := json.Marshal(struct {
 		Player      player `json:"player"`
 		Playerguard pg     `json:"playerguard"`
-	}{player{v.cfg.AppID, string(st.req.PlayerID), "normal"}, pg{true, "outage_policy_open"}})
+	}{player{appID, string(st.req.PlayerID), "normal"}, pg{true, "outage_policy_open"}})
 	return b
 }
 
@@ -513,7 +560,7 @@ func writeError(ctx *fasthttp.RequestCtx, status int, msg string) {
 // audit logs one line per kick and per degraded allow served: what CS
 // teams search when a player asks why they could not get in. Never the
 // token.
-func (v *Validator) audit(st *reqState, a *answer) {
+func (v *Validator) audit(pv *provider, st *reqState, a *answer) {
 	if a.verdict != Kick && !a.degraded {
 		return
 	}
@@ -524,10 +571,12 @@ func (v *Validator) audit(st *reqState, a *answer) {
 	if player == "" {
 		player = a.res.PlayerID
 	}
-	attrs := make([]slog.Attr, 0, 8)
+	attrs := make([]slog.Attr, 0, 10)
+	attrs = append(attrs, slog.String("provider", pv.name()), slog.String("player", player))
+	if pv.spec.Platform {
+		attrs = append(attrs, slog.String("platform", string(st.req.Platform)))
+	}
 	attrs = append(attrs,
-		slog.String("player", player),
-		slog.String("platform", string(st.req.Platform)),
 		slog.String("decision", a.verdict.String()),
 		slog.String("reason", a.reason.String()),
 		slog.String("source", a.source.String()),

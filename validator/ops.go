@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -24,7 +25,7 @@ func (v *Validator) OpsHandler(metricsHandler http.Handler, adminToken string) h
 			http.Error(w, "draining", http.StatusServiceUnavailable)
 			return
 		}
-		io.WriteString(w, "ready\n")
+		io.WriteString(w, "ready\nproviders: "+strings.Join(v.Providers(), ", ")+"\n")
 	})
 	want := sha256.Sum256([]byte(adminToken))
 	mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
@@ -53,10 +54,12 @@ func (v *Validator) OpsHandler(metricsHandler http.Handler, adminToken string) h
 }
 
 // servePurge drops cache entries: {"playerId": "..."} drops every entry of
-// that player; {"accessToken", "platform", "playerId"?} drops that one key.
-// The body is read as strictly as a validation's (DecodeJSON), and unknown
-// fields are refused too: a purge that silently did less than asked would
-// leave a player's allows in place.
+// that player (under every provider: dropping too much costs one upstream
+// call); {"accessToken", "platform", "playerId"?} drops that one Kakao
+// Games key, and {"provider": "kakao-login", "accessToken", "playerId"?}
+// that one key of the named provider. The body is read as strictly as a
+// validation's, and unknown fields are refused too: a purge that silently
+// did less than asked would leave a player's allows in place.
 func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyLen))
 	if err != nil {
@@ -69,13 +72,25 @@ func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req Request
-	if _, err := decodeJSON(raw, &req, nil, true); err != nil {
+	if _, err := decodeJSON(raw, &req, nil, form{onlyKnown: true, provider: true}); err != nil {
 		opsJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
+	var pv *provider
+	if req.Provider != nil {
+		for _, p := range v.providers {
+			if string(req.Provider) == p.spec.Name {
+				pv = p
+			}
+		}
+		if pv == nil {
+			opsJSON(w, http.StatusBadRequest, map[string]string{"error": "provider " + strconv.Quote(string(echoSafe(req.Provider))) + " is not configured (configured: " + strings.Join(v.Providers(), ", ") + ")"})
+			return
+		}
+	}
 	if req.Token == nil && req.Platform == nil {
 		if len(req.PlayerID) == 0 {
-			opsJSON(w, http.StatusBadRequest, map[string]string{"error": "give playerId, or accessToken and platform (and playerId if the validations claimed one)"})
+			opsJSON(w, http.StatusBadRequest, map[string]string{"error": "give playerId, or accessToken and platform (and playerId if the validations claimed one), or provider, accessToken (and playerId)"})
 			return
 		}
 		if err := req.checkPlayerID(); err != nil {
@@ -88,19 +103,34 @@ func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 		opsJSON(w, http.StatusOK, map[string]string{"purged": "player", "playerId": player})
 		return
 	}
-	if err := req.Check(); err != nil {
+	if pv == nil {
+		if pv = v.kg; pv == nil {
+			opsJSON(w, http.StatusBadRequest, map[string]string{"error": "a key purge needs provider (configured: " + strings.Join(v.Providers(), ", ") + ")"})
+			return
+		}
+	}
+	if !pv.spec.Platform && req.Platform != nil {
+		opsJSON(w, http.StatusBadRequest, map[string]string{"error": "provider " + pv.spec.Name + " takes no platform"})
+		return
+	}
+	if err := pv.p.Check(&req); err != nil {
 		opsJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
 	st := v.getState()
 	defer v.putState(st)
-	k := st.kb.Key(req.Platform, req.PlayerID, req.Token)
+	platform := pv.platform(&req)
+	k := st.kb.Key(platform, req.PlayerID, req.Token)
 	v.cache.Delete(&k)
 	// And the token's cached invalid_token kick on that platform, if any
 	// (-negative-ttl files it under the platform and token alone).
-	k = st.kb.TokenKey(req.Platform, req.Token)
+	k = st.kb.TokenKey(platform, req.Token)
 	v.cache.Delete(&k)
-	v.log.Info("admin purge", "player", string(req.PlayerID), "platform", string(req.Platform), "scope", "key")
+	attrs := []any{"provider", pv.spec.Name, "player", string(req.PlayerID)}
+	if pv.spec.Platform {
+		attrs = append(attrs, "platform", string(req.Platform))
+	}
+	v.log.Info("admin purge", append(attrs, "scope", "key")...)
 	opsJSON(w, http.StatusOK, map[string]string{"purged": "key"})
 }
 

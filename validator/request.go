@@ -15,6 +15,7 @@ type Request struct {
 	Token    []byte // accessToken
 	Platform []byte // one of web, launcher, mobile, pc
 	PlayerID []byte // optional; empty when not claimed
+	Provider []byte // /admin/purge only: the provider a key purge is for
 }
 
 // Limits on caller input.
@@ -58,22 +59,27 @@ const (
 	reqKeyPlatform
 	reqKeyPlayerID
 	numReqKeys
+	// reqKeyProvider is /admin/purge's provider: no header, no error
+	// tables, so after numReqKeys.
+	reqKeyProvider = numReqKeys
 )
 
 var reqKeyNames = [numReqKeys]string{"accessToken", "platform", "playerId"}
 
 var (
 	reqKeyBytes        [numReqKeys][]byte
-	errReqKeyNotString [numReqKeys]*RequestError
-	errReqKeyDuplicate [numReqKeys]*RequestError
+	errReqKeyNotString [numReqKeys + 1]*RequestError
+	errReqKeyDuplicate [numReqKeys + 1]*RequestError
 	errReqKeyCase      [numReqKeys]*RequestError
 )
 
 func init() {
-	for k, name := range reqKeyNames {
-		reqKeyBytes[k] = []byte(name)
+	for k, name := range append(reqKeyNames[:], "provider") {
 		errReqKeyNotString[k] = &RequestError{name + " must be a JSON string"}
 		errReqKeyDuplicate[k] = &RequestError{"duplicate field " + strconv.Quote(name) + " in request body"}
+	}
+	for k, name := range reqKeyNames {
+		reqKeyBytes[k] = []byte(name)
 		errReqKeyCase[k] = &RequestError{"field names are case-sensitive: a field differs from " + strconv.Quote(name) + " only in case; send " + strconv.Quote(name)}
 	}
 }
@@ -92,17 +98,24 @@ func init() {
 // "ſtatus"-style Unicode folding) is refused: skipping it would drop the
 // claim the caller meant to make.
 func DecodeJSON(body []byte, r *Request, scratch []byte) ([]byte, error) {
-	return decodeJSON(body, r, scratch, false)
+	return decodeJSON(body, r, scratch, form{})
 }
 
-// decodeJSON is DecodeJSON; with onlyKnown, unknown fields are refused too.
-func decodeJSON(body []byte, r *Request, scratch []byte, onlyKnown bool) ([]byte, error) {
+// form says which request keys a body may have.
+type form struct {
+	onlyKnown  bool // refuse unknown keys
+	noPlatform bool // platform is not a key (an unknown one)
+	provider   bool // provider is a key (/admin/purge)
+}
+
+// decodeJSON is DecodeJSON for the keys of f.
+func decodeJSON(body []byte, r *Request, scratch []byte, f form) ([]byte, error) {
 	*r = Request{}
 	scratch = scratch[:0]
 	if len(body) > MaxBodyLen {
 		return scratch, errBodyTooLarge
 	}
-	d := jsonDecoder{b: body, scratch: scratch, onlyKnown: onlyKnown}
+	d := jsonDecoder{b: body, scratch: scratch, form: f}
 	err := d.request(r)
 	return d.scratch, err
 }
@@ -111,10 +124,10 @@ func decodeJSON(body []byte, r *Request, scratch []byte, onlyKnown bool) ([]byte
 // Running out of input is errBodyNotJSON (a truncated body); a byte that
 // cannot come next is errBodyInvalidJSON.
 type jsonDecoder struct {
-	b         []byte
-	i         int // the next byte to read
-	scratch   []byte
-	onlyKnown bool // request: refuse unknown keys
+	b       []byte
+	i       int // the next byte to read
+	scratch []byte
+	form    // a request's keys
 }
 
 func (d *jsonDecoder) skipSpace() {
@@ -140,7 +153,7 @@ func (d *jsonDecoder) request(r *Request) error {
 		return errBodyNotJSON
 	}
 	if d.b[d.i] != '}' {
-		var seen [numReqKeys]bool
+		var seen [numReqKeys + 1]bool
 		for {
 			// A key.
 			if d.b[d.i] != '"' {
@@ -168,6 +181,8 @@ func (d *jsonDecoder) request(r *Request) error {
 					r.Token = v
 				case reqKeyPlatform:
 					r.Platform = v
+				case reqKeyProvider:
+					r.Provider = v
 				default:
 					r.PlayerID = v
 				}
@@ -213,17 +228,24 @@ func (d *jsonDecoder) key() (int, error) {
 	case "accessToken":
 		k = reqKeyToken
 	case "platform":
-		k = reqKeyPlatform
+		if !d.noPlatform {
+			k = reqKeyPlatform
+		}
 	case "playerId":
 		k = reqKeyPlayerID
-	default:
+	case "provider":
+		if d.provider {
+			k = reqKeyProvider
+		}
+	}
+	if k == reqKeyUnknown {
 		for i := range reqKeyBytes {
-			if bytes.EqualFold(s, reqKeyBytes[i]) {
+			if bytes.EqualFold(s, reqKeyBytes[i]) && !(i == reqKeyPlatform && d.noPlatform) && string(s) != reqKeyNames[i] {
 				return k, errReqKeyCase[i]
 			}
 		}
 		if d.onlyKnown {
-			return k, unknownField(s)
+			return k, unknownField(s, d.form)
 		}
 	}
 	d.scratch = d.scratch[:mark] // an escaped key is not kept
@@ -231,8 +253,15 @@ func (d *jsonDecoder) key() (int, error) {
 }
 
 // unknownField names an unknown key, echoed like unknownPlatform.
-func unknownField(key []byte) *RequestError {
-	return &RequestError{"unknown field " + strconv.Quote(string(echoSafe(key))) + " (want accessToken, platform, playerId)"}
+func unknownField(key []byte, f form) *RequestError {
+	want := "accessToken, platform, playerId"
+	switch {
+	case f.noPlatform:
+		want = "accessToken, playerId"
+	case f.provider:
+		want = "provider, accessToken, platform, playerId"
+	}
+	return &RequestError{"unknown field " + strconv.Quote(string(echoSafe(key))) + " (want " + want + ")"}
 }
 
 // stringOrNull reads the value of known key k: a string, or null (nil).
@@ -595,15 +624,14 @@ func (d *jsonDecoder) colon() error {
 	return nil
 }
 
-// Check reports the first problem with r's fields as a *RequestError, or nil.
+// Check reports the first problem with r's fields as a Kakao Games
+// request (a token, a known platform, an optional playerId) as a
+// *RequestError, or nil.
 func (r *Request) Check() error {
+	if err := r.CheckToken(); err != nil {
+		return err
+	}
 	switch {
-	case len(r.Token) == 0:
-		return errMissingToken
-	case len(r.Token) > MaxTokenLen:
-		return errTokenTooLong
-	case !visibleASCII(r.Token):
-		return errTokenChars
 	case len(r.Platform) == 0:
 		return errMissingPlatform
 	case !knownPlatform(r.Platform):
@@ -612,8 +640,25 @@ func (r *Request) Check() error {
 	return r.checkPlayerID()
 }
 
-// checkPlayerID reports a problem with r.PlayerID alone (which may be
-// empty: not claimed).
+// CheckToken reports a problem with r.Token: missing, longer than
+// MaxTokenLen, or holding anything but visible ASCII.
+func (r *Request) CheckToken() error {
+	switch {
+	case len(r.Token) == 0:
+		return errMissingToken
+	case len(r.Token) > MaxTokenLen:
+		return errTokenTooLong
+	case !visibleASCII(r.Token):
+		return errTokenChars
+	}
+	return nil
+}
+
+// CheckPlayerID reports a problem with r.PlayerID alone (which may be
+// empty: not claimed): longer than MaxPlayerIDLen, or holding anything but
+// visible ASCII.
+func (r *Request) CheckPlayerID() error { return r.checkPlayerID() }
+
 func (r *Request) checkPlayerID() error {
 	switch {
 	case len(r.PlayerID) > MaxPlayerIDLen:

@@ -44,7 +44,7 @@ func oversized(status int) []byte {
 func TestOversizedKickBodyIsKick(t *testing.T) {
 	for _, policy := range []Policy{PolicyOpen, PolicyStale} {
 		t.Run(policy.String(), func(t *testing.T) {
-			h := newHarness(t, func(c *Config) { c.Policy = policy; c.BreakerFailures = 1 })
+			h := newHarness(t, func(c *testConfig) { c.Policy = policy; c.BreakerFailures = 1 })
 			for _, c := range []struct {
 				status int
 				reason string
@@ -62,7 +62,7 @@ func TestOversizedKickBodyIsKick(t *testing.T) {
 					t.Errorf("%d drop-in: %d %s", c.status, r.status, r.raw)
 				}
 			}
-			if n := h.v.breaker.Counts().TotalFailures; n != 0 {
+			if n := h.v.kg.breaker.Counts().TotalFailures; n != 0 {
 				t.Errorf("breaker counted %d failures for kicks", n)
 			}
 			if !strings.Contains(h.logs.String(), "upstream kick's body dropped") {
@@ -82,7 +82,7 @@ func TestOversizedKickBodyIsKick(t *testing.T) {
 // platform, fresh and stale; with -negative-ttl the cached kick answers
 // the token under any claim on the same platform, and not on another.
 func TestTokenKickEndsEveryAllowOfToken(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.NegativeTTL = time.Minute })
+	h := newHarness(t, func(c *testConfig) { c.NegativeTTL = time.Minute })
 	const tok = "tok-revoked"
 	h.fake.Set(tok, kakaogamestest.Allow(testApp, "p1", "normal"))
 	for _, c := range [][2]string{{"mobile", "p1"}, {"pc", "p1"}, {"mobile", ""}} {
@@ -150,7 +150,7 @@ func TestPurgeOnlyOnVerdictAboutPlayer(t *testing.T) {
 // TestStrictUpstreamBodies (item 4): a 200 whose body reads two ways is
 // unavailable, never an allow, in both APIs; the drop-in never passes it.
 func TestStrictUpstreamBodies(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed; c.BreakerFailures = 100 })
+	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyClosed; c.BreakerFailures = 100 })
 	for i, body := range []string{
 		`{"player":{"playerId":"p1","status":"sanctioned","status":"normal"}}`,
 		`{"player":{"playerId":"p1","status":"sanctioned","STATUS":"normal"}}`,
@@ -222,7 +222,7 @@ func TestOutOfStepConnectionNeverReused(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			h := newHarness(t, func(cfg *Config) { cfg.Policy = PolicyClosed; cfg.MaxUpstreamConns = 1 })
+			h := newHarness(t, func(cfg *testConfig) { cfg.Policy = PolicyClosed; cfg.MaxUpstreamConns = 1 })
 			h.fake.Set("tok-first", kakaogamestest.Verdict{Fault: kakaogamestest.FaultRaw, Raw: []byte(c.raw)})
 			r := h.check("tok-first", "mobile", "")
 			if r.status != c.status {
@@ -245,7 +245,7 @@ func TestOutOfStepConnectionNeverReused(t *testing.T) {
 // body (a wrong -upstream path, a WAF page) kicks nobody: it is an upstream
 // failure, the outage policy answers, and an error line says what to check.
 func TestForeign4xxIsNotVerdict(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.BreakerFailures = 100 })
+	h := newHarness(t, func(c *testConfig) { c.BreakerFailures = 100 })
 	h.fake.Set("tok-a", kakaogamestest.Allow(testApp, "p1", "normal"))
 	h.expect(h.check("tok-a", "mobile", "p1"), 200, "allow", "ok", "upstream")
 	h.clk.Add(6 * time.Minute)
@@ -278,7 +278,7 @@ func TestForeign4xxIsNotVerdict(t *testing.T) {
 // secret, the admin key and the access token reach no log line, metric
 // or response.
 func TestNoSecretInLogsOrResponses(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed; c.BreakerFailures = 100 })
+	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyClosed; c.BreakerFailures = 100 })
 	const token = "TOKEN-recognisable-5f2c9a"
 	echo := kakaogamestest.EchoMark
 	verdicts := []kakaogamestest.Verdict{
@@ -367,7 +367,7 @@ func TestUpstreamHeaderCase(t *testing.T) {
 		heads <- head.String()
 		io.WriteString(c, rawResponse(200, `{"player":{"playerId":"p1","status":"normal"}}`))
 	}()
-	h := newHarness(t, func(c *Config) { c.Upstream = "http://" + ln.Addr().String() })
+	h := newHarness(t, func(c *testConfig) { c.Upstream = "http://" + ln.Addr().String() })
 	h.expect(h.check("tok-case", "mobile", "p1"), 200, "allow", "ok", "upstream")
 	head := <-heads
 	for _, name := range []string{"\r\nappSecret: ", "\r\nkgAppId: ", "\r\naccessToken: tok-case\r\n", "\r\nplayerId: p1\r\n", "\r\nplatform: mobile\r\n", "\r\nAuthorization: KakaoAK "} {
@@ -380,7 +380,7 @@ func TestUpstreamHeaderCase(t *testing.T) {
 // TestUpstreamOutcomeNonStandard (item 12): a status outside 200-599 is
 // counted as outcome "other", not as a 5xx.
 func TestUpstreamOutcomeNonStandard(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed })
+	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyClosed })
 	h.fake.Set("tok-600", kakaogamestest.Verdict{Fault: kakaogamestest.FaultRaw, Raw: []byte("HTTP/1.1 600 Strange\r\nContent-Length: 0\r\n\r\n")})
 	h.expect(h.check("tok-600", "mobile", ""), 503, "unavailable", "upstream_unavailable", "upstream")
 	if got := h.metric("playerguard_upstream_requests_total", "outcome", "other"); got != 1 {
@@ -425,7 +425,7 @@ func TestAdminPurgeStrictBody(t *testing.T) {
 // peek used to fail on the expired deadline, and nine such connections in
 // a row failed the call and opened the breaker).
 func TestIdlePooledConnectionStillUsed(t *testing.T) {
-	h := newHarness(t, func(c *Config) {
+	h := newHarness(t, func(c *testConfig) {
 		c.UpstreamTimeout = 200 * time.Millisecond
 		c.MaxUpstreamConns = 64
 		c.Policy = PolicyClosed
@@ -473,7 +473,7 @@ func TestTLSStrayBytesNeverAnswer(t *testing.T) {
 	defer srv.Close()
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
-	h := newHarness(t, func(c *Config) {
+	h := newHarness(t, func(c *testConfig) {
 		c.Upstream = srv.URL
 		c.UpstreamCAFile = ca
 		c.MaxUpstreamConns = 1
@@ -533,7 +533,7 @@ func TestKickDetachesFlightsOfToken(t *testing.T) {
 // with a Kakao-shaped body (the fake does, as Kakao's gateway may); it is
 // no verdict.
 func TestWrongUpstreamPathKicksNobody(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Upstream += "/wrong-base"; c.Policy = PolicyClosed })
+	h := newHarness(t, func(c *testConfig) { c.Upstream += "/wrong-base"; c.Policy = PolicyClosed })
 	h.fake.SetDefault(kakaogamestest.Allow(testApp, "p1", "normal"))
 	h.expect(h.check("tok-good", "mobile", "p1"), 503, "unavailable", "upstream_unavailable", "upstream")
 	if !strings.Contains(h.logs.String(), "upstream answered 404 Not Found") {
@@ -566,7 +566,7 @@ func TestEscapedEchoDropped(t *testing.T) {
 		fmt.Fprintf(w, `{"desc":"debug appSecret=%s (463.-10103)"}`, esc)
 	}))
 	defer up.Close()
-	h := newHarness(t, func(c *Config) { c.AppSecret = secret; c.Upstream = up.URL })
+	h := newHarness(t, func(c *testConfig) { c.AppSecret = secret; c.Upstream = up.URL })
 	r := h.check("tok-echo", "mobile", "p1")
 	// An answer echoing our request is nobody's verdict.
 	h.expect(r, 503, "unavailable", "upstream_unavailable", "upstream")
@@ -581,7 +581,7 @@ func TestEscapedEchoDropped(t *testing.T) {
 // TestNegativeCacheAuditNamesClaim: a kick answered from the negative
 // cache is logged under the request's claim, not the first kicked one's.
 func TestNegativeCacheAuditNamesClaim(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.NegativeTTL = time.Minute })
+	h := newHarness(t, func(c *testConfig) { c.NegativeTTL = time.Minute })
 	h.expect(h.check("tok-garbage", "mobile", "first-claim"), 403, "kick", "invalid_token", "upstream")
 	h.expect(h.check("tok-garbage", "mobile", "second-claim"), 403, "kick", "invalid_token", "cache")
 	lines := strings.Split(strings.TrimSpace(h.logs.String()), "\n")
@@ -641,7 +641,7 @@ func TestDuplicateClaimHeadersRefused(t *testing.T) {
 // made of a 200 is a 403, never a 2xx; a 4xx that is no verdict is a 503,
 // never a 4xx a Kakao-shaped caller takes for a kick.
 func TestDropInNeverAnswersAKickOrAFailureAsKakaoWould(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed; c.BreakerFailures = 100 })
+	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyClosed; c.BreakerFailures = 100 })
 	h.fake.Set("tok-of-A", kakaogamestest.Allow(testApp, "A", "normal"))
 	h.fake.Set("tok-del", kakaogamestest.Allow(testApp, "C", "delete"))
 	for _, c := range [][2]string{{"tok-of-A", "B"}, {"tok-del", ""}} {
@@ -666,7 +666,7 @@ func TestDropInNeverAnswersAKickOrAFailureAsKakaoWould(t *testing.T) {
 // known buggy-server habit) leave the answer standing; the connection is
 // closed.
 func TestTrailingCRLFKeepsTheAnswer(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Policy = PolicyOpen; c.BreakerFailures = 100 })
+	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyOpen; c.BreakerFailures = 100 })
 	lock := kakaogamestest.Lockout(testApp, "p1")
 	h.fake.Set("tok-locked", kakaogamestest.Verdict{Fault: kakaogamestest.FaultRaw, Raw: []byte(rawResponse(463, string(lock.Body)) + "\r\n")})
 	h.expect(h.check("tok-locked", "mobile", "p1"), 403, "kick", "lockout", "upstream")
@@ -677,7 +677,7 @@ func TestTrailingCRLFKeepsTheAnswer(t *testing.T) {
 // authentication failed (401.-29001)" and a proxy's 401 page kick nobody
 // and purge nothing; a stale allow still serves in the next outage.
 func TestNoKickForRefusedCredentialsOrProxyPages(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.BreakerFailures = 100 })
+	h := newHarness(t, func(c *testConfig) { c.BreakerFailures = 100 })
 	h.fake.Set("tok-good", kakaogamestest.Allow(testApp, "p1", "normal"))
 	h.expect(h.check("tok-good", "mobile", "p1"), 200, "allow", "ok", "upstream")
 	h.clk.Add(6 * time.Minute)
@@ -698,7 +698,7 @@ func TestNoKickForRefusedCredentialsOrProxyPages(t *testing.T) {
 // TestFailureBodyNamesNoOne: a degraded allow or a 503 never carries the
 // player object of the failed response.
 func TestFailureBodyNamesNoOne(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Policy = PolicyOpen; c.BreakerFailures = 100 })
+	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyOpen; c.BreakerFailures = 100 })
 	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 503, Body: []byte(`{"player":{"playerId":"someone-else","status":"normal"},"desc":"down (503.-1)"}`)})
 	if r := h.check("tok-x", "mobile", "p1"); strings.Contains(r.raw, "someone-else") {
 		t.Errorf("open policy: %s", r.raw)
@@ -731,7 +731,7 @@ func TestTrailerClaimRefused(t *testing.T) {
 // dropped kicks only when the body was JSON too large to keep; a proxy's
 // page (large, or quoting the request) is no verdict.
 func TestDroppedProxyPageKicksNobody(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.BreakerFailures = 100; c.Policy = PolicyClosed })
+	h := newHarness(t, func(c *testConfig) { c.BreakerFailures = 100; c.Policy = PolicyClosed })
 	page := "<html><title>401 Authorization Required</title>nginx</html>"
 	h.fake.Set("tok-big", kakaogamestest.Verdict{Status: 401, ContentType: "text/html", Body: []byte(page + strings.Repeat("<!-- pad -->", 7000))})
 	h.fake.Set("tok-echo-page", kakaogamestest.Verdict{Status: 401, ContentType: "text/html", Body: []byte(page + "<pre>" + kakaogamestest.EchoMark + "</pre>")})

@@ -15,31 +15,47 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// ValidationPath is the Kakao Games OpenAPI player validation endpoint.
-const ValidationPath = "/service/v5/auth/validation"
-
-// upstream calls the Kakao Games validation API. Safe for concurrent use.
-type upstream struct {
-	client   *fasthttp.HostClient
-	uri      string // full URL of the validation endpoint
-	host     string
-	appID    string
-	secret   string
-	adminKey string
-	authz    string // "KakaoAK " + admin key
-	timeout  time.Duration
+// HTTPUpstreamConfig configures an HTTPUpstream.
+type HTTPUpstreamConfig struct {
+	// URL is the upstream's base URL, http:// or https://; its path is
+	// the prefix of every request's (see CheckUpstreamURL).
+	URL string
+	// CAFile, if set, is a PEM file of CAs trusted instead of the system
+	// pool. TLS is always verified.
+	CAFile string
+	// Timeout bounds one request, from waiting for a connection to the
+	// last byte of the answer. Required.
+	Timeout time.Duration
+	// MaxConns caps connections; MaxBody caps a response body (a larger
+	// one is dropped, its status kept). Both required.
+	MaxConns, MaxBody int
+	// Secrets are the credentials sent with every request: a body that
+	// echoes one is dropped, and an error text quoting one is scrubbed.
+	Secrets []string
 }
 
-// exchange is one upstream answer as received, copied out of fasthttp's
+// HTTPUpstream is the hardened HTTP client every provider calling an API
+// uses: one host, strictTransport (no connection out of step carries
+// another call, a body over the cap keeps its status), no retries, no
+// redirects followed, bodies echoing the credentials or the access token
+// dropped, error texts scrubbed of them. Safe for concurrent use.
+type HTTPUpstream struct {
+	client  *fasthttp.HostClient
+	base    string // scheme://host/base-path, no trailing slash
+	host    string
+	secrets []string
+	timeout time.Duration
+}
+
+// Exchange is one upstream answer as received, copied out of fasthttp's
 // pooled buffers.
-type exchange struct {
-	status      int
-	body        []byte // nil when dropped
-	contentType string
-	latency     time.Duration
-	// dropped says why the body was dropped (errTooLarge, errEchoed);
-	// nil when it was kept.
-	dropped error
+type Exchange struct {
+	Status      int
+	Body        []byte // nil when dropped
+	ContentType string
+	// Dropped says why the body was dropped (too large, or echoing a
+	// secret or the token); nil when it was kept.
+	Dropped error
 }
 
 // Transport failures, as Result.Err and for the upstream_requests outcome.
@@ -52,15 +68,19 @@ var (
 	errEchoed     = errors.New("upstream response body echoes playerguard's credentials or the access token; body dropped")
 )
 
-func newUpstream(cfg *Config) (*upstream, error) {
+// NewHTTPUpstream returns a client for cfg.URL.
+func NewHTTPUpstream(cfg HTTPUpstreamConfig) (*HTTPUpstream, error) {
 	// CheckUpstream's rules, so that -check-config refuses what this does.
-	u, err := parseUpstreamURL(cfg.Upstream)
+	u, err := parseUpstreamURL(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("upstream URL: %w", err)
 	}
+	if cfg.Timeout <= 0 || cfg.MaxConns <= 0 || cfg.MaxBody <= 0 {
+		return nil, errors.New("upstream timeout, connection cap and body cap must be positive")
+	}
 	var pool *x509.CertPool
-	if cfg.UpstreamCAFile != "" {
-		if pool, err = readCAFile(cfg.UpstreamCAFile); err != nil {
+	if cfg.CAFile != "" {
+		if pool, err = readCAFile(cfg.CAFile); err != nil {
 			return nil, fmt.Errorf("upstream CA file: %w", err)
 		}
 	}
@@ -77,20 +97,19 @@ func newUpstream(cfg *Config) (*upstream, error) {
 	if isTLS {
 		tlsConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12, RootCAs: pool}
 	}
-	base := strings.TrimSuffix(u.Path, "/")
-	return &upstream{
+	return &HTTPUpstream{
 		client: &fasthttp.HostClient{
 			Addr:                addr,
 			Name:                "playerguard",
 			IsTLS:               isTLS,
 			TLSConfig:           tlsConfig,
-			MaxConns:            cfg.MaxUpstreamConns,
-			MaxConnWaitTimeout:  cfg.UpstreamTimeout,
+			MaxConns:            cfg.MaxConns,
+			MaxConnWaitTimeout:  cfg.Timeout,
 			MaxIdleConnDuration: 30 * time.Second,
-			ReadTimeout:         cfg.UpstreamTimeout,
-			WriteTimeout:        cfg.UpstreamTimeout,
-			MaxResponseBodySize: cfg.MaxUpstreamBody,
-			Transport:           &strictTransport{timeout: cfg.UpstreamTimeout, maxBody: cfg.MaxUpstreamBody},
+			ReadTimeout:         cfg.Timeout,
+			WriteTimeout:        cfg.Timeout,
+			MaxResponseBodySize: cfg.MaxBody,
+			Transport:           &strictTransport{timeout: cfg.Timeout, maxBody: cfg.MaxBody},
 			// fasthttp's error texts otherwise quote what it could not
 			// parse, and an upstream or gateway that echoes request headers
 			// would put the secrets and the token into a log line.
@@ -100,65 +119,58 @@ func newUpstream(cfg *Config) (*upstream, error) {
 			MaxIdemponentCallAttempts: 1,
 			RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
 			// Keep the response's header names as sent (the request's are
-			// kept by call).
+			// kept by NewRequest).
 			DisableHeaderNamesNormalizing: true,
 			NoDefaultUserAgentHeader:      true,
 		},
-		uri:      u.Scheme + "://" + u.Host + base + ValidationPath,
-		host:     u.Host,
-		appID:    cfg.AppID,
-		secret:   cfg.AppSecret,
-		adminKey: cfg.AdminKey,
-		authz:    "KakaoAK " + cfg.AdminKey,
-		timeout:  cfg.UpstreamTimeout,
+		base:    u.Scheme + "://" + u.Host + strings.TrimSuffix(u.Path, "/"),
+		host:    u.Host,
+		secrets: cfg.Secrets,
+		timeout: cfg.Timeout,
 	}, nil
 }
 
-// call asks the upstream about one token. It returns an error only when no
-// HTTP response arrived; every status, good or bad, is an exchange.
-func (u *upstream) call(platform, playerID, token []byte) (exchange, error) {
+// NewRequest returns a request for method and path (under the base URL)
+// whose header names are sent as set: some gateways are picky about case
+// even though HTTP is not. Hand it to Do, which releases it.
+func (u *HTTPUpstream) NewRequest(method, path string) *fasthttp.Request {
 	req := fasthttp.AcquireRequest()
+	req.Header.DisableNormalizing()
+	req.SetRequestURI(u.base + path)
+	req.Header.SetMethod(method)
+	req.Header.SetHost(u.host)
+	return req
+}
+
+// Do sends req (from NewRequest; released) about token and returns the
+// answer. Its error is a transport failure: no HTTP response (errTimeout,
+// errOutOfStep, errConnection, scrubbed of the secrets and the token);
+// every status, good or bad, is an Exchange.
+func (u *HTTPUpstream) Do(req *fasthttp.Request, token []byte) (Exchange, error) {
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-
-	// Send appSecret, kgAppId, accessToken and playerId in the case the
-	// docs show; some gateways are picky even though HTTP is not. (The
-	// HostClient's DisableHeaderNamesNormalizing covers responses only.)
-	req.Header.DisableNormalizing()
-	req.SetRequestURI(u.uri)
-	req.Header.SetMethod(fasthttp.MethodPost)
-	req.Header.SetHost(u.host)
-	req.Header.SetContentType("application/json;charset=UTF-8")
-	req.Header.Set("appSecret", u.secret)
-	req.Header.Set("Authorization", u.authz)
-	req.Header.Set("kgAppId", u.appID)
-	req.Header.SetBytesV("platform", platform)
-	req.Header.SetBytesV("accessToken", token)
-	if len(playerID) > 0 {
-		req.Header.SetBytesV("playerId", playerID)
-	}
-
-	start := time.Now()
-	err := u.client.DoTimeout(req, resp, u.timeout)
-	ex := exchange{latency: time.Since(start)}
-	switch {
+	var ex Exchange
+	switch err := u.client.DoTimeout(req, resp, u.timeout); {
 	case errors.Is(err, errTooLarge):
 		// strictTransport kept the status: it is still the verdict.
-		ex.dropped = err
+		ex.Dropped = err
 	case err != nil:
 		return ex, u.scrub(classify(err), token)
 	default:
-		ex.body = append([]byte(nil), resp.Body()...)
+		ex.Body = append([]byte(nil), resp.Body()...)
 	}
-	ex.status = resp.StatusCode()
-	ex.contentType = internContentType(resp.Header.ContentType())
-	if u.echoes(ex.body, token) {
+	ex.Status = resp.StatusCode()
+	ex.ContentType = internContentType(resp.Header.ContentType())
+	if u.echoes(ex.Body, token) {
 		// Never handed on, cached or logged: the status alone decides.
-		ex.body, ex.dropped = nil, errEchoed
+		ex.Body, ex.Dropped = nil, errEchoed
 	}
 	return ex, nil
 }
+
+// Close closes the idle connections.
+func (u *HTTPUpstream) Close() { u.client.CloseIdleConnections() }
 
 // minEchoLen is the shortest access token looked for in upstream bodies:
 // a shorter one would be found by chance in ordinary JSON.
@@ -169,7 +181,7 @@ const minEchoLen = 8
 // The body is looked at as sent and with its JSON escapes undone (an
 // echoing gateway may write "\/" for "/", and the game server reads the
 // unescaped text).
-func (u *upstream) echoes(body, token []byte) bool {
+func (u *HTTPUpstream) echoes(body, token []byte) bool {
 	if len(body) == 0 {
 		return false
 	}
@@ -179,8 +191,8 @@ func (u *upstream) echoes(body, token []byte) bool {
 	return bytes.IndexByte(body, '\\') >= 0 && u.holds(unescapeAll(body), token)
 }
 
-func (u *upstream) holds(b, token []byte) bool {
-	for _, s := range [...]string{u.secret, u.adminKey} {
+func (u *HTTPUpstream) holds(b, token []byte) bool {
+	for _, s := range u.secrets {
 		if s != "" && bytes.Contains(b, []byte(s)) {
 			return true
 		}
@@ -240,13 +252,16 @@ func unescapeAll(b []byte) []byte {
 // scrub removes the secrets and the access token from a transport error's
 // text, which is logged: fasthttp's SecureErrorLogMessage leaves some
 // messages quoting what they could not parse ("invalid header key %q").
-func (u *upstream) scrub(err error, token []byte) error {
+func (u *HTTPUpstream) scrub(err error, token []byte) error {
 	msg := err.Error()
 	clean := msg
-	for _, r := range [...][2]string{{u.secret, "[app secret]"}, {u.adminKey, "[admin key]"}, {string(token), "[access token]"}} {
-		if r[0] != "" {
-			clean = strings.ReplaceAll(clean, r[0], r[1])
+	for _, s := range u.secrets {
+		if s != "" {
+			clean = strings.ReplaceAll(clean, s, "[secret]")
 		}
+	}
+	if len(token) > 0 {
+		clean = strings.ReplaceAll(clean, string(token), "[access token]")
 	}
 	if clean == msg {
 		return err

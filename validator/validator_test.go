@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"playerguard/cache"
+	"playerguard/internal/testkit"
 	"playerguard/metrics"
 	"playerguard/validator/kakaogames/kakaogamestest"
 )
@@ -30,31 +30,11 @@ const (
 	testAdmin  = "SECRET-admintoken-55e0"
 )
 
-// clock is a settable clock for the cache.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+// clock is a settable clock for the cache; syncBuffer collects logs.
+type (
+	clock      = testkit.Clock
+	syncBuffer = testkit.SyncBuffer
+)
 
 // harness is one playerguard (validator + fasthttp listener + ops handler)
 // in front of one fake upstream, all on loopback.
@@ -71,28 +51,51 @@ type harness struct {
 	http  *http.Client
 }
 
-func newHarness(t *testing.T, mod func(*Config)) *harness {
+// testConfig is a Kakao Games provider's configuration and the engine's,
+// set field by field as one (their field names are distinct).
+type testConfig struct {
+	Config
+	KakaoGamesConfig
+}
+
+// newKakaoGamesValidator builds a Validator with the Kakao Games provider
+// alone, both logging to the engine's logger.
+func newKakaoGamesValidator(c testConfig) (*Validator, error) {
+	if c.KakaoGamesConfig.Logger == nil {
+		c.KakaoGamesConfig.Logger = c.Config.Logger
+	}
+	kg, err := NewKakaoGames(c.KakaoGamesConfig)
+	if err != nil {
+		return nil, err
+	}
+	v, err := New(c.Config, kg)
+	if err != nil {
+		kg.Close()
+	}
+	return v, err
+}
+
+func newHarness(t *testing.T, mod func(*testConfig)) *harness {
 	t.Helper()
 	fake, err := kakaogamestest.Start(kakaogamestest.Config{AppID: testApp, AppSecret: testSecret, AdminKey: testKey})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(fake.Close)
-	h := &harness{t: t, fake: fake, clk: &clock{t: time.Unix(1_700_000_000, 0)}, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
-	cfg := Config{
-		Upstream:        fake.URL(),
-		AppID:           testApp,
-		AppSecret:       testSecret,
-		AdminKey:        testKey,
-		UpstreamTimeout: time.Second,
-		CacheTTL:        5 * time.Minute,
-		StaleFor:        30 * time.Minute,
-		BreakerFailures: 3,
-		BreakerTimeout:  200 * time.Millisecond,
-		Logger:          slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Metrics:         metrics.New(h.reg, "test"),
-		Now:             h.clk.Now,
-	}
+	h := &harness{t: t, fake: fake, clk: testkit.NewClock(time.Unix(1_700_000_000, 0)), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	var cfg testConfig
+	cfg.Upstream = fake.URL()
+	cfg.AppID = testApp
+	cfg.AppSecret = testSecret
+	cfg.AdminKey = testKey
+	cfg.UpstreamTimeout = time.Second
+	cfg.CacheTTL = 5 * time.Minute
+	cfg.StaleFor = 30 * time.Minute
+	cfg.BreakerFailures = 3
+	cfg.BreakerTimeout = 200 * time.Millisecond
+	cfg.Config.Logger = slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Metrics = metrics.New(h.reg, "test")
+	cfg.Now = h.clk.Now
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -103,7 +106,7 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 	t.Cleanup(c.Close)
 	cfg.Cache = c
 	h.cache = c
-	h.v, err = New(cfg)
+	h.v, err = newKakaoGamesValidator(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,14 +144,8 @@ func (r reply) str(field string) string { s, _ := r.body[field].(string); return
 
 func (h *harness) do(req *http.Request) reply {
 	h.t.Helper()
-	resp, err := h.http.Do(req)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	r := reply{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
-	json.Unmarshal(raw, &r.body)
+	k := testkit.Do(h.t, h.http, req)
+	r := reply{status: k.Status, header: k.Header, raw: k.Raw, body: k.Body}
 	// An allow from the upstream is written to the cache just after it is
 	// answered (flightGroup.do); tests that look next expect it there.
 	h.v.flights.wait()
@@ -352,7 +349,7 @@ func TestKicksAreNotCached(t *testing.T) {
 }
 
 func TestNegativeCache(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.NegativeTTL = 10 * time.Second })
+	h := newHarness(t, func(c *testConfig) { c.NegativeTTL = 10 * time.Second })
 	h.fake.Set("tok-bad", kakaogamestest.Invalid())
 	h.fake.Set("tok-sanctioned", kakaogamestest.Sanction(testApp, "p2"))
 	h.expect(h.check("tok-bad", "mobile", "p1"), 403, "kick", "invalid_token", "upstream")
@@ -472,7 +469,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestBreakerOpensAndHalfOpens(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed })
+	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyClosed })
 	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 500, Body: []byte(`{"desc":"down (500.-1)"}`)})
 	for i := range 3 {
 		h.expect(h.check(fmt.Sprint("tok-f", i), "mobile", ""), 503, "unavailable", "upstream_unavailable", "upstream")
@@ -531,7 +528,7 @@ func TestKicksDoNotTripBreaker(t *testing.T) {
 }
 
 func TestTimeoutIsUnavailableNotKick(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.UpstreamTimeout = 200 * time.Millisecond; c.Policy = PolicyClosed })
+	h := newHarness(t, func(c *testConfig) { c.UpstreamTimeout = 200 * time.Millisecond; c.Policy = PolicyClosed })
 	h.fake.Set("tok-slow", kakaogamestest.Verdict{Status: 200, Body: []byte(playerBody("p1", "normal")), Delay: 2 * time.Second})
 	start := time.Now()
 	h.expect(h.check("tok-slow", "mobile", "p1"), 503, "unavailable", "upstream_unavailable", "upstream")
@@ -589,7 +586,7 @@ func TestPolicyStaleWhileBreakerOpen(t *testing.T) {
 }
 
 func TestPolicyOpen(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Policy = PolicyOpen })
+	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyOpen })
 	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 502})
 	r := h.check("tok-any", "mobile", "p1")
 	h.expect(r, 200, "allow", "ok", "policy")
@@ -602,7 +599,7 @@ func TestPolicyOpen(t *testing.T) {
 }
 
 func TestPolicyClosed(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Policy = PolicyClosed })
+	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyClosed })
 	h.fake.Set("tok-a", kakaogamestest.Allow(testApp, "p1", "normal"))
 	h.check("tok-a", "mobile", "p1")
 	h.cache.Wait()
@@ -862,7 +859,7 @@ func TestDropIn(t *testing.T) {
 }
 
 func TestDropInOutagePolicies(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Policy = PolicyOpen })
+	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyOpen })
 	h.fake.SetOverride(&kakaogamestest.Verdict{Fault: kakaogamestest.FaultClose})
 	r := h.dropIn(map[string]string{"accessToken": "t", "platform": "pc", "playerId": "p1"})
 	var body struct {
@@ -894,7 +891,7 @@ func TestDropInOutagePolicies(t *testing.T) {
 // admin calls with recognisable secrets, then searches logs, metrics and
 // every response for them.
 func TestSecretsNeverLeak(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.NegativeTTL = time.Minute })
+	h := newHarness(t, func(c *testConfig) { c.NegativeTTL = time.Minute })
 	tok := func(s string) string { return "SECRET-token-" + s }
 	h.fake.Set(tok("ok"), kakaogamestest.Allow(testApp, "p1", "normal"))
 	h.fake.Set(tok("lock"), kakaogamestest.Lockout(testApp, "p2"))
@@ -943,19 +940,23 @@ func TestMetricsLint(t *testing.T) {
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
-	for name, cfg := range map[string]Config{
-		"no upstream":     {AppID: "1"},
-		"no app":          {Upstream: "http://127.0.0.1:1"},
-		"bad scheme":      {Upstream: "ftp://x", AppID: "1"},
-		"no host":         {Upstream: "http://", AppID: "1"},
-		"query":           {Upstream: "http://x/?a=b", AppID: "1"},
-		"negative ttl":    {Upstream: "http://x", AppID: "1", CacheTTL: -1},
-		"negative limit":  {Upstream: "http://x", AppID: "1", MaxUpstreamConns: -1},
-		"unknown policy":  {Upstream: "http://x", AppID: "1", Policy: 9},
-		"missing CA file": {Upstream: "https://x", AppID: "1", UpstreamCAFile: "/nonexistent"},
+	kg := func(c KakaoGamesConfig) testConfig { return testConfig{KakaoGamesConfig: c} }
+	for name, cfg := range map[string]testConfig{
+		"no upstream":     kg(KakaoGamesConfig{AppID: "1"}),
+		"no app":          kg(KakaoGamesConfig{Upstream: "http://127.0.0.1:1"}),
+		"bad scheme":      kg(KakaoGamesConfig{Upstream: "ftp://x", AppID: "1"}),
+		"no host":         kg(KakaoGamesConfig{Upstream: "http://", AppID: "1"}),
+		"query":           kg(KakaoGamesConfig{Upstream: "http://x/?a=b", AppID: "1"}),
+		"negative ttl":    {Config{CacheTTL: -1}, KakaoGamesConfig{Upstream: "http://x", AppID: "1"}},
+		"negative limit":  kg(KakaoGamesConfig{Upstream: "http://x", AppID: "1", MaxUpstreamConns: -1}),
+		"unknown policy":  {Config{Policy: 9}, KakaoGamesConfig{Upstream: "http://x", AppID: "1"}},
+		"missing CA file": kg(KakaoGamesConfig{Upstream: "https://x", AppID: "1", UpstreamCAFile: "/nonexistent"}),
 	} {
-		if _, err := New(cfg); err == nil {
+		if _, err := newKakaoGamesValidator(cfg); err == nil {
 			t.Errorf("%s: New succeeded", name)
 		}
+	}
+	if _, err := New(Config{}); err == nil {
+		t.Error("New with no provider succeeded")
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"playerguard/validator"
+	"playerguard/validator/kakaologin"
 )
 
 // envPrefix starts the environment variable of every flag: -cache-ttl is
@@ -36,6 +37,10 @@ type Config struct {
 	Upstream       string
 	AppID          string
 	UpstreamCAFile string
+
+	KakaoLoginAppID   string
+	KakaoLoginAPI     string
+	KakaoLoginTimeout time.Duration
 
 	AppSecretFile, AdminKeyFile, AdminTokenFile string
 	// The secrets' environment variables (PLAYERGUARD_APP_SECRET, ...) as
@@ -69,8 +74,11 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7600", "address of the validation API (`host:port`); must be loopback unless -allow-remote")
 	fs.StringVar(&c.OpsListen, "ops-listen", "127.0.0.1:7601", "address of /metrics, /healthz, /readyz and /admin/* (`host:port`)")
 	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow a non-loopback -listen (the validation API has no authentication of its own)")
-	fs.StringVar(&c.Upstream, "upstream", "", "Kakao Games OpenAPI base `URL`, e.g. https://kr-openapi-zinny3.game.kakao.com:10443 (required unless -demo)")
-	fs.StringVar(&c.AppID, "app-id", "", "Kakao Games app id, sent as kgAppId (required unless -demo)")
+	fs.StringVar(&c.Upstream, "upstream", "", "Kakao Games OpenAPI base `URL`, e.g. https://kr-openapi-zinny3.game.kakao.com:10443; with -app-id, enables the kakao-games provider")
+	fs.StringVar(&c.AppID, "app-id", "", "Kakao Games app id, sent as kgAppId; with -upstream, enables the kakao-games provider")
+	fs.StringVar(&c.KakaoLoginAppID, "kakao-login-app-id", "", "Kakao Developers app `id` (numeric) whose Kakao Login access tokens are accepted; enables the kakao-login provider")
+	fs.StringVar(&c.KakaoLoginAPI, "kakao-login-api", kakaologin.DefaultAPI, "Kakao REST API base `URL` for the kakao-login provider")
+	fs.DurationVar(&c.KakaoLoginTimeout, "kakao-login-timeout", 0, "bound on one kakao-login upstream call; 0 means -upstream-timeout")
 	fs.StringVar(&c.UpstreamCAFile, "upstream-ca-file", "", "PEM `file` of CAs to trust for the upstream instead of the system's (TLS is always verified)")
 	fs.StringVar(&c.AppSecretFile, "app-secret-file", "", "`file` holding the app secret (or set "+envAppSecret+")")
 	fs.StringVar(&c.AdminKeyFile, "admin-key-file", "", "`file` holding the upstream admin key, sent as KakaoAK (or set "+envAdminKey+")")
@@ -89,7 +97,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on the ops listener (for performance investigations)")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration, print every problem, and exit (0 if none, 2 otherwise)")
-	fs.BoolVar(&c.Demo, "demo", false, "start an embedded fake Kakao Games upstream with sample players and print curl lines to try")
+	fs.BoolVar(&c.Demo, "demo", false, "start embedded fakes of every upstream (Kakao Games, Kakao Login) with sample players and print curl lines to try")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
 	return fs
 }
@@ -196,22 +204,42 @@ func (c *Config) Validate() error {
 		bad("-ops-listen: must differ from -listen (%s)", c.Listen)
 	}
 
-	if c.Demo && (c.Upstream != "" || c.AppSecretEnv != "" || c.AdminKeyEnv != "" || c.AppSecretFile != "" || c.AdminKeyFile != "") {
+	if c.Demo && (c.Upstream != "" || c.AppSecretEnv != "" || c.AdminKeyEnv != "" || c.AppSecretFile != "" || c.AdminKeyFile != "" || c.KakaoLoginAPI != kakaologin.DefaultAPI) {
 		// A stray PLAYERGUARD_DEMO=true in a real deployment must not
 		// quietly swap the real upstream for the fake one and its players.
-		bad("-demo: cannot be combined with -upstream or upstream secrets (the demo brings its own fake upstream)")
+		bad("-demo: cannot be combined with -upstream, -kakao-login-api or upstream secrets (the demo brings its own fake upstreams)")
 	}
 	if !c.Demo {
-		if c.Upstream == "" {
-			bad("-upstream: required (the Kakao Games OpenAPI base URL)")
-		} else if err := validator.CheckUpstreamURL(c.Upstream); err != nil {
-			bad("-upstream: %v", err)
+		if !c.kakaoGames() && !c.kakaoLogin() {
+			bad("no provider configured: enable kakao-games with -upstream and -app-id (and its secrets), or kakao-login with -kakao-login-app-id")
 		}
-		if c.AppID == "" {
-			bad("-app-id: required (the kgAppId)")
-		} else if err := validator.CheckCredential(c.AppID); err != nil {
-			bad("-app-id: %v", err)
+		if c.kakaoGames() {
+			if c.Upstream == "" {
+				bad("-upstream: required with -app-id (the Kakao Games OpenAPI base URL)")
+			} else if err := validator.CheckUpstreamURL(c.Upstream); err != nil {
+				bad("-upstream: %v", err)
+			}
+			if c.AppID == "" {
+				bad("-app-id: required with -upstream (the kgAppId)")
+			} else if err := validator.CheckCredential(c.AppID); err != nil {
+				bad("-app-id: %v", err)
+			}
 		}
+		if c.kakaoLogin() {
+			if err := kakaologin.CheckAppID(c.KakaoLoginAppID); err != nil {
+				bad("-kakao-login-app-id: %v", err)
+			}
+			if err := validator.CheckUpstreamURL(c.KakaoLoginAPI); err != nil {
+				bad("-kakao-login-api: %v", err)
+			}
+		}
+	} else if c.KakaoLoginAppID != "" {
+		if err := kakaologin.CheckAppID(c.KakaoLoginAppID); err != nil {
+			bad("-kakao-login-app-id: %v", err)
+		}
+	}
+	if c.KakaoLoginTimeout < 0 {
+		bad("-kakao-login-timeout: must not be negative")
 	}
 	_, secretErrs := c.resolveSecrets()
 	errs = append(errs, secretErrs...)
@@ -274,10 +302,12 @@ func (c *Config) resolveSecrets() (secrets, []error) {
 	var s secrets
 	var errs []error
 	var err error
-	if s.appSecret, err = secret(c.AppSecretEnv, envAppSecret, c.AppSecretFile, "-app-secret-file", !c.Demo); err != nil {
+	// Kakao Games' secrets are required when it is enabled, and only then.
+	kg := !c.Demo && c.kakaoGames()
+	if s.appSecret, err = secret(c.AppSecretEnv, envAppSecret, c.AppSecretFile, "-app-secret-file", kg); err != nil {
 		errs = append(errs, err)
 	}
-	if s.adminKey, err = secret(c.AdminKeyEnv, envAdminKey, c.AdminKeyFile, "-admin-key-file", !c.Demo); err != nil {
+	if s.adminKey, err = secret(c.AdminKeyEnv, envAdminKey, c.AdminKeyFile, "-admin-key-file", kg); err != nil {
 		errs = append(errs, err)
 	}
 	if s.adminToken, err = secret(c.AdminTokenEnv, envAdminToken, c.AdminTokenFile, "-admin-token-file", false); err != nil {
@@ -320,6 +350,69 @@ func secret(fromEnv, envName, file, flagName string, required bool) (string, err
 		return "", fmt.Errorf("%s: %s: %v", flagName, from, err)
 	}
 	return s, nil
+}
+
+// kakaoGames says the kakao-games provider is enabled (-upstream or
+// -app-id given: Validate wants both).
+func (c *Config) kakaoGames() bool { return c.Upstream != "" || c.AppID != "" }
+
+// kakaoLogin says the kakao-login provider is enabled.
+func (c *Config) kakaoLogin() bool { return c.KakaoLoginAppID != "" }
+
+// providers builds the enabled providers, in a fixed order.
+func (c *Config) providers(sec secrets, log *slog.Logger) ([]validator.Provider, error) {
+	var ps []validator.Provider
+	closeAll := func() {
+		for _, p := range ps {
+			p.Close()
+		}
+	}
+	if c.kakaoGames() {
+		kg, err := validator.NewKakaoGames(validator.KakaoGamesConfig{
+			Upstream:         c.Upstream,
+			AppID:            c.AppID,
+			AppSecret:        sec.appSecret,
+			AdminKey:         sec.adminKey,
+			UpstreamCAFile:   c.UpstreamCAFile,
+			UpstreamTimeout:  c.UpstreamTimeout,
+			MaxUpstreamConns: c.MaxUpstreamConns,
+			AllowStatuses:    c.allowStatuses(),
+			Logger:           log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", validator.KakaoGamesName, err)
+		}
+		ps = append(ps, kg)
+	}
+	if c.kakaoLogin() {
+		timeout := c.KakaoLoginTimeout
+		if timeout == 0 {
+			timeout = c.UpstreamTimeout
+		}
+		kl, err := kakaologin.New(kakaologin.Config{
+			AppID: c.KakaoLoginAppID, API: c.KakaoLoginAPI, Timeout: timeout,
+			MaxConns: c.MaxUpstreamConns, Logger: log,
+		})
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("%s: %w", kakaologin.Name, err)
+		}
+		ps = append(ps, kl)
+	}
+	return ps, nil
+}
+
+// unconfigured lists the endpoints of the providers not enabled, so that
+// calls to them answer 404 naming the provider.
+func (c *Config) unconfigured() []validator.Endpoint {
+	var es []validator.Endpoint
+	if !c.kakaoGames() {
+		es = append(es, validator.Endpoint{Provider: validator.KakaoGamesName, Path: validator.APIPath})
+	}
+	if !c.kakaoLogin() {
+		es = append(es, validator.Endpoint{Provider: kakaologin.Name, Path: kakaologin.Path})
+	}
+	return es
 }
 
 func (c *Config) allowStatuses() []string {

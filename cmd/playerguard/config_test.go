@@ -115,10 +115,16 @@ func TestBadConfig(t *testing.T) {
 		}
 	}
 	f("nothing", nil, nil,
-		"-upstream: required (the Kakao Games OpenAPI base URL)",
-		"-app-id: required (the kgAppId)",
+		"no provider configured: enable kakao-games with -upstream and -app-id (and its secrets), or kakao-login with -kakao-login-app-id")
+	f("kakao-games without its secrets", nil, []string{"-upstream", "http://h", "-app-id", "1"},
 		"-app-secret-file: required: set PLAYERGUARD_APP_SECRET or -app-secret-file",
 		"-admin-key-file: required: set PLAYERGUARD_ADMIN_KEY or -admin-key-file")
+	f("kakao-games half configured", goodEnv[2:], []string{"-app-id", "1"}, "-upstream: required with -app-id (the Kakao Games OpenAPI base URL)")
+	f("kakao-login app id", nil, []string{"-kakao-login-app-id", "12ab"}, "-kakao-login-app-id: must be the app's numeric id, a positive integer")
+	f("kakao-login app id zero", nil, []string{"-kakao-login-app-id", "0"}, "-kakao-login-app-id: must be the app's numeric id, a positive integer")
+	f("kakao-login api", nil, []string{"-kakao-login-app-id", "123", "-kakao-login-api", "kapi.kakao.com"},
+		`-kakao-login-api: "kapi.kakao.com" is not an http:// or https:// URL`)
+	f("kakao-login timeout", nil, []string{"-kakao-login-app-id", "123", "-kakao-login-timeout", "-1s"}, "-kakao-login-timeout: must not be negative")
 	f("bad upstream", goodEnv, []string{"-upstream", "kakao.com"}, `-upstream: "kakao.com" is not an http:// or https:// URL`)
 	f("upstream without a host", goodEnv, []string{"-upstream", "https://"}, `-upstream: "https://" has no host`)
 	f("unparsable upstream", goodEnv, []string{"-upstream", "http://h:x"}, `-upstream: cannot parse: invalid port ":x" after host`)
@@ -148,7 +154,7 @@ func TestBadConfig(t *testing.T) {
 	f("allow status", goodEnv, []string{"-allow-status", " , "}, "-allow-status: must list at least one status")
 	f("entries", goodEnv, []string{"-cache-max-entries", "0"}, "-cache-max-entries: must be positive")
 	f("demo with a real upstream", append(goodEnv, "PLAYERGUARD_DEMO=true"), nil,
-		"-demo: cannot be combined with -upstream or upstream secrets (the demo brings its own fake upstream)")
+		"-demo: cannot be combined with -upstream, -kakao-login-api or upstream secrets (the demo brings its own fake upstreams)")
 
 	// -allow-remote lifts the loopback rule.
 	if code, _, errs := runConfig(t, goodEnv, "-listen", "0.0.0.0:7600", "-allow-remote"); code != 0 {

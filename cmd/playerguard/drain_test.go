@@ -15,8 +15,11 @@ import (
 // reads the answers blocks the server's writes; the drain still ends,
 // after the write grace, well within the drain timeout.
 func TestDrainNotHeldByNonReader(t *testing.T) {
-	v, err := validator.New(validator.Config{Upstream: "http://127.0.0.1:1", AppID: "1", AppSecret: "s", AdminKey: "k",
-		Logger: slog.New(slog.DiscardHandler)})
+	kg, err := validator.NewKakaoGames(validator.KakaoGamesConfig{Upstream: "http://127.0.0.1:1", AppID: "1", AppSecret: "s", AdminKey: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := validator.New(validator.Config{Logger: slog.New(slog.DiscardHandler)}, kg)
 	if err != nil {
 		t.Fatal(err)
 	}

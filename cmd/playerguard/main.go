@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,6 +29,8 @@ import (
 	"playerguard/metrics"
 	"playerguard/validator"
 	"playerguard/validator/kakaogames/kakaogamestest"
+	"playerguard/validator/kakaologin"
+	"playerguard/validator/kakaologin/kakaologintest"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -83,12 +86,12 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	if cfg.Demo {
-		fake, err := startDemo(cfg, &sec)
+		fakes, err := startDemo(cfg, &sec)
 		if err != nil {
-			log.Error("cannot start the demo upstream", "error", err.Error())
+			log.Error("cannot start the demo upstreams", "error", err.Error())
 			return 1
 		}
-		defer fake.Close()
+		defer fakes.Close()
 	}
 	return serve(ctx, cfg, sec, log, stdout)
 }
@@ -109,26 +112,27 @@ func serve(ctx context.Context, cfg *Config, sec secrets, log *slog.Logger, stdo
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, buildVersion())
 	policy, _ := validator.ParsePolicy(cfg.OnFailure)
-	v, err := validator.New(validator.Config{
-		Upstream:         cfg.Upstream,
-		AppID:            cfg.AppID,
-		AppSecret:        sec.appSecret,
-		AdminKey:         sec.adminKey,
-		UpstreamCAFile:   cfg.UpstreamCAFile,
-		UpstreamTimeout:  cfg.UpstreamTimeout,
-		MaxUpstreamConns: cfg.MaxUpstreamConns,
-		CacheTTL:         cfg.CacheTTL,
-		CacheMaxEntries:  cfg.CacheMaxEntries,
-		StaleFor:         cfg.StaleFor,
-		NegativeTTL:      cfg.NegativeTTL,
-		AllowStatuses:    cfg.allowStatuses(),
-		Policy:           policy,
-		BreakerFailures:  uint32(cfg.BreakerFailures),
-		BreakerTimeout:   cfg.BreakerTimeout,
-		Logger:           log,
-		Metrics:          m,
-	})
+	providers, err := cfg.providers(sec, log)
 	if err != nil {
+		log.Error("cannot start a provider", "error", err.Error())
+		return 2
+	}
+	v, err := validator.New(validator.Config{
+		CacheTTL:        cfg.CacheTTL,
+		CacheMaxEntries: cfg.CacheMaxEntries,
+		StaleFor:        cfg.StaleFor,
+		NegativeTTL:     cfg.NegativeTTL,
+		Policy:          policy,
+		BreakerFailures: uint32(cfg.BreakerFailures),
+		BreakerTimeout:  cfg.BreakerTimeout,
+		Unconfigured:    cfg.unconfigured(),
+		Logger:          log,
+		Metrics:         m,
+	}, providers...)
+	if err != nil {
+		for _, p := range providers {
+			p.Close()
+		}
 		log.Error("cannot start the validator", "error", err.Error())
 		return 2
 	}
@@ -177,7 +181,7 @@ func serve(ctx context.Context, cfg *Config, sec secrets, log *slog.Logger, stdo
 		log.Warn("validation API exposed beyond loopback (-allow-remote): anyone who can reach it can use it", "listen", apiLn.Addr().String())
 	}
 	log.Info("playerguard started", "version", buildVersion(), "listen", apiLn.Addr().String(), "ops_listen", opsLn.Addr().String(),
-		"upstream", cfg.Upstream, "app_id", cfg.AppID, "policy", cfg.OnFailure, "cache_ttl", cfg.CacheTTL.String(), "demo", cfg.Demo)
+		"providers", strings.Join(v.Providers(), ","), "upstream", cfg.Upstream, "app_id", cfg.AppID, "kakao_login_app_id", cfg.KakaoLoginAppID, "policy", cfg.OnFailure, "cache_ttl", cfg.CacheTTL.String(), "demo", cfg.Demo)
 	if cfg.Demo {
 		printDemo(stdout, cfg, apiLn.Addr().String(), opsLn.Addr().String())
 	}
@@ -213,19 +217,44 @@ func serve(ctx context.Context, cfg *Config, sec secrets, log *slog.Logger, stdo
 	return code
 }
 
-// startDemo starts the embedded fake upstream and points cfg and sec at it.
-func startDemo(cfg *Config, sec *secrets) (*kakaogamestest.Server, error) {
+// demoFakes are the demo's fake upstreams.
+type demoFakes struct {
+	kg *kakaogamestest.Server
+	kl *kakaologintest.Server
+}
+
+func (f *demoFakes) Close() {
+	f.kg.Close()
+	f.kl.Close()
+}
+
+// demoKakaoLoginAppID is the demo's Kakao Login app id when none is given.
+const demoKakaoLoginAppID = "100001"
+
+// startDemo starts the embedded fake upstreams and points cfg and sec at
+// them.
+func startDemo(cfg *Config, sec *secrets) (*demoFakes, error) {
 	if cfg.AppID == "" {
 		cfg.AppID = "909428"
 	}
-	fake, err := kakaogamestest.Start(kakaogamestest.Config{AppID: cfg.AppID, AppSecret: "demo-app-secret", AdminKey: "demo-admin-key"})
+	if cfg.KakaoLoginAppID == "" {
+		cfg.KakaoLoginAppID = demoKakaoLoginAppID
+	}
+	kg, err := kakaogamestest.Start(kakaogamestest.Config{AppID: cfg.AppID, AppSecret: "demo-app-secret", AdminKey: "demo-admin-key"})
 	if err != nil {
 		return nil, err
 	}
-	fake.LoadDemo(cfg.AppID)
-	cfg.Upstream = fake.URL()
+	kl, err := kakaologintest.Start()
+	if err != nil {
+		kg.Close()
+		return nil, err
+	}
+	kg.LoadDemo(cfg.AppID)
+	kl.LoadDemo(cfg.KakaoLoginAppID)
+	cfg.Upstream = kg.URL()
+	cfg.KakaoLoginAPI = kl.URL()
 	sec.appSecret, sec.adminKey = "demo-app-secret", "demo-admin-key"
-	return fake, nil
+	return &demoFakes{kg, kl}, nil
 }
 
 func printDemo(w io.Writer, cfg *Config, listen, opsListen string) {
@@ -241,6 +270,12 @@ func printDemo(w io.Writer, cfg *Config, listen, opsListen string) {
 		fmt.Fprintf(w, "# drop-in mode: the Kakao endpoint's own headers, no secrets; answers as Kakao would (200)\n")
 		fmt.Fprintf(w, "curl -s -w ' HTTP %%{http_code}\\n' -X POST http://%s%s -H 'accessToken: %s' -H 'platform: %s' -H 'playerId: %s'\n\n",
 			listen, validator.ValidationPath, p.Token, p.Platform, p.PlayerID)
+	}
+	fmt.Fprintf(w, "A fake Kakao Login API (app id %s) runs at %s with these users.\n\n", cfg.KakaoLoginAppID, cfg.KakaoLoginAPI)
+	for _, u := range kakaologintest.Demo() {
+		fmt.Fprintf(w, "# %s: %s\n", u.Name, u.Expect)
+		fmt.Fprintf(w, "curl -s -w ' HTTP %%{http_code}\\n' -X POST http://%s%s -d '{\"accessToken\":\"%s\",\"playerId\":\"%s\"}'\n\n",
+			listen, kakaologin.Path, u.Token, u.UserID)
 	}
 	fmt.Fprintf(w, "# metrics\ncurl -s http://%s/metrics | grep '^playerguard_validations_total'\n\n", opsListen)
 	fmt.Fprintf(w, "Stop with Ctrl-C.\n")

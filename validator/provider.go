@@ -1,0 +1,113 @@
+package validator
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+
+	"playerguard/metrics"
+)
+
+// Provider is one upstream the engine asks for verdicts: Kakao Games,
+// Kakao Login, ... It says what a request to it looks like, how to make
+// (or, for a token verified locally, spare) one call, and how the answer
+// becomes a Result. Everything around the call is the engine's: decoding,
+// the cache, coalescing, call slots, the breaker, the outage policy,
+// purges, metrics and audit lines. A Provider is safe for concurrent use.
+type Provider interface {
+	// Spec describes the provider; the engine reads it once, in New.
+	Spec() Spec
+	// Check reports a problem with a decoded request as a
+	// *RequestError; nil means it may be asked about. The engine has
+	// checked nothing yet: Check must call r.CheckToken (or check the
+	// token as strictly itself).
+	Check(r *Request) error
+	// Call asks the upstream about r (a checked request; its PlayerID is
+	// the claim, empty when none) and decides. It never returns nil and
+	// never panics on any answer. A Result with Failure set is an
+	// upstream failure (the breaker counts it, the outage policy
+	// applies); one that is Unavailable without Failure is an answer
+	// about playerguard's own request or setup (no breaker failure, no
+	// outage policy). Result.Status is the upstream's HTTP status (0
+	// with Err set: no response); a Result with neither made no call.
+	Call(r *Request) *Result
+	// Close releases the provider's connections; no Call is under way.
+	Close()
+}
+
+// Spec is what the engine needs to know of a provider.
+type Spec struct {
+	// Name is the provider's name: the provider label of its metrics,
+	// /admin/purge's provider, its breaker's name. lower-kebab-case,
+	// e.g. "kakao-games".
+	Name string
+	// Path is its validation endpoint, e.g. "/v1/validate"; it takes POST
+	// with a JSON body or GET/POST with the fields as headers.
+	Path string
+	// Platform says its requests carry a platform. Without one, a
+	// platform field is an unknown field and its cache keys are filed
+	// under Name instead.
+	Platform bool
+	// StrictFields refuses unknown fields in a request body (a 400);
+	// otherwise they are skipped, as /v1/validate always has.
+	StrictFields bool
+	// Timeout bounds one call; a call also waits at most this long for
+	// one of MaxCalls call slots (concurrent calls, distinct keys).
+	Timeout  time.Duration
+	MaxCalls int
+	// Fields names the raw JSON values its Results carry (Result.Raw).
+	Fields *Fields
+	// Kicks and Unavailable list the reasons Call can give for those
+	// verdicts, so every metric series exists from the start.
+	Kicks, Unavailable []Reason
+}
+
+// Fields names the raw JSON values a provider's Results hand the caller
+// in the /v1 answer: Names[0] (the player or user object) in allows and
+// kicks, the others in kicks only. An allow must carry Raw(0).
+type Fields struct {
+	Names [numRaw]string
+}
+
+// numRaw is how many raw values a Result can point at.
+const numRaw = 4
+
+// provider is the engine's state for one Provider.
+type provider struct {
+	p    Provider
+	spec Spec
+	path []byte
+	// ns is the platform slot of cache keys when requests carry no
+	// platform: the provider's name, which no platform is.
+	ns []byte
+	// hitPrefix is the cache-hit allow body up to Raw(0).
+	hitPrefix []byte
+
+	breaker *gobreaker.CircuitBreaker[*Result]
+	// breakerState mirrors the breaker's state as of its last transition
+	// (gobreaker moves from open to half-open lazily, on the next call).
+	breakerState atomic.Int32
+	slots        chan struct{} // upstream call slots
+
+	// Label children resolved once: the hot path does no map lookups.
+	counts                              [numVerdicts][maxReasons][numSources]*metrics.Counter
+	latency                             [numSources]*metrics.Histogram
+	misses, coalesced, stale, saturated prometheus.Counter
+	inFlight                            prometheus.Gauge
+	upSeconds                           prometheus.Observer
+	outcomes                            map[string]prometheus.Counter
+	transitions                         [3]prometheus.Counter // by gobreaker.State
+}
+
+// platform is the platform slot of r's cache key.
+func (pv *provider) platform(r *Request) []byte {
+	if pv.spec.Platform {
+		return r.Platform
+	}
+	return pv.ns
+}
+
+// Name is the provider's name.
+func (pv *provider) name() string { return pv.spec.Name }
