@@ -15,12 +15,8 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// APIPath is playerguard's own validation endpoint.
-const APIPath = "/v1/validate"
-
 var (
-	ctJSON         = []byte("application/json")
-	validationPath = []byte(ValidationPath)
+	ctJSON = []byte("application/json")
 
 	hdrDecision = []byte("X-Playerguard-Decision")
 	hdrReason   = []byte("X-Playerguard-Reason")
@@ -47,44 +43,40 @@ func init() {
 }
 
 // Handler serves the validation API: each provider's endpoint (POST/GET
-// /v1/validate for Kakao Games, /v1/kakao-login/validate...) and, with
-// Kakao Games, the drop-in POST /service/v5/auth/validation. Use it as a
-// fasthttp.Server's Handler.
+// /v1/validate for Kakao Games, /v1/kakao-login/validate...) and the
+// providers' own routes (Kakao Games' drop-in POST
+// /service/v5/auth/validation). Use it as a fasthttp.Server's Handler.
 func (v *Validator) Handler(ctx *fasthttp.RequestCtx) {
 	// Callers send a path as is: compared with the raw request URI, that
 	// skips fasthttp's URI parsing and normalizing (an eighth of a cache
 	// hit's CPU). Anything else (a query string, an absolute URI, dot
 	// segments, escapes) goes the normalized way.
-	raw := ctx.Request.Header.RequestURI()
-	for _, pv := range v.providers {
-		if bytes.Equal(raw, pv.path) {
-			v.serveValidate(ctx, pv)
-			return
-		}
+	if !v.route(ctx, ctx.Request.Header.RequestURI()) && !v.route(ctx, ctx.Path()) {
+		v.notFound(ctx, ctx.Path())
 	}
-	if v.kg != nil && bytes.Equal(raw, validationPath) {
-		v.serveDropIn(ctx, v.kg)
-		return
-	}
-	v.route(ctx, ctx.Path())
 }
 
-// route serves a request whose raw URI is none of the paths as is.
-func (v *Validator) route(ctx *fasthttp.RequestCtx, path []byte) {
+// route serves a request for path if it is a provider's, and says whether
+// it was.
+func (v *Validator) route(ctx *fasthttp.RequestCtx, path []byte) bool {
 	for _, pv := range v.providers {
 		if bytes.Equal(path, pv.path) {
 			v.serveValidate(ctx, pv)
-			return
+			return true
+		}
+		for i := range pv.routes {
+			if bytes.Equal(path, pv.routePaths[i]) {
+				v.serveRoute(ctx, pv, &pv.routes[i])
+				return true
+			}
 		}
 	}
-	if bytes.Equal(path, validationPath) {
-		if v.kg != nil {
-			v.serveDropIn(ctx, v.kg)
-		} else {
-			writeError(ctx, fasthttp.StatusNotFound, "provider "+KakaoGamesName+" is not configured")
-		}
-		return
-	}
+	return false
+}
+
+// notFound answers a path no configured provider serves: 404 naming the
+// provider if it is an unconfigured one's, else the paths there are.
+func (v *Validator) notFound(ctx *fasthttp.RequestCtx, path []byte) {
 	for _, e := range v.cfg.Unconfigured {
 		if string(path) == e.Path {
 			writeError(ctx, fasthttp.StatusNotFound, "provider "+e.Provider+" is not configured")
@@ -92,14 +84,15 @@ func (v *Validator) route(ctx *fasthttp.RequestCtx, path []byte) {
 		}
 	}
 	msg := "unknown path: use"
-	for i, pv := range v.providers {
-		if i > 0 {
-			msg += " or"
+	n := 0
+	for _, pv := range v.providers {
+		for _, use := range append([]string{"POST " + pv.spec.Path}, pv.usages...) {
+			if n > 0 {
+				msg += " or"
+			}
+			msg += " " + use
+			n++
 		}
-		msg += " POST " + pv.spec.Path
-	}
-	if v.kg != nil {
-		msg += " or the drop-in POST " + ValidationPath
 	}
 	writeError(ctx, fasthttp.StatusNotFound, msg)
 }
@@ -162,6 +155,7 @@ func (v *Validator) getState() *reqState { return v.states.Get().(*reqState) }
 // never grows it beyond MaxBodyLen.
 func (v *Validator) putState(st *reqState) {
 	st.req = Request{} // drop references into the finished request's buffers
+	st.ans = Answer{}
 	v.states.Put(st)
 }
 
@@ -196,18 +190,18 @@ func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx, pv *provider) {
 		err = pv.p.Check(&st.req)
 	}
 	if err != nil {
-		v.badRequest(ctx, err, false)
+		v.badRequest(ctx, err)
 		return
 	}
 	a := v.validate(pv, st, start)
 	writeAnswerHeaders(ctx, &a)
-	if raw := a.res.Raw(0); a.source == SourceCache && a.verdict == Allow && raw != nil {
+	if raw := a.Res.Raw(0); a.Source == SourceCache && a.Verdict == Allow && raw != nil {
 		// The hot path: no allocation.
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		ctx.Response.Header.SetContentTypeBytes(ctJSON)
 		writeCacheHit(&ctx.Response, pv.hitPrefix, raw)
 	} else {
-		ctx.SetStatusCode(statusFor(a.verdict))
+		ctx.SetStatusCode(statusFor(a.Verdict))
 		ctx.Response.Header.SetContentTypeBytes(ctJSON)
 		ctx.Response.SetBodyRaw(renderAnswer(&a))
 		v.audit(pv, st, &a)
@@ -215,57 +209,29 @@ func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx, pv *provider) {
 	v.observe(pv, &a, start)
 }
 
-// serveDropIn is POST /service/v5/auth/validation: a stand-in for the Kakao
-// Games endpoint. The caller's secrets, if any, are ignored; ours are sent.
-func (v *Validator) serveDropIn(ctx *fasthttp.RequestCtx, pv *provider) {
+// serveRoute is a provider's own endpoint (Route): the route reads the
+// request and writes the answer, the engine does the rest.
+func (v *Validator) serveRoute(ctx *fasthttp.RequestCtx, pv *provider, rt *Route) {
 	start := v.started(ctx)
-	if !ctx.IsPost() {
-		ctx.Response.Header.Set("Allow", "POST")
-		v.refuse(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed: use POST")
-		return
-	}
 	st := v.getState()
 	defer v.putState(st)
-	err := ReadHeaders(ctx, &st.req)
+	err := rt.Read(ctx, &st.req)
 	if err == nil {
-		err = st.req.Check()
+		err = pv.p.Check(&st.req)
 	}
 	if err != nil {
-		v.badRequest(ctx, err, true)
+		v.m.BadRequests.Inc()
+		rt.Refuse(ctx, err)
 		return
 	}
-	a := v.validate(pv, st, start)
-	writeAnswerHeaders(ctx, &a)
-	r := a.res
-	switch {
-	case a.verdict == Allow && a.source == SourcePolicy:
-		// Open policy, nothing cached: there is no upstream body to give.
-		ctx.SetStatusCode(fasthttp.StatusOK)
-		ctx.Response.Header.SetContentTypeBytes(ctJSON)
-		ctx.Response.SetBodyRaw(renderOpenDropIn(pv.p.(*KakaoGames).cfg.AppID, st))
-	case a.verdict == Allow || a.verdict == Kick && r.Status >= 400 || a.verdict == Unavailable && r.Status >= 500:
-		// The upstream's own answer (fresh, cached, stale, a kick's 4xx, a
-		// 5xx), byte for byte.
-		ctx.SetStatusCode(r.Status)
-		ctx.Response.Header.SetContentType(r.ContentType)
-		ctx.Response.SetBodyRaw(r.Body)
-	case a.verdict == Kick:
-		// A kick playerguard made of a 200 (player_mismatch,
-		// player_status): a Kakao-shaped caller must not see a 2xx.
-		ctx.SetStatusCode(fasthttp.StatusForbidden)
-		ctx.Response.Header.SetContentTypeBytes(ctJSON)
-		ctx.Response.SetBodyRaw(renderAnswer(&a))
-	default:
-		// No response, a redirect, a 200 we could not read, or a 4xx that
-		// is no verdict (400, 404, 408, 429, 473, a proxy's page): never a
-		// 2xx or 3xx for something that is not an allow, and never a 4xx
-		// a Kakao-shaped caller would take for a kick.
-		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-		ctx.Response.Header.SetContentTypeBytes(ctJSON)
-		ctx.Response.SetBodyRaw(renderAnswer(&a))
-	}
-	v.audit(pv, st, &a)
-	v.observe(pv, &a, start)
+	// The answer lives in the pooled state: handed to Write, a function
+	// value, a local would escape to the heap on every request.
+	st.ans = v.validate(pv, st, start)
+	a := &st.ans
+	writeAnswerHeaders(ctx, a)
+	rt.Write(ctx, &st.req, a)
+	v.audit(pv, st, a)
+	v.observe(pv, a, start)
 }
 
 // The request header names in the form fasthttp stores them (it
@@ -381,23 +347,23 @@ func headerFields(ctx *fasthttp.RequestCtx, f form) error {
 
 var reqHeaderNameBytes = [numReqKeys][]byte{[]byte(hdrTokenName), []byte(hdrPlatformName), []byte(hdrPlayerIDName)}
 
-func (v *Validator) observe(pv *provider, a *answer, start time.Time) {
-	c := pv.counts[a.verdict][a.reason][a.source]
+func (v *Validator) observe(pv *provider, a *Answer, start time.Time) {
+	c := pv.counts[a.Verdict][a.Reason][a.Source]
 	if c == nil {
 		// A combination the provider did not list: resolved each time
 		// (a lock) rather than stored (a race), and never dropped.
-		c = v.m.Validations.WithLabelValues(pv.name(), a.verdict.String(), a.reason.String(), a.source.String())
+		c = v.m.Validations.WithLabelValues(pv.name(), a.Verdict.String(), a.Reason.String(), a.Source.String())
 	}
 	c.Inc()
-	pv.latency[a.source].Observe(v.elapsed(start))
+	pv.latency[a.Source].Observe(v.elapsed(start))
 }
 
-func writeAnswerHeaders(ctx *fasthttp.RequestCtx, a *answer) {
+func writeAnswerHeaders(ctx *fasthttp.RequestCtx, a *Answer) {
 	h := &ctx.Response.Header
-	h.SetCanonical(hdrDecision, verdictBytes[a.verdict])
-	h.SetCanonical(hdrReason, reasonBytes[a.reason])
-	h.SetCanonical(hdrSource, sourceBytes[a.source])
-	if a.degraded {
+	h.SetCanonical(hdrDecision, verdictBytes[a.Verdict])
+	h.SetCanonical(hdrReason, reasonBytes[a.Reason])
+	h.SetCanonical(hdrSource, sourceBytes[a.Source])
+	if a.Degraded {
 		h.SetCanonical(hdrDegraded, hdrTrue)
 	}
 }
@@ -425,27 +391,31 @@ func statusFor(v Verdict) int {
 	return fasthttp.StatusServiceUnavailable
 }
 
-// renderAnswer renders the /v1/validate body for anything but a cache-hit
-// allow. Raw upstream fields are copied in byte for byte.
-func renderAnswer(a *answer) []byte {
-	r := a.res
+// RenderAnswer renders the /v1 answer body of a (for anything but a
+// cache-hit allow, which the engine writes itself to the same bytes): the
+// decision, reason and source, the degraded marks, the Result's raw values
+// and the upstream's status, code and (kicks only) desc.
+func RenderAnswer(a *Answer) []byte { return renderAnswer(a) }
+
+func renderAnswer(a *Answer) []byte {
+	r := a.Res
 	b := make([]byte, 0, 256+len(r.Body))
 	b = append(b, `{"decision":"`...)
-	b = append(b, a.verdict.String()...)
+	b = append(b, a.Verdict.String()...)
 	b = append(b, `","reason":"`...)
-	b = append(b, a.reason.String()...)
+	b = append(b, a.Reason.String()...)
 	b = append(b, `","source":"`...)
-	b = append(b, a.source.String()...)
+	b = append(b, a.Source.String()...)
 	b = append(b, '"')
-	if a.degraded {
+	if a.Degraded {
 		b = append(b, `,"degraded":true,"upstreamFailure":"`...)
-		b = append(b, a.cause.Reason.String()...)
+		b = append(b, a.Cause.Reason.String()...)
 		b = append(b, '"')
 	}
 	if f := r.Fields; f != nil && r.Verdict != Unavailable {
 		// A failure's body names no one the answer is about.
 		b = appendRaw(b, f.Names[0], r.Raw(0))
-		if a.verdict == Kick {
+		if a.Verdict == Kick {
 			for i := 1; i < numRaw; i++ {
 				b = appendRaw(b, f.Names[i], r.Raw(i))
 			}
@@ -461,7 +431,7 @@ func renderAnswer(a *answer) []byte {
 		// A kick's desc is Kakao's word to the player; any other answer's
 		// is not the caller's to read (an upstream or gateway in trouble
 		// may echo our request, secrets included, into it).
-		if u.Desc != "" && a.verdict == Kick {
+		if u.Desc != "" && a.Verdict == Kick {
 			b = append(b, `,"desc":`...)
 			b = appendJSONString(b, u.Desc)
 		}
@@ -472,14 +442,14 @@ func renderAnswer(a *answer) []byte {
 
 // upstreamOf is the exchange whose status an answer reports: the failure
 // for a degraded allow, none for a plain allow.
-func upstreamOf(a *answer) *Result {
+func upstreamOf(a *Answer) *Result {
 	switch {
-	case a.degraded:
-		return a.cause
-	case a.verdict == Allow:
+	case a.Degraded:
+		return a.Cause
+	case a.Verdict == Allow:
 		return nil
 	}
-	return a.res
+	return a.Res
 }
 
 func appendRaw(b []byte, name string, raw []byte) []byte {
@@ -497,51 +467,29 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, q...)
 }
 
-// renderOpenDropIn is the drop-in 200 body the open policy answers with
-// when no upstream body exists: the documented shape, status "normal", so
-// Kakao-shaped callers admit the player, plus a playerguard object saying
-// it is degraded.
-func renderOpenDropIn(appID string, st *reqState) []byte {
-	type player struct {
-		KgAppID  string `json:"kgAppId"`
-		PlayerID string `json:"playerId,omitempty"`
-		Status   string `json:"status"`
-	}
-	type pg struct {
-		Degraded bool   `json:"degraded"`
-		Reason   string `json:"reason"`
-	}
-	b, _ := json.Marshal(struct {
-		Player      player `json:"player"`
-		Playerguard pg     `json:"playerguard"`
-	}{player{appID, string(st.req.PlayerID), "normal"}, pg{true, "outage_policy_open"}})
-	return b
+// badRequest answers a caller mistake.
+func (v *Validator) badRequest(ctx *fasthttp.RequestCtx, err error) {
+	v.m.BadRequests.Inc()
+	writeError(ctx, RequestErrorStatus(err), RequestErrorMessage(err))
 }
 
-// badRequest answers a caller mistake; drop-in callers also get a desc, the
-// field Kakao-shaped clients read.
-func (v *Validator) badRequest(ctx *fasthttp.RequestCtx, err error, dropIn bool) {
-	msg := "invalid request"
+// RequestErrorStatus is the status a caller mistake is answered with: 413
+// for a body too large, 400 for anything else.
+func RequestErrorStatus(err error) int {
+	if errors.Is(err, errBodyTooLarge) {
+		return fasthttp.StatusRequestEntityTooLarge
+	}
+	return fasthttp.StatusBadRequest
+}
+
+// RequestErrorMessage is the message a caller mistake is answered with:
+// a *RequestError's, else "invalid request". It never holds a token.
+func RequestErrorMessage(err error) string {
 	var re *RequestError
 	if errors.As(err, &re) {
-		msg = re.Msg
+		return re.Msg
 	}
-	v.m.BadRequests.Inc()
-	status := fasthttp.StatusBadRequest
-	if errors.Is(err, errBodyTooLarge) {
-		status = fasthttp.StatusRequestEntityTooLarge
-	}
-	if !dropIn {
-		writeError(ctx, status, msg)
-		return
-	}
-	b, _ := json.Marshal(struct {
-		Error string `json:"error"`
-		Desc  string `json:"desc"`
-	}{msg, msg})
-	ctx.SetStatusCode(status)
-	ctx.Response.Header.SetContentTypeBytes(ctJSON)
-	ctx.Response.SetBodyRaw(b)
+	return "invalid request"
 }
 
 func (v *Validator) refuse(ctx *fasthttp.RequestCtx, status int, msg string) {
@@ -549,7 +497,10 @@ func (v *Validator) refuse(ctx *fasthttp.RequestCtx, status int, msg string) {
 	writeError(ctx, status, msg)
 }
 
-// writeError writes {"error": msg}. msg never holds a token.
+// WriteError writes {"error": msg}, JSON, with status. msg must never
+// hold a token.
+func WriteError(ctx *fasthttp.RequestCtx, status int, msg string) { writeError(ctx, status, msg) }
+
 func writeError(ctx *fasthttp.RequestCtx, status int, msg string) {
 	ctx.SetStatusCode(status)
 	ctx.Response.Header.SetContentTypeBytes(ctJSON)
@@ -560,8 +511,8 @@ func writeError(ctx *fasthttp.RequestCtx, status int, msg string) {
 // audit logs one line per kick and per degraded allow served: what CS
 // teams search when a player asks why they could not get in. Never the
 // token.
-func (v *Validator) audit(pv *provider, st *reqState, a *answer) {
-	if a.verdict != Kick && !a.degraded {
+func (v *Validator) audit(pv *provider, st *reqState, a *Answer) {
+	if a.Verdict != Kick && !a.Degraded {
 		return
 	}
 	u := upstreamOf(a)
@@ -569,7 +520,7 @@ func (v *Validator) audit(pv *provider, st *reqState, a *answer) {
 	// claim of whoever was kicked first.
 	player := string(st.req.PlayerID)
 	if player == "" {
-		player = a.res.PlayerID
+		player = a.Res.PlayerID
 	}
 	attrs := make([]slog.Attr, 0, 10)
 	attrs = append(attrs, slog.String("provider", pv.name()), slog.String("player", player))
@@ -577,12 +528,12 @@ func (v *Validator) audit(pv *provider, st *reqState, a *answer) {
 		attrs = append(attrs, slog.String("platform", string(st.req.Platform)))
 	}
 	attrs = append(attrs,
-		slog.String("decision", a.verdict.String()),
-		slog.String("reason", a.reason.String()),
-		slog.String("source", a.source.String()),
+		slog.String("decision", a.Verdict.String()),
+		slog.String("reason", a.Reason.String()),
+		slog.String("source", a.Source.String()),
 	)
-	if a.degraded {
-		attrs = append(attrs, slog.String("upstream_failure", a.cause.Reason.String()))
+	if a.Degraded {
+		attrs = append(attrs, slog.String("upstream_failure", a.Cause.Reason.String()))
 	}
 	if u != nil {
 		attrs = append(attrs, slog.Int("upstream_status", u.Status))
@@ -591,7 +542,7 @@ func (v *Validator) audit(pv *provider, st *reqState, a *answer) {
 		}
 	}
 	msg := "kick"
-	if a.degraded {
+	if a.Degraded {
 		msg = "degraded allow"
 	}
 	v.log.LogAttrs(context.Background(), slog.LevelInfo, msg, attrs...)

@@ -55,9 +55,9 @@ func (v *Validator) OpsHandler(metricsHandler http.Handler, adminToken string) h
 
 // servePurge drops cache entries: {"playerId": "..."} drops every entry of
 // that player (under every provider: dropping too much costs one upstream
-// call); {"accessToken", "platform", "playerId"?} drops that one Kakao
-// Games key, and {"provider": "kakao-login", "accessToken", "playerId"?}
-// that one key of the named provider. The body is read as strictly as a
+// call); {"provider"?, "accessToken", "platform"?, "playerId"?} drops that
+// one key of the provider (the first configured when none is named:
+// Kakao Games, whose keys have a platform). The body is read as strictly as a
 // validation's, and unknown fields are refused too: a purge that silently
 // did less than asked would leave a player's allows in place.
 func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
@@ -104,10 +104,9 @@ func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if pv == nil {
-		if pv = v.kg; pv == nil {
-			opsJSON(w, http.StatusBadRequest, map[string]string{"error": "a key purge needs provider (configured: " + strings.Join(v.Providers(), ", ") + ")"})
-			return
-		}
+		// The first configured: Kakao Games when it is, as before
+		// providers.
+		pv = v.providers[0]
 	}
 	if !pv.spec.Platform && req.Platform != nil {
 		opsJSON(w, http.StatusBadRequest, map[string]string{"error": "provider " + pv.spec.Name + " takes no platform"})

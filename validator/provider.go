@@ -2,6 +2,8 @@ package validator
 
 import (
 	"sync/atomic"
+
+	"github.com/valyala/fasthttp"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,6 +66,28 @@ type Spec struct {
 	Kicks, Unavailable []Reason
 }
 
+// Router is implemented by a provider that serves endpoints of its own
+// beside Spec.Path, read and written its own way (Kakao Games' drop-in
+// stand-in for the Kakao endpoint); the engine validates in between,
+// exactly as for Spec.Path.
+type Router interface {
+	Routes() []Route
+}
+
+// Route is one endpoint of a Router.
+type Route struct {
+	// Path is the endpoint's path; Usage says how to call it, for the
+	// unknown-path answer (e.g. "the drop-in POST /service/v5/auth/validation").
+	Path, Usage string
+	// Read fills r from the request. An error is the caller's mistake,
+	// answered by Refuse, as is an error of the provider's Check.
+	Read func(ctx *fasthttp.RequestCtx, r *Request) error
+	// Refuse answers a caller mistake.
+	Refuse func(ctx *fasthttp.RequestCtx, err error)
+	// Write answers a for r; the X-Playerguard-* headers are set.
+	Write func(ctx *fasthttp.RequestCtx, r *Request, a *Answer)
+}
+
 // Fields names the raw JSON values a provider's Results hand the caller
 // in the /v1 answer: Names[0] (the player or user object) in allows and
 // kicks, the others in kicks only. An allow must carry Raw(0).
@@ -84,6 +108,11 @@ type provider struct {
 	ns []byte
 	// hitPrefix is the cache-hit allow body up to Raw(0).
 	hitPrefix []byte
+	// routes are the provider's own (Router), with their paths as bytes
+	// and their usages.
+	routes     []Route
+	routePaths [][]byte
+	usages     []string
 
 	breaker *gobreaker.CircuitBreaker[*Result]
 	// breakerState mirrors the breaker's state as of its last transition

@@ -47,7 +47,6 @@ var (
 	errMissingToken    = &RequestError{"missing accessToken"}
 	errTokenTooLong    = &RequestError{"accessToken too long (limit " + strconv.Itoa(MaxTokenLen) + " bytes)"}
 	errTokenChars      = &RequestError{"accessToken contains invalid characters (control, space or non-ASCII)"}
-	errMissingPlatform = &RequestError{"missing platform"}
 	errPlayerIDTooLong = &RequestError{"playerId too long (limit " + strconv.Itoa(MaxPlayerIDLen) + " bytes)"}
 	errPlayerIDChars   = &RequestError{"playerId contains invalid characters (control, space or non-ASCII)"}
 )
@@ -252,7 +251,7 @@ func (d *jsonDecoder) key() (int, error) {
 	return k, nil
 }
 
-// unknownField names an unknown key, echoed like unknownPlatform.
+// unknownField names an unknown key, echoed safely (echoSafe).
 func unknownField(key []byte, f form) *RequestError {
 	want := "accessToken, platform, playerId"
 	switch {
@@ -624,22 +623,6 @@ func (d *jsonDecoder) colon() error {
 	return nil
 }
 
-// Check reports the first problem with r's fields as a Kakao Games
-// request (a token, a known platform, an optional playerId) as a
-// *RequestError, or nil.
-func (r *Request) Check() error {
-	if err := r.CheckToken(); err != nil {
-		return err
-	}
-	switch {
-	case len(r.Platform) == 0:
-		return errMissingPlatform
-	case !knownPlatform(r.Platform):
-		return unknownPlatform(r.Platform)
-	}
-	return r.checkPlayerID()
-}
-
 // CheckToken reports a problem with r.Token: missing, longer than
 // MaxTokenLen, or holding anything but visible ASCII.
 func (r *Request) CheckToken() error {
@@ -753,25 +736,14 @@ func plainRun(b []byte) int {
 	return n
 }
 
-func knownPlatform(p []byte) bool {
-	switch string(p) { // a switch on string(p) neither allocates nor copies
-	case "web", "launcher", "mobile", "pc":
-		return true
-	}
-	return false
-}
-
-// maxEchoLen is how much of an unknown platform its error echoes.
+// maxEchoLen is how much of a caller's value an error echoes.
 const maxEchoLen = 32
 
-// unknownPlatform names p, truncated and with bytes outside 0x20..0x7E
-// replaced by '?', so the message is short and safe to log.
-func unknownPlatform(p []byte) *RequestError {
-	return &RequestError{"unknown platform " + strconv.Quote(string(echoSafe(p))) + " (want web, launcher, mobile or pc)"}
-}
+// EchoSafe returns the first 32 bytes of b with bytes outside 0x20..0x7E
+// replaced by '?': a caller's value short and safe to quote in an error
+// message (never a token).
+func EchoSafe(b []byte) []byte { return echoSafe(b) }
 
-// echoSafe returns the first maxEchoLen bytes of b with bytes outside
-// 0x20..0x7E replaced by '?'.
 func echoSafe(b []byte) []byte {
 	echo := append([]byte(nil), b[:min(len(b), maxEchoLen)]...)
 	for i, c := range echo {

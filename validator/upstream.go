@@ -65,8 +65,13 @@ var (
 	errSaturated  = errors.New("too many concurrent upstream calls")
 	errConnection = errors.New("upstream connection error")
 	errPanic      = errors.New("upstream call panicked")
-	errEchoed     = errors.New("upstream response body echoes playerguard's credentials or the access token; body dropped")
+	errEchoed     = ErrEchoed
 )
+
+// ErrEchoed is Exchange.Dropped for a body that echoed a secret or the
+// access token: whatever its status, such a body is nobody's verdict
+// unless the provider knows better.
+var ErrEchoed = errors.New("upstream response body echoes playerguard's credentials or the access token; body dropped")
 
 // NewHTTPUpstream returns a client for cfg.URL.
 func NewHTTPUpstream(cfg HTTPUpstreamConfig) (*HTTPUpstream, error) {

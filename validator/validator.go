@@ -104,7 +104,6 @@ type Endpoint struct{ Provider, Path string }
 type Validator struct {
 	cfg       Config
 	providers []*provider
-	kg        *provider // Kakao Games, for the drop-in endpoint; nil if not configured
 	cache     Cache
 	own       *cache.Cache[*Result] // the cache New built, if any
 	flights   flightGroup
@@ -123,6 +122,7 @@ type reqState struct {
 	key     cache.Key
 	token   cache.TokenID // set on a miss
 	stamp   cache.Stamp   // taken by call, before the upstream is asked
+	ans     Answer        // a Route's answer
 	scratch []byte
 }
 
@@ -175,7 +175,7 @@ func New(cfg Config, providers ...Provider) (*Validator, error) {
 		// read fewer on the hot path.
 		ctxClock: ctxClock,
 	}
-	seen := map[string]bool{ValidationPath: true}
+	seen := map[string]bool{}
 	for _, p := range providers {
 		s := p.Spec()
 		switch {
@@ -186,10 +186,18 @@ func New(cfg Config, providers ...Provider) (*Validator, error) {
 		}
 		seen[s.Name], seen[s.Path] = true, true
 		pv := v.newProvider(p, s)
-		v.providers = append(v.providers, pv)
-		if s.Name == KakaoGamesName {
-			v.kg = pv
+		if r, ok := p.(Router); ok {
+			for _, rt := range r.Routes() {
+				if seen[rt.Path] || rt.Path == "" || rt.Path[0] != '/' || rt.Read == nil || rt.Refuse == nil || rt.Write == nil {
+					return nil, fmt.Errorf("provider %q: route %q taken or incomplete", s.Name, rt.Path)
+				}
+				seen[rt.Path] = true
+				pv.routes = append(pv.routes, rt)
+				pv.routePaths = append(pv.routePaths, []byte(rt.Path))
+				pv.usages = append(pv.usages, rt.Usage)
+			}
 		}
+		v.providers = append(v.providers, pv)
 	}
 	if v.cache == nil {
 		life := cfg.CacheTTL + cfg.StaleFor
@@ -220,7 +228,7 @@ func New(cfg Config, providers ...Provider) (*Validator, error) {
 func (v *Validator) newProvider(p Provider, s Spec) *provider {
 	pv := &provider{
 		p: p, spec: s, path: []byte(s.Path), ns: []byte(s.Name),
-		hitPrefix: []byte(`{"decision":"allow","reason":"ok","source":"cache","` + s.Fields.Names[0] + `":`),
+		hitPrefix: v.hitPrefixOf(s.Fields),
 		slots:     make(chan struct{}, s.MaxCalls),
 		outcomes:  map[string]prometheus.Counter{},
 	}
@@ -274,6 +282,11 @@ func (v *Validator) newProvider(p Provider, s Spec) *provider {
 	return pv
 }
 
+// hitPrefixOf is the cache-hit allow body up to Raw(0), for fields.
+func (v *Validator) hitPrefixOf(f *Fields) []byte {
+	return []byte(`{"decision":"allow","reason":"ok","source":"cache","` + f.Names[0] + `":`)
+}
+
 // Close closes the providers and the cache New built. In-flight
 // validations must be done.
 func (v *Validator) Close() {
@@ -318,32 +331,32 @@ func breakerGauge(s gobreaker.State) float64 {
 	return metrics.BreakerClosed
 }
 
-// answer is one validation's outcome as served to one caller.
-type answer struct {
-	res      *Result // the result rendered (for stale: the cached allow)
-	verdict  Verdict
-	reason   Reason
-	source   Source
-	degraded bool
-	cause    *Result // for a degraded allow: the failure behind it
+// Answer is one validation's outcome as served to one caller.
+type Answer struct {
+	Res      *Result // the result rendered (for stale: the cached allow)
+	Verdict  Verdict
+	Reason   Reason
+	Source   Source
+	Degraded bool    // an allow by the outage policy (stale or open)
+	Cause    *Result // for a degraded allow: the failure behind it
 }
 
 // validate answers one checked request for pv that arrived at now: cache,
 // then the (coalesced, breaker-guarded) upstream, then the outage policy.
-func (v *Validator) validate(pv *provider, st *reqState, now time.Time) answer {
+func (v *Validator) validate(pv *provider, st *reqState, now time.Time) Answer {
 	platform := pv.platform(&st.req)
 	st.key = st.kb.Key(platform, st.req.PlayerID, st.req.Token)
 	if res, s := v.cache.Get(&st.key, now); s == cache.Fresh {
 		// Counted by observe, as validations_total{source="cache"}, which
 		// cache_hits_total sums.
-		return answer{res: res, verdict: res.Verdict, reason: res.Reason, source: SourceCache}
+		return Answer{Res: res, Verdict: res.Verdict, Reason: res.Reason, Source: SourceCache}
 	}
 	if v.cfg.NegativeTTL > 0 {
 		// An invalid_token kick is filed under the token and platform
 		// alone (it says nothing about a player): it answers every claim.
 		k := st.kb.TokenKey(platform, st.req.Token)
 		if res, s := v.cache.Get(&k, now); s == cache.Fresh && res.Verdict == Kick {
-			return answer{res: res, verdict: Kick, reason: res.Reason, source: SourceCache}
+			return Answer{Res: res, Verdict: Kick, Reason: res.Reason, Source: SourceCache}
 		}
 	}
 	pv.misses.Inc()
@@ -361,9 +374,9 @@ func (v *Validator) validate(pv *provider, st *reqState, now time.Time) answer {
 		pv.coalesced.Inc()
 	}
 	if res.Verdict != Unavailable {
-		return answer{res: res, verdict: res.Verdict, reason: res.Reason, source: SourceUpstream}
+		return Answer{Res: res, Verdict: res.Verdict, Reason: res.Reason, Source: SourceUpstream}
 	}
-	failure := answer{res: res, verdict: Unavailable, reason: res.Reason, source: SourceUpstream}
+	failure := Answer{Res: res, Verdict: Unavailable, Reason: res.Reason, Source: SourceUpstream}
 	switch v.cfg.Policy {
 	case PolicyStale:
 		// Look again: a kick since the first look has purged the entry,
@@ -373,12 +386,12 @@ func (v *Validator) validate(pv *provider, st *reqState, now time.Time) answer {
 			return failure
 		}
 		if s == cache.Fresh {
-			return answer{res: c, verdict: Allow, reason: ReasonOK, source: SourceCache}
+			return Answer{Res: c, Verdict: Allow, Reason: ReasonOK, Source: SourceCache}
 		}
 		pv.stale.Inc()
-		return answer{res: c, verdict: Allow, reason: ReasonOK, source: SourceStale, degraded: true, cause: res}
+		return Answer{Res: c, Verdict: Allow, Reason: ReasonOK, Source: SourceStale, Degraded: true, Cause: res}
 	case PolicyOpen:
-		return answer{res: res, verdict: Allow, reason: ReasonOK, source: SourcePolicy, degraded: true, cause: res}
+		return Answer{Res: res, Verdict: Allow, Reason: ReasonOK, Source: SourcePolicy, Degraded: true, Cause: res}
 	}
 	return failure
 }
@@ -499,4 +512,20 @@ func (v *Validator) call(pv *provider, st *reqState) (*Result, error) {
 		return res, errUpstreamRejected
 	}
 	return res, nil
+}
+
+// Settle waits until the cache writes of the answers already sent are
+// done (an allow is cached just after it is answered): what a test that
+// looks next, or a shutdown, waits for.
+func (v *Validator) Settle() { v.flights.wait() }
+
+// BreakerFailures is how many failures the named provider's breaker has
+// counted since it last changed state (0 for an unknown provider).
+func (v *Validator) BreakerFailures(provider string) uint32 {
+	for _, pv := range v.providers {
+		if pv.spec.Name == provider {
+			return pv.breaker.Counts().TotalFailures
+		}
+	}
+	return 0
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"playerguard/validator"
+	"playerguard/validator/kakaogames"
 	"playerguard/validator/kakaologin"
 )
 
@@ -368,7 +369,7 @@ func (c *Config) providers(sec secrets, log *slog.Logger) ([]validator.Provider,
 		}
 	}
 	if c.kakaoGames() {
-		kg, err := validator.NewKakaoGames(validator.KakaoGamesConfig{
+		kg, err := kakaogames.New(kakaogames.Config{
 			Upstream:         c.Upstream,
 			AppID:            c.AppID,
 			AppSecret:        sec.appSecret,
@@ -380,7 +381,7 @@ func (c *Config) providers(sec secrets, log *slog.Logger) ([]validator.Provider,
 			Logger:           log,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", validator.KakaoGamesName, err)
+			return nil, fmt.Errorf("%s: %w", kakaogames.Name, err)
 		}
 		ps = append(ps, kg)
 	}
@@ -407,7 +408,8 @@ func (c *Config) providers(sec secrets, log *slog.Logger) ([]validator.Provider,
 func (c *Config) unconfigured() []validator.Endpoint {
 	var es []validator.Endpoint
 	if !c.kakaoGames() {
-		es = append(es, validator.Endpoint{Provider: validator.KakaoGamesName, Path: validator.APIPath})
+		es = append(es, validator.Endpoint{Provider: kakaogames.Name, Path: kakaogames.Path},
+			validator.Endpoint{Provider: kakaogames.Name, Path: kakaogames.ValidationPath})
 	}
 	if !c.kakaoLogin() {
 		es = append(es, validator.Endpoint{Provider: kakaologin.Name, Path: kakaologin.Path})

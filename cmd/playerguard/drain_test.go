@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"playerguard/validator"
+	"playerguard/validator/kakaogames"
 )
 
 // TestDrainNotHeldByNonReader: a client that pipelines requests and never
 // reads the answers blocks the server's writes; the drain still ends,
 // after the write grace, well within the drain timeout.
 func TestDrainNotHeldByNonReader(t *testing.T) {
-	kg, err := validator.NewKakaoGames(validator.KakaoGamesConfig{Upstream: "http://127.0.0.1:1", AppID: "1", AppSecret: "s", AdminKey: "k"})
+	kg, err := kakaogames.New(kakaogames.Config{Upstream: "http://127.0.0.1:1", AppID: "1", AppSecret: "s", AdminKey: "k"})
 	if err != nil {
 		t.Fatal(err)
 	}

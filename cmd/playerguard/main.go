@@ -28,6 +28,7 @@ import (
 
 	"playerguard/metrics"
 	"playerguard/validator"
+	"playerguard/validator/kakaogames"
 	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/validator/kakaologin"
 	"playerguard/validator/kakaologin/kakaologintest"
@@ -263,13 +264,13 @@ func printDemo(w io.Writer, cfg *Config, listen, opsListen string) {
 	for _, p := range kakaogamestest.Demo(cfg.AppID) {
 		fmt.Fprintf(w, "# %s: %s\n", p.Name, p.Expect)
 		fmt.Fprintf(w, "curl -s -w ' HTTP %%{http_code}\\n' -X POST http://%s%s -d '{\"accessToken\":\"%s\",\"platform\":\"%s\",\"playerId\":\"%s\"}'\n\n",
-			listen, validator.APIPath, p.Token, p.Platform, p.PlayerID)
+			listen, kakaogames.Path, p.Token, p.Platform, p.PlayerID)
 	}
 	if ps := kakaogamestest.Demo(cfg.AppID); len(ps) > 0 {
 		p := ps[0]
 		fmt.Fprintf(w, "# drop-in mode: the Kakao endpoint's own headers, no secrets; answers as Kakao would (200)\n")
 		fmt.Fprintf(w, "curl -s -w ' HTTP %%{http_code}\\n' -X POST http://%s%s -H 'accessToken: %s' -H 'platform: %s' -H 'playerId: %s'\n\n",
-			listen, validator.ValidationPath, p.Token, p.Platform, p.PlayerID)
+			listen, kakaogames.ValidationPath, p.Token, p.Platform, p.PlayerID)
 	}
 	fmt.Fprintf(w, "A fake Kakao Login API (app id %s) runs at %s with these users.\n\n", cfg.KakaoLoginAppID, cfg.KakaoLoginAPI)
 	for _, u := range kakaologintest.Demo() {

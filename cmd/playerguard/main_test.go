@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"playerguard/validator"
+	"playerguard/validator/kakaogames"
 	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
@@ -502,7 +502,7 @@ func TestDrainWithUnusedConnection(t *testing.T) {
 func TestOversizedBodyGets413(t *testing.T) {
 	fake := startFake(t)
 	pg := start(t, upstreamEnv(fake))
-	url := "http://" + pg.listen + validator.APIPath
+	url := "http://" + pg.listen + kakaogames.Path
 	const want = `{"error":"request body too large (limit 16384 bytes)"}`
 	body := bytes.Repeat([]byte("a"), 2<<20)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
@@ -564,7 +564,7 @@ func TestDrainNotHeldByStalledCaller(t *testing.T) {
 	oneByte := dial("P")
 	// A whole header that asks before sending its body: the 100 Continue
 	// proves playerguard is now waiting in the middle of the request.
-	midBody := dial("POST " + validator.APIPath + " HTTP/1.1\r\nHost: pg\r\nContent-Type: application/json\r\nContent-Length: 60\r\nExpect: 100-continue\r\n\r\n")
+	midBody := dial("POST " + kakaogames.Path + " HTTP/1.1\r\nHost: pg\r\nContent-Type: application/json\r\nContent-Length: 60\r\nExpect: 100-continue\r\n\r\n")
 	midBody.SetReadDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(midBody)
 	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 ") {

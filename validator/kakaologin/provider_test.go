@@ -58,7 +58,7 @@ func newHarness(t *testing.T, mod func(*validator.Config)) *harness {
 		CacheTTL: 5 * time.Minute, StaleFor: 30 * time.Minute,
 		BreakerFailures: 3, BreakerTimeout: time.Hour,
 		Logger: log, Metrics: metrics.New(h.reg, "test"), Now: h.clk.Now,
-		Unconfigured: []validator.Endpoint{{Provider: validator.KakaoGamesName, Path: validator.APIPath}},
+		Unconfigured: []validator.Endpoint{{Provider: "kakao-games", Path: "/v1/validate"}},
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -350,7 +350,7 @@ func TestBadInput(t *testing.T) {
 	h.fake.Set(tokenA, kakaologintest.Valid(userAN, appN, 3600))
 	h.expect(h.do("GET", kakaologin.Path, "", map[string]string{"accessToken": tokenA, "playerId": userA, "platform": "x"}), httpOK, "allow", "ok", "upstream")
 	// Kakao Games is not configured here.
-	r := h.do("POST", validator.APIPath, `{"accessToken":"t","platform":"pc"}`, nil)
+	r := h.do("POST", "/v1/validate", `{"accessToken":"t","platform":"pc"}`, nil)
 	if r.status != 404 || !strings.Contains(r.raw, "kakao-games is not configured") {
 		t.Errorf("/v1/validate without kakao-games: %d %s", r.status, r.raw)
 	}

@@ -1,4 +1,4 @@
-package validator
+package kakaogames
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"playerguard/validator"
 	"strings"
 	"sync"
 	"testing"
@@ -41,8 +42,8 @@ type (
 type harness struct {
 	t     *testing.T
 	fake  *kakaogamestest.Server
-	v     *Validator
-	cache *cache.Cache[*Result]
+	v     *validator.Validator
+	cache *cache.Cache[*validator.Result]
 	clk   *clock
 	reg   *prometheus.Registry
 	logs  *syncBuffer
@@ -54,21 +55,26 @@ type harness struct {
 // testConfig is a Kakao Games provider's configuration and the engine's,
 // set field by field as one (their field names are distinct).
 type testConfig struct {
-	Config
-	KakaoGamesConfig
+	validator.Config
+	kgConfig
+	// wrapCache, if set, wraps the harness's cache for the validator.
+	wrapCache func(*cache.Cache[*validator.Result]) validator.Cache
 }
+
+// kgConfig is Config, embedded in testConfig under another name.
+type kgConfig = Config
 
 // newKakaoGamesValidator builds a Validator with the Kakao Games provider
 // alone, both logging to the engine's logger.
-func newKakaoGamesValidator(c testConfig) (*Validator, error) {
-	if c.KakaoGamesConfig.Logger == nil {
-		c.KakaoGamesConfig.Logger = c.Config.Logger
+func newKakaoGamesValidator(c testConfig) (*validator.Validator, error) {
+	if c.kgConfig.Logger == nil {
+		c.kgConfig.Logger = c.Config.Logger
 	}
-	kg, err := NewKakaoGames(c.KakaoGamesConfig)
+	kg, err := New(c.kgConfig)
 	if err != nil {
 		return nil, err
 	}
-	v, err := New(c.Config, kg)
+	v, err := validator.New(c.Config, kg)
 	if err != nil {
 		kg.Close()
 	}
@@ -99,12 +105,15 @@ func newHarness(t *testing.T, mod func(*testConfig)) *harness {
 	if mod != nil {
 		mod(&cfg)
 	}
-	c, err := cache.New[*Result](cache.Config{MaxEntries: 10_000, MaxAge: max(cfg.CacheTTL+cfg.StaleFor, cfg.NegativeTTL, time.Second), Now: h.clk.Now})
+	c, err := cache.New[*validator.Result](cache.Config{MaxEntries: 10_000, MaxAge: max(cfg.CacheTTL+cfg.StaleFor, cfg.NegativeTTL, time.Second), Now: h.clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
 	cfg.Cache = c
+	if cfg.wrapCache != nil {
+		cfg.Cache = cfg.wrapCache(c)
+	}
 	h.cache = c
 	h.v, err = newKakaoGamesValidator(cfg)
 	if err != nil {
@@ -148,14 +157,14 @@ func (h *harness) do(req *http.Request) reply {
 	r := reply{status: k.Status, header: k.Header, raw: k.Raw, body: k.Body}
 	// An allow from the upstream is written to the cache just after it is
 	// answered (flightGroup.do); tests that look next expect it there.
-	h.v.flights.wait()
+	h.v.Settle()
 	return r
 }
 
 // post sends a JSON body to /v1/validate.
 func (h *harness) post(body string) reply {
 	h.t.Helper()
-	req, _ := http.NewRequest("POST", h.url+APIPath, strings.NewReader(body))
+	req, _ := http.NewRequest("POST", h.url+Path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	return h.do(req)
 }
@@ -394,7 +403,7 @@ func TestCoalescing(t *testing.T) {
 		wg.Go(func() {
 			tok := fmt.Sprint("tok-storm-", i%tokens)
 			b, _ := json.Marshal(map[string]string{"accessToken": tok, "platform": "mobile"})
-			resp, err := http.Post(h.url+APIPath, "application/json", bytes.NewReader(b))
+			resp, err := http.Post(h.url+Path, "application/json", bytes.NewReader(b))
 			if err != nil {
 				errs <- err.Error()
 				return
@@ -433,13 +442,13 @@ func TestCoalescedWaitersSurviveCallerDisconnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", APIPath, len(body), body)
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", Path, len(body), body)
 	time.Sleep(100 * time.Millisecond) // the leader is now waiting on the upstream
 	conn.Close()
 	var wg sync.WaitGroup
 	for range 5 {
 		wg.Go(func() {
-			resp, err := http.Post(h.url+APIPath, "application/json", strings.NewReader(body))
+			resp, err := http.Post(h.url+Path, "application/json", strings.NewReader(body))
 			if err != nil {
 				t.Error(err)
 				return
@@ -469,7 +478,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestBreakerOpensAndHalfOpens(t *testing.T) {
-	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyClosed })
+	h := newHarness(t, func(c *testConfig) { c.Policy = validator.PolicyClosed })
 	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 500, Body: []byte(`{"desc":"down (500.-1)"}`)})
 	for i := range 3 {
 		h.expect(h.check(fmt.Sprint("tok-f", i), "mobile", ""), 503, "unavailable", "upstream_unavailable", "upstream")
@@ -528,7 +537,7 @@ func TestKicksDoNotTripBreaker(t *testing.T) {
 }
 
 func TestTimeoutIsUnavailableNotKick(t *testing.T) {
-	h := newHarness(t, func(c *testConfig) { c.UpstreamTimeout = 200 * time.Millisecond; c.Policy = PolicyClosed })
+	h := newHarness(t, func(c *testConfig) { c.UpstreamTimeout = 200 * time.Millisecond; c.Policy = validator.PolicyClosed })
 	h.fake.Set("tok-slow", kakaogamestest.Verdict{Status: 200, Body: []byte(playerBody("p1", "normal")), Delay: 2 * time.Second})
 	start := time.Now()
 	h.expect(h.check("tok-slow", "mobile", "p1"), 503, "unavailable", "upstream_unavailable", "upstream")
@@ -586,7 +595,7 @@ func TestPolicyStaleWhileBreakerOpen(t *testing.T) {
 }
 
 func TestPolicyOpen(t *testing.T) {
-	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyOpen })
+	h := newHarness(t, func(c *testConfig) { c.Policy = validator.PolicyOpen })
 	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 502})
 	r := h.check("tok-any", "mobile", "p1")
 	h.expect(r, 200, "allow", "ok", "policy")
@@ -599,7 +608,7 @@ func TestPolicyOpen(t *testing.T) {
 }
 
 func TestPolicyClosed(t *testing.T) {
-	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyClosed })
+	h := newHarness(t, func(c *testConfig) { c.Policy = validator.PolicyClosed })
 	h.fake.Set("tok-a", kakaogamestest.Allow(testApp, "p1", "normal"))
 	h.check("tok-a", "mobile", "p1")
 	h.cache.Wait()
@@ -720,7 +729,7 @@ func TestHeaderMode(t *testing.T) {
 	h := newHarness(t, nil)
 	h.fake.Set("tok-a", kakaogamestest.Allow(testApp, "p1", "normal"))
 	for _, method := range []string{"GET", "POST"} {
-		req, _ := http.NewRequest(method, h.url+APIPath, nil)
+		req, _ := http.NewRequest(method, h.url+Path, nil)
 		req.Header.Set("accessToken", "tok-a")
 		req.Header.Set("platform", "mobile")
 		req.Header.Set("playerId", "p1")
@@ -729,7 +738,7 @@ func TestHeaderMode(t *testing.T) {
 			t.Errorf("%s: %d %s", method, r.status, r.raw)
 		}
 	}
-	req, _ := http.NewRequest("GET", h.url+APIPath, nil)
+	req, _ := http.NewRequest("GET", h.url+Path, nil)
 	req.Header.Set("platform", "mobile")
 	if r := h.do(req); r.status != 400 || r.str("error") != "missing accessToken" {
 		t.Errorf("GET without token: %d %s", r.status, r.raw)
@@ -740,7 +749,7 @@ func TestHeaderMode(t *testing.T) {
 // none reaches the upstream.
 func TestBadRequests(t *testing.T) {
 	h := newHarness(t, nil)
-	long := strings.Repeat("a", MaxTokenLen+1)
+	long := strings.Repeat("a", validator.MaxTokenLen+1)
 	cases := map[string]struct {
 		body string
 		want string
@@ -773,13 +782,13 @@ func TestBadRequests(t *testing.T) {
 	// unread data resets the connection, and a client still writing the
 	// body could lose the answer; the decoder's own limit is in
 	// TestDecodeJSON.)
-	for _, n := range []int{MaxBodyLen + 1, 4 * MaxBodyLen} {
-		resps := h.raw(fmt.Sprintf("POST %s HTTP/1.1\r\nHost: pg\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", APIPath, n))
+	for _, n := range []int{validator.MaxBodyLen + 1, 4 * validator.MaxBodyLen} {
+		resps := h.raw(fmt.Sprintf("POST %s HTTP/1.1\r\nHost: pg\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", Path, n))
 		if len(resps) != 1 || resps[0].StatusCode != 413 || !strings.Contains(bodyOf(resps[0]), "request body too large (limit 16384 bytes)") {
 			t.Errorf("%d-byte body: %d answers %v", n, len(resps), resps)
 		}
 	}
-	req, _ := http.NewRequest("PUT", h.url+APIPath, strings.NewReader(`{}`))
+	req, _ := http.NewRequest("PUT", h.url+Path, strings.NewReader(`{}`))
 	if r := h.do(req); r.status != 405 || r.header.Get("Allow") != "GET, POST" {
 		t.Errorf("PUT: %d %v", r.status, r.header)
 	}
@@ -859,7 +868,7 @@ func TestDropIn(t *testing.T) {
 }
 
 func TestDropInOutagePolicies(t *testing.T) {
-	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyOpen })
+	h := newHarness(t, func(c *testConfig) { c.Policy = validator.PolicyOpen })
 	h.fake.SetOverride(&kakaogamestest.Verdict{Fault: kakaogamestest.FaultClose})
 	r := h.dropIn(map[string]string{"accessToken": "t", "platform": "pc", "playerId": "p1"})
 	var body struct {
@@ -940,23 +949,23 @@ func TestMetricsLint(t *testing.T) {
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
-	kg := func(c KakaoGamesConfig) testConfig { return testConfig{KakaoGamesConfig: c} }
+	kg := func(c Config) testConfig { return testConfig{kgConfig: c} }
 	for name, cfg := range map[string]testConfig{
-		"no upstream":     kg(KakaoGamesConfig{AppID: "1"}),
-		"no app":          kg(KakaoGamesConfig{Upstream: "http://127.0.0.1:1"}),
-		"bad scheme":      kg(KakaoGamesConfig{Upstream: "ftp://x", AppID: "1"}),
-		"no host":         kg(KakaoGamesConfig{Upstream: "http://", AppID: "1"}),
-		"query":           kg(KakaoGamesConfig{Upstream: "http://x/?a=b", AppID: "1"}),
-		"negative ttl":    {Config{CacheTTL: -1}, KakaoGamesConfig{Upstream: "http://x", AppID: "1"}},
-		"negative limit":  kg(KakaoGamesConfig{Upstream: "http://x", AppID: "1", MaxUpstreamConns: -1}),
-		"unknown policy":  {Config{Policy: 9}, KakaoGamesConfig{Upstream: "http://x", AppID: "1"}},
-		"missing CA file": kg(KakaoGamesConfig{Upstream: "https://x", AppID: "1", UpstreamCAFile: "/nonexistent"}),
+		"no upstream":     kg(Config{AppID: "1"}),
+		"no app":          kg(Config{Upstream: "http://127.0.0.1:1"}),
+		"bad scheme":      kg(Config{Upstream: "ftp://x", AppID: "1"}),
+		"no host":         kg(Config{Upstream: "http://", AppID: "1"}),
+		"query":           kg(Config{Upstream: "http://x/?a=b", AppID: "1"}),
+		"negative ttl":    {Config: validator.Config{CacheTTL: -1}, kgConfig: Config{Upstream: "http://x", AppID: "1"}},
+		"negative limit":  kg(Config{Upstream: "http://x", AppID: "1", MaxUpstreamConns: -1}),
+		"unknown policy":  {Config: validator.Config{Policy: 9}, kgConfig: Config{Upstream: "http://x", AppID: "1"}},
+		"missing CA file": kg(Config{Upstream: "https://x", AppID: "1", UpstreamCAFile: "/nonexistent"}),
 	} {
 		if _, err := newKakaoGamesValidator(cfg); err == nil {
 			t.Errorf("%s: New succeeded", name)
 		}
 	}
-	if _, err := New(Config{}); err == nil {
+	if _, err := validator.New(validator.Config{}); err == nil {
 		t.Error("New with no provider succeeded")
 	}
 }

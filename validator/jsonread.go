@@ -6,122 +6,69 @@ import (
 	"unicode/utf8"
 )
 
-// kakaoBody is what Decide reads of an upstream response body: where the
-// fields the game server is handed sit in the body, and the values the
-// decision depends on.
-type kakaoBody struct {
-	player, lockout, token, redirectURI span
-
-	desc    string // desc, unescaped
-	hasDesc bool
-
-	playerID    string // player.playerId (a number as its literal text)
-	hasPlayerID bool
-	status      string // player.status
-	hasStatus   bool
-
-	lockoutIDType string // lockout.idType
-	lockoutID     string // lockout.id
-	hasLockoutID  bool
-}
-
 // maxUpstreamDepth is how deeply an upstream body may nest; the body's own
 // object is depth 1. Kakao's bodies nest three deep; a game's player data
 // may add some.
 const maxUpstreamDepth = 64
 
-// errUpstreamJSON is any reason parseKakaoBody refuses a body; which one
+// errUpstreamJSON is any reason a JSONReader refuses a body; which one
 // does not matter to the decision (unreadable is unreadable).
 var errUpstreamJSON = errors.New("upstream body is not strict JSON")
 
-// The keys Decide reads, per object, by position.
-var (
-	topKeys     = []string{"player", "desc", "lockout", "token", "redirectUri"}
-	playerKeys  = []string{"playerId", "status"}
-	lockoutKeys = []string{"idType", "id"}
-)
-
-const (
-	topPlayer = iota
-	topDesc
-	topLockout
-	topToken
-	topRedirectURI
-)
-
-// parseKakaoBody reads body as the strict JSON object Decide needs, or
-// refuses it. It refuses what two parsers could read two ways, because the
-// game server reads the same bytes playerguard decides on (it is handed
-// the player object, or in drop-in mode the whole body):
+// JSONReader reads one upstream body strictly, for a provider's decision:
+// RFC 8259 JSON in valid UTF-8, no key twice in one object at any depth,
+// nesting at most 64 deep (the body's own object is depth 1), and, in the objects a decision reads,
+// no two keys equal under Unicode case folding and no key that folds to
+// one it reads without being it ("STATUS", "Player", "ſtatus"): two
+// parsers must not read the same bytes two ways, because the game server
+// reads what playerguard decides on. encoding/json, for one, matches keys
+// case-insensitively and keeps the last.
 //
-//   - a key twice in one object, at any depth ("st\u0061tus" is "status");
-//   - in the objects the decision reads (the body, player, lockout), two
-//     keys equal under Unicode case folding ("status" and "STATUS" or
-//     "ſtatus"), or a key that folds to one Decide reads without being it
-//     ("Player", "PlayerID"): encoding/json, for one, matches keys
-//     case-insensitively and keeps the last, so it would see another
-//     status than the first key says;
-//   - anything that is not RFC 8259 JSON (invalid UTF-8 included: other
-//     parsers replace it, or refuse it, or keep the bytes, so "\xeb" and
-//     "\xec" could be one key or one player id to them), trailing data after the object,
-//     nesting beyond maxUpstreamDepth, and decision fields of the wrong
-//     type (a desc, status or idType that is not a string, a playerId or
-//     id that is neither a string nor a number). null is an absent field.
-func parseKakaoBody(body []byte) (kakaoBody, bool) {
-	var kb kakaoBody
-	d := jsonDecoder{b: body}
-	d.skipSpace()
-	if d.i >= len(d.b) || d.b[d.i] != '{' || !utf8.Valid(body) {
-		return kb, false
+// Its methods read the value at the current position and move past it;
+// any error means the body is unreadable (which error does not matter).
+type JSONReader struct{ d jsonDecoder }
+
+// NewJSONReader returns a reader of body, or false when body is not valid
+// UTF-8 or does not start (after white space) with an object.
+func NewJSONReader(body []byte) (*JSONReader, bool) {
+	r := &JSONReader{jsonDecoder{b: body}}
+	r.d.skipSpace()
+	if r.d.i >= len(body) || body[r.d.i] != '{' || !utf8.Valid(body) {
+		return nil, false
 	}
-	err := d.object(1, topKeys, func(k int) error {
-		switch k {
-		case topPlayer:
-			return d.rawField(&kb.player, 2, func() error { return d.playerObject(&kb) })
-		case topLockout:
-			return d.rawField(&kb.lockout, 2, func() error { return d.lockoutObject(&kb) })
-		case topToken:
-			return d.rawField(&kb.token, 2, nil)
-		case topRedirectURI:
-			return d.rawField(&kb.redirectURI, 2, nil)
-		default: // topDesc
-			s, ok, err := d.stringField()
-			kb.desc, kb.hasDesc = s, ok
-			return err
-		}
-	})
-	if err != nil {
-		return kakaoBody{}, false
-	}
-	d.skipSpace()
-	if d.i != len(d.b) {
-		return kakaoBody{}, false
-	}
-	return kb, true
+	return r, true
 }
 
-func (d *jsonDecoder) playerObject(kb *kakaoBody) error {
-	return d.object(2, playerKeys, func(k int) error {
-		var err error
-		if k == 0 {
-			kb.playerID, kb.hasPlayerID, err = d.idField()
-		} else {
-			kb.status, kb.hasStatus, err = d.stringField()
-		}
-		return err
-	})
+// Object reads the object at the current position (a '{') at depth.
+// With known non-nil it is an object the decision reads: each key in
+// known is handed to field by its index (field must read its value with
+// the reader), and keys folding to one in known without being it are
+// refused. Other keys' values are checked and skipped.
+func (r *JSONReader) Object(depth int, known []string, field func(k int) error) error {
+	if r.d.i >= len(r.d.b) || r.d.b[r.d.i] != '{' {
+		return errUpstreamJSON
+	}
+	return r.d.object(depth, known, field)
 }
 
-func (d *jsonDecoder) lockoutObject(kb *kakaoBody) error {
-	return d.object(2, lockoutKeys, func(k int) error {
-		var err error
-		if k == 0 {
-			kb.lockoutIDType, _, err = d.stringField()
-		} else {
-			kb.lockoutID, kb.hasLockoutID, err = d.idField()
-		}
-		return err
-	})
+// Raw reads any value at depth and returns where it sits in the body
+// (end 0: null); obj, if not nil, reads it instead when it is an object.
+func (r *JSONReader) Raw(depth int, obj func() error) (off, end int, err error) {
+	var s span
+	err = r.d.rawField(&s, depth, obj)
+	return int(s.off), int(s.end), err
+}
+
+// String reads a string (true) or null (false).
+func (r *JSONReader) String() (string, bool, error) { return r.d.stringField() }
+
+// ID reads a string, or a number as its literal text (true), or null.
+func (r *JSONReader) ID() (string, bool, error) { return r.d.idField() }
+
+// End reports whether nothing but white space follows.
+func (r *JSONReader) End() bool {
+	r.d.skipSpace()
+	return r.d.i == len(r.d.b)
 }
 
 // rawField reads the value at d.i (at depth), records where it sits in s

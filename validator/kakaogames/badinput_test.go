@@ -1,4 +1,4 @@
-package validator
+package kakaogames
 
 import (
 	"bufio"
@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"playerguard/validator"
 	"strings"
 	"testing"
 	"time"
@@ -65,16 +66,16 @@ func TestBadInputOnTheWire(t *testing.T) {
 		status int
 		want   string // substring of the body
 	}{
-		{"empty body, no headers", jsonReq("POST", APIPath, ""), 400, "missing accessToken"},
-		{"wrong method", jsonReq("DELETE", APIPath, good), 405, "method not allowed"},
+		{"empty body, no headers", jsonReq("POST", Path, ""), 400, "missing accessToken"},
+		{"wrong method", jsonReq("DELETE", Path, good), 405, "method not allowed"},
 		{"unknown path", jsonReq("POST", "/v1/validat", good), 404, "unknown path"},
 		{"drop-in by GET", jsonReq("GET", ValidationPath, ""), 405, "use POST"},
 		{"drop-in missing platform", jsonReq("POST", ValidationPath, "", "accessToken: tok-a\r\n"), 400, "missing platform"},
 		{"drop-in token with space", jsonReq("POST", ValidationPath, "", "accessToken: tok a\r\nplatform: pc\r\n"), 400, "accessToken contains invalid characters"},
 		{"drop-in non-ASCII token", jsonReq("POST", ValidationPath, "", "accessToken: tok\xc3\xa9\r\nplatform: pc\r\n"), 400, "accessToken contains invalid characters"},
 		{"drop-in injected CRLF", "POST " + ValidationPath + " HTTP/1.1\r\nHost: pg\r\naccessToken: tok-a\rappSecret: stolen\r\nplatform: pc\r\n\r\n", 400, ""},
-		{"huge headers", jsonReq("POST", APIPath, good, "X-Big: "+strings.Repeat("a", 32<<10)+"\r\n"), 431, "request headers too large"},
-		{"bad Content-Length", "POST " + APIPath + " HTTP/1.1\r\nHost: pg\r\nContent-Length: banana\r\n\r\n", 400, ""},
+		{"huge headers", jsonReq("POST", Path, good, "X-Big: "+strings.Repeat("a", 32<<10)+"\r\n"), 431, "request headers too large"},
+		{"bad Content-Length", "POST " + Path + " HTTP/1.1\r\nHost: pg\r\nContent-Length: banana\r\n\r\n", 400, ""},
 		{"not HTTP", "HELLO\r\n\r\n", 400, ""},
 	}
 	for _, c := range cases {
@@ -94,25 +95,25 @@ func TestBadInputOnTheWire(t *testing.T) {
 
 	// The handler matches the raw request URI first; every other spelling
 	// of the two paths still reaches them, through fasthttp's normalizing.
-	for _, path := range []string{APIPath + "?trace=1", "http://pg" + APIPath, "/v1/./validate", "/v1/x/../validate", "/v1/%76alidate", "//v1/validate"} {
+	for _, path := range []string{Path + "?trace=1", "http://pg" + Path, "/v1/./validate", "/v1/x/../validate", "/v1/%76alidate", "//v1/validate"} {
 		if resps := h.raw(jsonReq("POST", path, good)); len(resps) != 1 || resps[0].StatusCode != 200 {
 			t.Errorf("POST %s: %v", path, resps)
 		}
 	}
-	for _, path := range []string{"/v1/validate/", "/V1/validate", APIPath + "x", "/service/v5/auth/validation/x"} {
+	for _, path := range []string{"/v1/validate/", "/V1/validate", Path + "x", "/service/v5/auth/validation/x"} {
 		if resps := h.raw(jsonReq("POST", path, good)); len(resps) != 1 || resps[0].StatusCode != 404 {
 			t.Errorf("POST %s: %v, want 404", path, resps)
 		}
 	}
 
 	// HTTP/1.0 works (and closes the connection after).
-	resps := h.raw("POST " + APIPath + " HTTP/1.0\r\nContent-Length: " + fmt.Sprint(len(good)) + "\r\n\r\n" + good)
+	resps := h.raw("POST " + Path + " HTTP/1.0\r\nContent-Length: " + fmt.Sprint(len(good)) + "\r\n\r\n" + good)
 	if len(resps) != 1 || resps[0].StatusCode != 200 {
 		t.Errorf("HTTP/1.0: %d responses", len(resps))
 	}
 	// Pipelined requests are answered in order.
 	bad := `{"accessToken":"","platform":"mobile"}`
-	resps = h.raw(jsonReq("POST", APIPath, good) + jsonReq("POST", APIPath, bad) + jsonReq("POST", APIPath, good))
+	resps = h.raw(jsonReq("POST", Path, good) + jsonReq("POST", Path, bad) + jsonReq("POST", Path, good))
 	if len(resps) != 3 || resps[0].StatusCode != 200 || resps[1].StatusCode != 400 || resps[2].StatusCode != 200 {
 		var got []int
 		for _, r := range resps {
@@ -130,9 +131,9 @@ func TestClientDisconnectsMidRequest(t *testing.T) {
 	h.fake.SetLatency(200 * time.Millisecond)
 	addr := strings.TrimPrefix(h.url, "http://")
 	for _, partial := range []string{
-		"POST " + APIPath + " HTTP/1.1\r\nHost: pg\r\nContent-Le",
-		"POST " + APIPath + " HTTP/1.1\r\nHost: pg\r\nContent-Length: 100\r\n\r\n{\"accessToken\":",
-		"POST " + APIPath + " HTTP/1.1\r\nHost: pg\r\nContent-Length: 44\r\n\r\n{\"accessToken\":\"tok-a\",\"platform\":\"mobile\"}",
+		"POST " + Path + " HTTP/1.1\r\nHost: pg\r\nContent-Le",
+		"POST " + Path + " HTTP/1.1\r\nHost: pg\r\nContent-Length: 100\r\n\r\n{\"accessToken\":",
+		"POST " + Path + " HTTP/1.1\r\nHost: pg\r\nContent-Length: 44\r\n\r\n{\"accessToken\":\"tok-a\",\"platform\":\"mobile\"}",
 	} {
 		conn, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -163,9 +164,9 @@ func FuzzDropInHeaders(f *testing.F) {
 		}
 		var ctx fasthttp.RequestCtx
 		req.CopyTo(&ctx.Request)
-		var r Request
-		ReadHeaders(&ctx, &r)
-		if r.Check() != nil {
+		var r validator.Request
+		validator.ReadHeaders(&ctx, &r)
+		if (&Provider{}).Check(&r) != nil {
 			return
 		}
 		for _, b := range append(append([]byte(nil), r.Token...), r.PlayerID...) {
@@ -178,7 +179,7 @@ func FuzzDropInHeaders(f *testing.F) {
 		default:
 			t.Fatalf("accepted platform %q", r.Platform)
 		}
-		if len(r.Token) == 0 || len(r.Token) > MaxTokenLen || len(r.PlayerID) > MaxPlayerIDLen {
+		if len(r.Token) == 0 || len(r.Token) > validator.MaxTokenLen || len(r.PlayerID) > validator.MaxPlayerIDLen {
 			t.Fatalf("accepted lengths %d/%d", len(r.Token), len(r.PlayerID))
 		}
 	})
@@ -188,7 +189,7 @@ func FuzzDropInHeaders(f *testing.F) {
 // drop-in header within the server's header limit.
 func TestLongestTokenFitsHeaders(t *testing.T) {
 	h := newHarness(t, nil)
-	tok := strings.Repeat("A", MaxTokenLen)
+	tok := strings.Repeat("A", validator.MaxTokenLen)
 	h.fake.Set(tok, kakaogamestest.Allow(testApp, "p1", "normal"))
 	r := h.dropIn(map[string]string{"accessToken": tok, "platform": "pc", "playerId": "p1",
 		"User-Agent": strings.Repeat("u", 512), "X-Forwarded-For": "10.0.0.1, 10.0.0.2"})
@@ -217,8 +218,8 @@ func TestDropInHeaderNamesAnyCase(t *testing.T) {
 		if err := ctx.Request.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
 			t.Fatal(err)
 		}
-		var r Request
-		ReadHeaders(&ctx, &r)
+		var r validator.Request
+		validator.ReadHeaders(&ctx, &r)
 		h := &ctx.Request.Header
 		if string(r.Token) != "tok" || string(r.Platform) != "pc" || string(r.PlayerID) != "p1" ||
 			string(h.Peek("accessToken")) != "tok" || string(h.Peek("playerId")) != "p1" {

@@ -1,4 +1,4 @@
-package validator
+package kakaogames
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"playerguard/validator"
 	"runtime"
 	"strings"
 	"sync"
@@ -79,7 +80,7 @@ func TestUpstreamFaults(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			h := newHarness(t, func(cfg *testConfig) {
 				cfg.UpstreamTimeout = timeout
-				cfg.Policy = PolicyClosed
+				cfg.Policy = validator.PolicyClosed
 				cfg.BreakerFailures = 100
 			})
 			h.fake.Set("tok-warm", kakaogamestest.Allow(testApp, "p0", "normal"))
@@ -100,7 +101,7 @@ func TestUpstreamFaults(t *testing.T) {
 			if c.failure {
 				failures = 1
 			}
-			if got := h.v.kg.breaker.Counts().TotalFailures; float64(got) != failures {
+			if got := h.v.BreakerFailures(Name); float64(got) != failures {
 				t.Errorf("breaker counted %d failures, want %v", got, failures)
 			}
 			h.fake.Close() // releases hung handlers; our side must not linger
@@ -116,7 +117,7 @@ func TestConnectionRefused(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	h := newHarness(t, func(c *testConfig) { c.Upstream = "http://" + addr; c.Policy = PolicyClosed })
+	h := newHarness(t, func(c *testConfig) { c.Upstream = "http://" + addr; c.Policy = validator.PolicyClosed })
 	start := time.Now()
 	h.expect(h.check("tok-a", "mobile", ""), 503, "unavailable", "upstream_unavailable", "upstream")
 	if d := time.Since(start); d > time.Second {
@@ -134,7 +135,7 @@ func TestUpstreamCallCap(t *testing.T) {
 	h := newHarness(t, func(c *testConfig) {
 		c.MaxUpstreamConns = 4
 		c.UpstreamTimeout = 300 * time.Millisecond
-		c.Policy = PolicyClosed
+		c.Policy = validator.PolicyClosed
 		c.BreakerFailures = 1000
 	})
 	h.fake.SetOverride(&kakaogamestest.Verdict{Fault: kakaogamestest.FaultHang})
@@ -175,7 +176,7 @@ func TestUpstreamTLS(t *testing.T) {
 	defer srv.Close()
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // our failed handshakes are expected
 
-	h := newHarness(t, func(c *testConfig) { c.Upstream = srv.URL; c.Policy = PolicyClosed })
+	h := newHarness(t, func(c *testConfig) { c.Upstream = srv.URL; c.Policy = validator.PolicyClosed })
 	h.expect(h.check("tok-a", "mobile", ""), 503, "unavailable", "upstream_unavailable", "upstream")
 
 	ca := filepath.Join(t.TempDir(), "ca.pem")
@@ -188,7 +189,7 @@ func TestUpstreamTLS(t *testing.T) {
 
 	notPEM := filepath.Join(t.TempDir(), "bad.pem")
 	os.WriteFile(notPEM, []byte("not a certificate"), 0o600)
-	if _, err := NewKakaoGames(KakaoGamesConfig{Upstream: srv.URL, AppID: "1", UpstreamCAFile: notPEM}); err == nil {
+	if _, err := New(Config{Upstream: srv.URL, AppID: "1", UpstreamCAFile: notPEM}); err == nil {
 		t.Error("a CA file without certificates was accepted")
 	}
 }
@@ -196,7 +197,7 @@ func TestUpstreamTLS(t *testing.T) {
 // TestHalfOpenLetsOneProbeThrough: when the breaker half-opens under load,
 // one request probes the upstream and the rest are answered at once.
 func TestHalfOpenLetsOneProbeThrough(t *testing.T) {
-	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyClosed })
+	h := newHarness(t, func(c *testConfig) { c.Policy = validator.PolicyClosed })
 	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 500})
 	for i := range 3 {
 		h.check(fmt.Sprint("tok-f", i), "mobile", "")
@@ -227,7 +228,7 @@ func TestHalfOpenLetsOneProbeThrough(t *testing.T) {
 
 func TestNoAllowWithoutUpstreamAllow(t *testing.T) {
 	// Under the closed policy, no sequence of failures yields an allow.
-	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyClosed; c.UpstreamTimeout = 200 * time.Millisecond })
+	h := newHarness(t, func(c *testConfig) { c.Policy = validator.PolicyClosed; c.UpstreamTimeout = 200 * time.Millisecond })
 	for i, v := range []kakaogamestest.Verdict{
 		{Status: 200, Body: []byte(`{"player":{"playerId":"p1","status":"normal"`)},
 		{Status: 200, Body: []byte(`{"player":{"playerId":"p1","status":"normal"}}`), Fault: kakaogamestest.FaultReset},
@@ -246,7 +247,7 @@ func TestNoAllowWithoutUpstreamAllow(t *testing.T) {
 // TestHalfOpenProbeHasNoFollowers: requests for the same key as a hanging
 // half-open probe do not join it; they are answered at once.
 func TestHalfOpenProbeHasNoFollowers(t *testing.T) {
-	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyClosed })
+	h := newHarness(t, func(c *testConfig) { c.Policy = validator.PolicyClosed })
 	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 500})
 	for i := range 3 {
 		h.check(fmt.Sprint("tok-f", i), "mobile", "")

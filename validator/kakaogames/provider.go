@@ -1,4 +1,10 @@
-package validator
+// Package kakaogames is the Kakao Games provider: it validates a player's
+// access token with the Kakao Games OpenAPI (POST
+// /service/v5/auth/validation, appSecret and "KakaoAK <admin key>"),
+// decides from its answer (Decide, the decision table, on a strict reading
+// of the body), and serves playerguard's /v1/validate and the drop-in
+// stand-in for the Kakao endpoint itself. Its fake is kakaogamestest.
+package kakaogames
 
 import (
 	"errors"
@@ -9,18 +15,23 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"playerguard/validator"
 )
 
-// KakaoGamesName is the Kakao Games provider's name.
-const KakaoGamesName = "kakao-games"
+// Name is the provider's name.
+const Name = "kakao-games"
+
+// Path is playerguard's own validation endpoint for Kakao Games tokens.
+const Path = "/v1/validate"
 
 // ValidationPath is the Kakao Games OpenAPI player validation endpoint,
 // which playerguard also serves as a drop-in.
 const ValidationPath = "/service/v5/auth/validation"
 
-// KakaoGamesConfig configures the Kakao Games provider. Zero values are
+// Config configures the Kakao Games provider. Zero values are
 // documented per field; NewKakaoGames rejects impossible ones.
-type KakaoGamesConfig struct {
+type Config struct {
 	// Upstream is the Kakao Games OpenAPI base URL, http:// or https://,
 	// e.g. https://kr-openapi-zinny3.game.kakao.com:10443. Required.
 	Upstream string
@@ -49,19 +60,18 @@ type KakaoGamesConfig struct {
 	Logger *slog.Logger
 }
 
-// KakaoGames is the Kakao Games provider: POST
-// /service/v5/auth/validation, decided by Decide. It serves /v1/validate
-// and the drop-in ValidationPath.
-type KakaoGames struct {
-	up      *HTTPUpstream
-	cfg     KakaoGamesConfig
+// Provider is the Kakao Games provider: POST /service/v5/auth/validation,
+// decided by Decide. It serves Path and the drop-in ValidationPath.
+type Provider struct {
+	up      *validator.HTTPUpstream
+	cfg     Config
 	authz   string // "KakaoAK " + admin key
 	log     *slog.Logger
 	timeout time.Duration
 }
 
-// NewKakaoGames returns the Kakao Games provider.
-func NewKakaoGames(cfg KakaoGamesConfig) (*KakaoGames, error) {
+// New returns the Kakao Games provider.
+func New(cfg Config) (*Provider, error) {
 	if cfg.Upstream == "" {
 		return nil, errors.New("upstream URL is required")
 	}
@@ -69,7 +79,7 @@ func NewKakaoGames(cfg KakaoGamesConfig) (*KakaoGames, error) {
 		return nil, errors.New("app id is required")
 	}
 	for _, c := range []struct{ name, v string }{{"app id", cfg.AppID}, {"app secret", cfg.AppSecret}, {"admin key", cfg.AdminKey}} {
-		if err := CheckCredential(c.v); err != nil {
+		if err := validator.CheckCredential(c.v); err != nil {
 			return nil, fmt.Errorf("%s: %w", c.name, err)
 		}
 	}
@@ -97,7 +107,7 @@ func NewKakaoGames(cfg KakaoGamesConfig) (*KakaoGames, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	up, err := NewHTTPUpstream(HTTPUpstreamConfig{
+	up, err := validator.NewHTTPUpstream(validator.HTTPUpstreamConfig{
 		URL: cfg.Upstream, CAFile: cfg.UpstreamCAFile, Timeout: cfg.UpstreamTimeout,
 		MaxConns: cfg.MaxUpstreamConns, MaxBody: cfg.MaxUpstreamBody,
 		Secrets: []string{cfg.AppSecret, cfg.AdminKey},
@@ -105,29 +115,57 @@ func NewKakaoGames(cfg KakaoGamesConfig) (*KakaoGames, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &KakaoGames{up: up, cfg: cfg, authz: "KakaoAK " + cfg.AdminKey, log: cfg.Logger, timeout: cfg.UpstreamTimeout}, nil
+	return &Provider{up: up, cfg: cfg, authz: "KakaoAK " + cfg.AdminKey, log: cfg.Logger, timeout: cfg.UpstreamTimeout}, nil
 }
 
 // Spec implements Provider.
-func (kg *KakaoGames) Spec() Spec {
-	return Spec{
-		Name: KakaoGamesName, Path: APIPath, Platform: true,
+func (kg *Provider) Spec() validator.Spec {
+	return validator.Spec{
+		Name: Name, Path: Path, Platform: true,
 		Timeout: kg.cfg.UpstreamTimeout, MaxCalls: kg.cfg.MaxUpstreamCalls,
-		Fields:      kakaoGamesFields,
-		Kicks:       []Reason{ReasonInvalidToken, ReasonNotAcceptable, ReasonUnregistering, ReasonLockout, ReasonSanction, ReasonAbnormalState, ReasonPlayerMismatch, ReasonPlayerStatus},
-		Unavailable: []Reason{ReasonUpstreamUnavailable, ReasonUpstreamMaintenance},
+		Fields: fields,
+		Kicks: []validator.Reason{validator.ReasonInvalidToken, ReasonNotAcceptable, ReasonUnregistering, ReasonLockout,
+			ReasonSanction, ReasonAbnormalState, validator.ReasonPlayerMismatch, ReasonPlayerStatus},
+		Unavailable: []validator.Reason{validator.ReasonUpstreamUnavailable, validator.ReasonUpstreamMaintenance},
 	}
 }
 
-// Check implements Provider: a token, a platform of web, launcher, mobile
-// or pc, and an optional playerId.
-func (kg *KakaoGames) Check(r *Request) error { return r.Check() }
+// Check implements validator.Provider: a token, a platform of web,
+// launcher, mobile or pc, and an optional playerId.
+func (kg *Provider) Check(r *validator.Request) error {
+	if err := r.CheckToken(); err != nil {
+		return err
+	}
+	switch {
+	case len(r.Platform) == 0:
+		return errMissingPlatform
+	case !knownPlatform(r.Platform):
+		return unknownPlatform(r.Platform)
+	}
+	return r.CheckPlayerID()
+}
 
-// Close implements Provider.
-func (kg *KakaoGames) Close() { kg.up.Close() }
+var errMissingPlatform = &validator.RequestError{Msg: "missing platform"}
 
-// Call implements Provider: one POST /service/v5/auth/validation.
-func (kg *KakaoGames) Call(r *Request) *Result {
+func knownPlatform(p []byte) bool {
+	switch string(p) { // a switch on string(p) neither allocates nor copies
+	case "web", "launcher", "mobile", "pc":
+		return true
+	}
+	return false
+}
+
+// unknownPlatform names p, truncated and with bytes outside 0x20..0x7E
+// replaced by '?', so the message is short and safe to log.
+func unknownPlatform(p []byte) *validator.RequestError {
+	return &validator.RequestError{Msg: "unknown platform " + strconv.Quote(string(validator.EchoSafe(p))) + " (want web, launcher, mobile or pc)"}
+}
+
+// Close implements validator.Provider.
+func (kg *Provider) Close() { kg.up.Close() }
+
+// Call implements validator.Provider: one POST /service/v5/auth/validation.
+func (kg *Provider) Call(r *validator.Request) *validator.Result {
 	claimed := string(r.PlayerID)
 	req := kg.up.NewRequest(fasthttp.MethodPost, ValidationPath)
 	req.Header.SetContentType("application/json;charset=UTF-8")
@@ -141,28 +179,28 @@ func (kg *KakaoGames) Call(r *Request) *Result {
 	}
 	ex, err := kg.up.Do(req, r.Token)
 	if err != nil {
-		res := failed(ReasonUpstreamUnavailable, err, claimed)
+		res := &validator.Result{Verdict: validator.Unavailable, Reason: validator.ReasonUpstreamUnavailable, Failure: true, Err: err, PlayerID: claimed}
 		kg.logFailure(res, r)
 		return res
 	}
 	res := Decide(ex.Status, ex.Body, ex.ContentType, claimed, kg.cfg.AllowStatuses)
 	res.Err = ex.Dropped
-	if ex.Dropped != nil && res.Verdict == Kick && (errors.Is(ex.Dropped, errEchoed) || !jsonContentType(ex.ContentType)) {
+	if ex.Dropped != nil && res.Verdict == validator.Kick && (errors.Is(ex.Dropped, validator.ErrEchoed) || !jsonContentType(ex.ContentType)) {
 		// A verdict status whose body is gone decides by its status only
 		// when the body was Kakao's: JSON too large to keep. A body that
 		// echoed our request, or a page that is not JSON (a proxy's 401
 		// page, large or quoting the request), is nobody's verdict.
-		res = (&Result{Status: ex.Status, ContentType: ex.ContentType, PlayerID: claimed, Err: ex.Dropped, Fields: kakaoGamesFields}).
-			unavailable(ReasonUpstreamUnavailable, true)
+		res = unavailable(&validator.Result{Status: ex.Status, ContentType: ex.ContentType, PlayerID: claimed, Err: ex.Dropped, Fields: fields},
+			validator.ReasonUpstreamUnavailable, true)
 	}
-	if ex.Dropped != nil && res.Verdict == Kick && res.Reason != ReasonInvalidToken && res.Named == "" {
+	if ex.Dropped != nil && res.Verdict == validator.Kick && res.Reason != validator.ReasonInvalidToken && res.Named == "" {
 		// A verdict about the token's player whose body (which may have
 		// named them) is gone: the claim is the best name there is. Only
 		// the upstream makes a body too large or echoing, so no caller can
 		// choose to purge someone this way.
 		res.Named = claimed
 	}
-	if res.Verdict == Unavailable {
+	if res.Verdict == validator.Unavailable {
 		kg.logFailure(res, r)
 	}
 	return res
@@ -176,9 +214,9 @@ func jsonContentType(ct string) bool {
 	return mt == "application/json" || strings.HasSuffix(mt, "+json")
 }
 
-func (kg *KakaoGames) logFailure(res *Result, r *Request) {
+func (kg *Provider) logFailure(res *validator.Result, r *validator.Request) {
 	attrs := []any{
-		"provider", KakaoGamesName,
+		"provider", Name,
 		"player", res.PlayerID,
 		"platform", string(r.Platform),
 		"reason", res.Reason.String(),

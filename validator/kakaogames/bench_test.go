@@ -1,8 +1,9 @@
-package validator
+package kakaogames
 
 import (
 	"fmt"
 	"net"
+	"playerguard/validator"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -16,7 +17,7 @@ import (
 
 // hitCtx returns a RequestCtx for a cache-hit validation after warming the
 // cache through the real upstream path once.
-func hitCtx(tb testing.TB, v *Validator, dropIn bool) *fasthttp.RequestCtx {
+func hitCtx(tb testing.TB, v *validator.Validator, dropIn bool) *fasthttp.RequestCtx {
 	tb.Helper()
 	ctx := &fasthttp.RequestCtx{}
 	ctx.Init(&fasthttp.Request{}, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1234}, nil)
@@ -26,7 +27,7 @@ func hitCtx(tb testing.TB, v *Validator, dropIn bool) *fasthttp.RequestCtx {
 		ctx.Request.Header.Set("platform", "mobile")
 		ctx.Request.Header.Set("playerId", "123456789123456")
 	} else {
-		ctx.Request.SetRequestURI(APIPath)
+		ctx.Request.SetRequestURI(Path)
 		ctx.Request.SetBodyString(`{"accessToken":"` + benchToken + `","platform":"mobile","playerId":"123456789123456"}`)
 	}
 	ctx.Request.Header.SetMethod("POST")
@@ -34,7 +35,7 @@ func hitCtx(tb testing.TB, v *Validator, dropIn bool) *fasthttp.RequestCtx {
 	if ctx.Response.StatusCode() != 200 {
 		tb.Fatalf("warm-up: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
 	}
-	v.flights.wait()
+	v.Settle()
 	ctx.Response.Reset()
 	v.Handler(ctx)
 	if string(ctx.Response.Header.Peek("X-Playerguard-Source")) != "cache" {
@@ -45,7 +46,7 @@ func hitCtx(tb testing.TB, v *Validator, dropIn bool) *fasthttp.RequestCtx {
 
 const benchToken = "FvNkGat8GaTfyhxHm2rNSFpn5UmvgBBU0kJYVc5kw5mP4lt4IwBFJKhINM0hSFPvnnjy0dlwoF128dDWOOLEWhTrefQ0zYDb3lzeG2uQuyOG1zKZKrwPFRpbNU6Ttno47txU3Slb8L/n6ayXqeAWAg7DtraptD3QLrylAoSNWl1SK3vsXnYy//gqI6i4gWT/ZnSswEHEvj6ooc8vR119IVs4mA=="
 
-func benchValidator(tb testing.TB) *Validator {
+func benchValidator(tb testing.TB) *validator.Validator {
 	tb.Helper()
 	fake, err := kakaogamestest.Start(kakaogamestest.Config{AppID: testApp, AppSecret: testSecret, AdminKey: testKey})
 	if err != nil {
@@ -53,7 +54,7 @@ func benchValidator(tb testing.TB) *Validator {
 	}
 	tb.Cleanup(fake.Close)
 	fake.Set(benchToken, kakaogamestest.Allow(testApp, "123456789123456", "normal"))
-	v, err := newKakaoGamesValidator(testConfig{Config{CacheTTL: time.Hour, CacheMaxEntries: 1000}, KakaoGamesConfig{Upstream: fake.URL(), AppID: testApp, AppSecret: testSecret, AdminKey: testKey}})
+	v, err := newKakaoGamesValidator(testConfig{Config: validator.Config{CacheTTL: time.Hour, CacheMaxEntries: 1000}, kgConfig: Config{Upstream: fake.URL(), AppID: testApp, AppSecret: testSecret, AdminKey: testKey}})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -140,7 +141,7 @@ func BenchmarkCacheMemoryPerEntry(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		c, err := cache.New[*Result](cache.Config{MaxEntries: n, MaxAge: time.Hour})
+		c, err := cache.New[*validator.Result](cache.Config{MaxEntries: n, MaxAge: time.Hour})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -173,14 +174,14 @@ type manyReq struct{ token, platform, id, body []byte }
 
 // manyValidator returns a validator with benchPlayers players cached, and
 // their requests.
-func manyValidator(b *testing.B) (*Validator, []manyReq) {
+func manyValidator(b *testing.B) (*validator.Validator, []manyReq) {
 	b.Helper()
 	fake, err := kakaogamestest.Start(kakaogamestest.Config{AppID: testApp, AppSecret: testSecret, AdminKey: testKey})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(fake.Close)
-	v, err := newKakaoGamesValidator(testConfig{Config{CacheTTL: time.Hour}, KakaoGamesConfig{Upstream: fake.URL(), AppID: testApp, AppSecret: testSecret, AdminKey: testKey}})
+	v, err := newKakaoGamesValidator(testConfig{Config: validator.Config{CacheTTL: time.Hour}, kgConfig: Config{Upstream: fake.URL(), AppID: testApp, AppSecret: testSecret, AdminKey: testKey}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -202,7 +203,7 @@ func manyValidator(b *testing.B) (*Validator, []manyReq) {
 		for try := 0; string(ctx.Response.Header.Peek("X-Playerguard-Source")) != "cache"; try++ {
 			setManyReq(ctx, &reqs[i], false)
 			v.Handler(ctx)
-			v.flights.wait()
+			v.Settle()
 			if ctx.Response.StatusCode() != 200 || try == 10 {
 				b.Fatalf("warm-up: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
 			}
@@ -222,7 +223,7 @@ func setManyReq(ctx *fasthttp.RequestCtx, r *manyReq, dropIn bool) {
 		ctx.Request.Header.SetBytesV("platform", r.platform)
 		ctx.Request.Header.SetBytesV("playerId", r.id)
 	} else {
-		ctx.Request.SetRequestURI(APIPath)
+		ctx.Request.SetRequestURI(Path)
 		ctx.Request.SetBodyRaw(r.body)
 	}
 }
@@ -251,7 +252,10 @@ func benchmarkHitMany(b *testing.B, dropIn, fixed bool) {
 		for pb.Next() {
 			setManyReq(ctx, &reqs[i], dropIn)
 			if fixed {
-				writeAnswerHeaders(ctx, &answer{verdict: Allow, reason: ReasonOK, source: SourceCache})
+				h := &ctx.Response.Header
+				h.Set("X-Playerguard-Decision", "allow")
+				h.Set("X-Playerguard-Reason", "ok")
+				h.Set("X-Playerguard-Source", "cache")
 				ctx.SetStatusCode(fasthttp.StatusOK)
 				ctx.Response.Header.SetContentTypeBytes(ctJSON)
 				ctx.Response.SetBodyRaw(body)

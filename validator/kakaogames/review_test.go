@@ -1,4 +1,4 @@
-package validator
+package kakaogames
 
 // Regression tests for the outside review (issue 11): each one drives the
 // public HTTP API against the in-process fake upstream, scripting the fault
@@ -18,6 +18,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"playerguard/validator"
 	"strings"
 	"sync"
 	"testing"
@@ -42,7 +43,7 @@ func oversized(status int) []byte {
 // over the cap is still a kick, never an outage: no breaker failure, no
 // stale allow, no open-policy allow, no invented drop-in body.
 func TestOversizedKickBodyIsKick(t *testing.T) {
-	for _, policy := range []Policy{PolicyOpen, PolicyStale} {
+	for _, policy := range []validator.Policy{validator.PolicyOpen, validator.PolicyStale} {
 		t.Run(policy.String(), func(t *testing.T) {
 			h := newHarness(t, func(c *testConfig) { c.Policy = policy; c.BreakerFailures = 1 })
 			for _, c := range []struct {
@@ -62,7 +63,7 @@ func TestOversizedKickBodyIsKick(t *testing.T) {
 					t.Errorf("%d drop-in: %d %s", c.status, r.status, r.raw)
 				}
 			}
-			if n := h.v.kg.breaker.Counts().TotalFailures; n != 0 {
+			if n := h.v.BreakerFailures(Name); n != 0 {
 				t.Errorf("breaker counted %d failures for kicks", n)
 			}
 			if !strings.Contains(h.logs.String(), "upstream kick's body dropped") {
@@ -150,7 +151,7 @@ func TestPurgeOnlyOnVerdictAboutPlayer(t *testing.T) {
 // TestStrictUpstreamBodies (item 4): a 200 whose body reads two ways is
 // unavailable, never an allow, in both APIs; the drop-in never passes it.
 func TestStrictUpstreamBodies(t *testing.T) {
-	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyClosed; c.BreakerFailures = 100 })
+	h := newHarness(t, func(c *testConfig) { c.Policy = validator.PolicyClosed; c.BreakerFailures = 100 })
 	for i, body := range []string{
 		`{"player":{"playerId":"p1","status":"sanctioned","status":"normal"}}`,
 		`{"player":{"playerId":"p1","status":"sanctioned","STATUS":"normal"}}`,
@@ -176,7 +177,7 @@ func TestOneRequestOneForm(t *testing.T) {
 	h := newHarness(t, nil)
 	h.fake.Set("tok-a", kakaogamestest.Allow(testApp, "p1", "normal"))
 	for _, hdr := range []string{"playerId", "accessToken", "platform", "PLAYERID"} {
-		req, _ := http.NewRequest("POST", h.url+APIPath, strings.NewReader(`{"accessToken":"tok-a","platform":"mobile"}`))
+		req, _ := http.NewRequest("POST", h.url+Path, strings.NewReader(`{"accessToken":"tok-a","platform":"mobile"}`))
 		req.Header.Set(hdr, "victim")
 		r := h.do(req)
 		want := strings.ToLower(hdr)
@@ -195,7 +196,7 @@ func TestOneRequestOneForm(t *testing.T) {
 	}
 	// Each form alone still works.
 	h.expect(h.post(`{"accessToken":"tok-a","platform":"mobile","playerId":"p1"}`), 200, "allow", "ok", "upstream")
-	req, _ := http.NewRequest("POST", h.url+APIPath, nil)
+	req, _ := http.NewRequest("POST", h.url+Path, nil)
 	req.Header.Set("accessToken", "tok-a")
 	req.Header.Set("platform", "mobile")
 	req.Header.Set("playerId", "p1")
@@ -222,7 +223,7 @@ func TestOutOfStepConnectionNeverReused(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			h := newHarness(t, func(cfg *testConfig) { cfg.Policy = PolicyClosed; cfg.MaxUpstreamConns = 1 })
+			h := newHarness(t, func(cfg *testConfig) { cfg.Policy = validator.PolicyClosed; cfg.MaxUpstreamConns = 1 })
 			h.fake.Set("tok-first", kakaogamestest.Verdict{Fault: kakaogamestest.FaultRaw, Raw: []byte(c.raw)})
 			r := h.check("tok-first", "mobile", "")
 			if r.status != c.status {
@@ -278,7 +279,7 @@ func TestForeign4xxIsNotVerdict(t *testing.T) {
 // secret, the admin key and the access token reach no log line, metric
 // or response.
 func TestNoSecretInLogsOrResponses(t *testing.T) {
-	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyClosed; c.BreakerFailures = 100 })
+	h := newHarness(t, func(c *testConfig) { c.Policy = validator.PolicyClosed; c.BreakerFailures = 100 })
 	const token = "TOKEN-recognisable-5f2c9a"
 	echo := kakaogamestest.EchoMark
 	verdicts := []kakaogamestest.Verdict{
@@ -380,7 +381,7 @@ func TestUpstreamHeaderCase(t *testing.T) {
 // TestUpstreamOutcomeNonStandard (item 12): a status outside 200-599 is
 // counted as outcome "other", not as a 5xx.
 func TestUpstreamOutcomeNonStandard(t *testing.T) {
-	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyClosed })
+	h := newHarness(t, func(c *testConfig) { c.Policy = validator.PolicyClosed })
 	h.fake.Set("tok-600", kakaogamestest.Verdict{Fault: kakaogamestest.FaultRaw, Raw: []byte("HTTP/1.1 600 Strange\r\nContent-Length: 0\r\n\r\n")})
 	h.expect(h.check("tok-600", "mobile", ""), 503, "unavailable", "upstream_unavailable", "upstream")
 	if got := h.metric("playerguard_upstream_requests_total", "outcome", "other"); got != 1 {
@@ -428,7 +429,7 @@ func TestIdlePooledConnectionStillUsed(t *testing.T) {
 	h := newHarness(t, func(c *testConfig) {
 		c.UpstreamTimeout = 200 * time.Millisecond
 		c.MaxUpstreamConns = 64
-		c.Policy = PolicyClosed
+		c.Policy = validator.PolicyClosed
 		c.BreakerFailures = 2
 	})
 	h.fake.SetDefault(kakaogamestest.Allow(testApp, "p", "normal"))
@@ -477,7 +478,7 @@ func TestTLSStrayBytesNeverAnswer(t *testing.T) {
 		c.Upstream = srv.URL
 		c.UpstreamCAFile = ca
 		c.MaxUpstreamConns = 1
-		c.Policy = PolicyClosed
+		c.Policy = validator.PolicyClosed
 	})
 	h.expect(h.check("tok-first", "mobile", ""), 503, "unavailable", "upstream_unavailable", "upstream")
 	h.expect(h.check("tok-never-valid", "mobile", ""), 403, "kick", "invalid_token", "upstream")
@@ -486,12 +487,12 @@ func TestTLSStrayBytesNeverAnswer(t *testing.T) {
 // blockingCache holds every allow's cache write until released: the
 // window in which the allow's flight can still be joined.
 type blockingCache struct {
-	*cache.Cache[*Result]
+	*cache.Cache[*validator.Result]
 	release chan struct{}
 }
 
-func (b *blockingCache) Set(k *cache.Key, tags cache.Tags, s cache.Stamp, fresh, stale time.Duration, v *Result) bool {
-	if v.Verdict == Allow {
+func (b *blockingCache) Set(k *cache.Key, tags cache.Tags, s cache.Stamp, fresh, stale time.Duration, v *validator.Result) bool {
+	if v.Verdict == validator.Allow {
 		<-b.release
 	}
 	return b.Cache.Set(k, tags, s, fresh, stale, v)
@@ -501,15 +502,19 @@ func (b *blockingCache) Set(k *cache.Key, tags cache.Tags, s cache.Stamp, fresh,
 // validation joins an allow of that token fetched before it, even one
 // still being written to the cache.
 func TestKickDetachesFlightsOfToken(t *testing.T) {
-	h := newHarness(t, nil)
-	bc := &blockingCache{h.cache, make(chan struct{})}
-	h.v.cache = bc
+	bc := &blockingCache{release: make(chan struct{})}
+	h := newHarness(t, func(c *testConfig) {
+		c.wrapCache = func(inner *cache.Cache[*validator.Result]) validator.Cache {
+			bc.Cache = inner
+			return bc
+		}
+	})
 	var once sync.Once
 	release := func() { once.Do(func() { close(bc.release) }) }
 	defer release()
 	post := func(player string) reply { // not h.check: it waits for settling flights
 		b, _ := json.Marshal(map[string]string{"accessToken": "tok-a", "platform": "mobile", "playerId": player})
-		resp, err := h.http.Post(h.url+APIPath, "application/json", bytes.NewReader(b))
+		resp, err := h.http.Post(h.url+Path, "application/json", bytes.NewReader(b))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -525,7 +530,7 @@ func TestKickDetachesFlightsOfToken(t *testing.T) {
 	h.expect(post(""), 403, "kick", "invalid_token", "upstream")
 	h.expect(post("p1"), 403, "kick", "invalid_token", "upstream")
 	release()
-	h.v.flights.wait()
+	h.v.Settle()
 	h.expect(post("p1"), 403, "kick", "invalid_token", "upstream") // the held write was refused
 }
 
@@ -533,7 +538,7 @@ func TestKickDetachesFlightsOfToken(t *testing.T) {
 // with a Kakao-shaped body (the fake does, as Kakao's gateway may); it is
 // no verdict.
 func TestWrongUpstreamPathKicksNobody(t *testing.T) {
-	h := newHarness(t, func(c *testConfig) { c.Upstream += "/wrong-base"; c.Policy = PolicyClosed })
+	h := newHarness(t, func(c *testConfig) { c.Upstream += "/wrong-base"; c.Policy = validator.PolicyClosed })
 	h.fake.SetDefault(kakaogamestest.Allow(testApp, "p1", "normal"))
 	h.expect(h.check("tok-good", "mobile", "p1"), 503, "unavailable", "upstream_unavailable", "upstream")
 	if !strings.Contains(h.logs.String(), "upstream answered 404 Not Found") {
@@ -547,7 +552,7 @@ func TestInvalidHeaderValueNotLogged(t *testing.T) {
 	h := newHarness(t, nil)
 	const tok = "TOKEN-in-a-bad-header-77"
 	for _, end := range []string{"\r", "\x01", "\x7f"} {
-		h.raw("GET " + APIPath + " HTTP/1.1\r\nHost: pg\r\nplatform: mobile\r\naccessToken: " + tok + end + "\r\n\r\n")
+		h.raw("GET " + Path + " HTTP/1.1\r\nHost: pg\r\nplatform: mobile\r\naccessToken: " + tok + end + "\r\n\r\n")
 	}
 	if logs := h.logs.String(); strings.Contains(logs, tok) || !strings.Contains(logs, "fasthttp") {
 		t.Errorf("logs:\n%s", logs)
@@ -604,17 +609,6 @@ func TestDroppedKickBodyPurgesClaim(t *testing.T) {
 	h.expect(h.check("tok-phone", "mobile", "p1"), 503, "unavailable", "upstream_unavailable", "upstream")
 }
 
-func TestUnescapeAll(t *testing.T) {
-	for in, want := range map[string]string{
-		`a\/b`: "a/b", `\u0041\u00e9`: "Aé", `\ud83d\ude00x`: "😀x", `\n\t\"\\`: "\n\t\"\\",
-		`\x`: `\x`, `\u12`: `\u12`, `end\`: `end\`, `\ud800`: "\uFFFD",
-	} {
-		if got := string(unescapeAll([]byte(in))); got != want {
-			t.Errorf("%q: %q, want %q", in, got, want)
-		}
-	}
-}
-
 // Found by the second hostile review: each failed on 67136ea.
 
 // TestDuplicateClaimHeadersRefused: a field sent on two header lines (the
@@ -625,7 +619,7 @@ func TestDuplicateClaimHeadersRefused(t *testing.T) {
 	h := newHarness(t, nil)
 	h.fake.Set("tok-attacker", kakaogamestest.Allow(testApp, "attacker", "normal"))
 	for _, hdrs := range []string{"playerId: attacker\r\nplayerId: victim\r\n", "playerId: \r\nplayerId: victim\r\n", "playerId: attacker\r\nPlayerID: victim\r\n"} {
-		for _, path := range []string{APIPath, ValidationPath} {
+		for _, path := range []string{Path, ValidationPath} {
 			rs := h.raw("POST " + path + " HTTP/1.1\r\nHost: pg\r\nplatform: mobile\r\naccessToken: tok-attacker\r\n" + hdrs + "Content-Length: 0\r\n\r\n")
 			if len(rs) != 1 || rs[0].StatusCode != 400 || !strings.Contains(bodyOf(rs[0]), "playerId header is sent more than once") {
 				t.Errorf("%s with %q: %v", path, hdrs, rs)
@@ -641,7 +635,7 @@ func TestDuplicateClaimHeadersRefused(t *testing.T) {
 // made of a 200 is a 403, never a 2xx; a 4xx that is no verdict is a 503,
 // never a 4xx a Kakao-shaped caller takes for a kick.
 func TestDropInNeverAnswersAKickOrAFailureAsKakaoWould(t *testing.T) {
-	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyClosed; c.BreakerFailures = 100 })
+	h := newHarness(t, func(c *testConfig) { c.Policy = validator.PolicyClosed; c.BreakerFailures = 100 })
 	h.fake.Set("tok-of-A", kakaogamestest.Allow(testApp, "A", "normal"))
 	h.fake.Set("tok-del", kakaogamestest.Allow(testApp, "C", "delete"))
 	for _, c := range [][2]string{{"tok-of-A", "B"}, {"tok-del", ""}} {
@@ -666,7 +660,7 @@ func TestDropInNeverAnswersAKickOrAFailureAsKakaoWould(t *testing.T) {
 // known buggy-server habit) leave the answer standing; the connection is
 // closed.
 func TestTrailingCRLFKeepsTheAnswer(t *testing.T) {
-	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyOpen; c.BreakerFailures = 100 })
+	h := newHarness(t, func(c *testConfig) { c.Policy = validator.PolicyOpen; c.BreakerFailures = 100 })
 	lock := kakaogamestest.Lockout(testApp, "p1")
 	h.fake.Set("tok-locked", kakaogamestest.Verdict{Fault: kakaogamestest.FaultRaw, Raw: []byte(rawResponse(463, string(lock.Body)) + "\r\n")})
 	h.expect(h.check("tok-locked", "mobile", "p1"), 403, "kick", "lockout", "upstream")
@@ -698,7 +692,7 @@ func TestNoKickForRefusedCredentialsOrProxyPages(t *testing.T) {
 // TestFailureBodyNamesNoOne: a degraded allow or a 503 never carries the
 // player object of the failed response.
 func TestFailureBodyNamesNoOne(t *testing.T) {
-	h := newHarness(t, func(c *testConfig) { c.Policy = PolicyOpen; c.BreakerFailures = 100 })
+	h := newHarness(t, func(c *testConfig) { c.Policy = validator.PolicyOpen; c.BreakerFailures = 100 })
 	h.fake.SetOverride(&kakaogamestest.Verdict{Status: 503, Body: []byte(`{"player":{"playerId":"someone-else","status":"normal"},"desc":"down (503.-1)"}`)})
 	if r := h.check("tok-x", "mobile", "p1"); strings.Contains(r.raw, "someone-else") {
 		t.Errorf("open policy: %s", r.raw)
@@ -718,7 +712,7 @@ func TestTrailerClaimRefused(t *testing.T) {
 	for name, req := range map[string]string{
 		"drop-in, announced":   "POST " + ValidationPath + " HTTP/1.1\r\nHost: pg\r\nTrailer: playerId\r\nplatform: mobile\r\naccessToken: tok-attacker\r\n" + te + "0\r\nplayerId: victim\r\n\r\n",
 		"drop-in, unannounced": "POST " + ValidationPath + " HTTP/1.1\r\nHost: pg\r\nplatform: mobile\r\naccessToken: tok-attacker\r\n" + te + "0\r\nplayerId: victim\r\n\r\n",
-		"json body + trailer":  "POST " + APIPath + " HTTP/1.1\r\nHost: pg\r\nContent-Type: application/json\r\n" + te + fmt.Sprintf("%x\r\n%s\r\n", len(body), body) + "0\r\nplayerId: victim\r\n\r\n",
+		"json body + trailer":  "POST " + Path + " HTTP/1.1\r\nHost: pg\r\nContent-Type: application/json\r\n" + te + fmt.Sprintf("%x\r\n%s\r\n", len(body), body) + "0\r\nplayerId: victim\r\n\r\n",
 	} {
 		rs := h.raw(req)
 		if len(rs) != 1 || rs[0].StatusCode != 400 || !strings.Contains(bodyOf(rs[0]), "playerId") {
@@ -731,7 +725,7 @@ func TestTrailerClaimRefused(t *testing.T) {
 // dropped kicks only when the body was JSON too large to keep; a proxy's
 // page (large, or quoting the request) is no verdict.
 func TestDroppedProxyPageKicksNobody(t *testing.T) {
-	h := newHarness(t, func(c *testConfig) { c.BreakerFailures = 100; c.Policy = PolicyClosed })
+	h := newHarness(t, func(c *testConfig) { c.BreakerFailures = 100; c.Policy = validator.PolicyClosed })
 	page := "<html><title>401 Authorization Required</title>nginx</html>"
 	h.fake.Set("tok-big", kakaogamestest.Verdict{Status: 401, ContentType: "text/html", Body: []byte(page + strings.Repeat("<!-- pad -->", 7000))})
 	h.fake.Set("tok-echo-page", kakaogamestest.Verdict{Status: 401, ContentType: "text/html", Body: []byte(page + "<pre>" + kakaogamestest.EchoMark + "</pre>")})

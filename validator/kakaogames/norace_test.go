@@ -1,0 +1,5 @@
+//go:build !race
+
+package kakaogames
+
+const raceEnabled = false
