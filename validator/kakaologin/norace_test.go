@@ -1,0 +1,5 @@
+//go:build !race
+
+package kakaologin_test
+
+const raceEnabled = false
