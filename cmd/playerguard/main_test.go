@@ -372,8 +372,8 @@ func TestDemo(t *testing.T) {
 			}
 		}
 	}
-	if ran < 7 {
-		t.Errorf("ran %d curl lines, want at least 7 (5 players, drop-in, metrics):\n%s", ran, out)
+	if ran < 12 {
+		t.Errorf("ran %d curl lines, want at least 12 (5 Kakao Games players, drop-in, 5 Kakao Login users, metrics):\n%s", ran, out)
 	}
 }
 
