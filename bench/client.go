@@ -12,12 +12,16 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"playerguard/validator/kakaogames/kakaogamestest"
+	"playerguard/validator/kakaologin"
+	"playerguard/validator/kakaologin/kakaologintest"
 )
 
 // Paths the bench sends to.
 const (
 	apiPath    = "/v1/validate"
 	dropInPath = kakaogamestest.ValidationPath // playerguard's drop-in, nginx's and the fake's path
+	klPath     = kakaologin.Path               // playerguard's kakao-login endpoint
+	klInfoPath = kakaologintest.InfoPath       // the Kakao Login fake's (Kakao's) endpoint
 )
 
 // mode is the request shape.
@@ -33,10 +37,17 @@ const (
 	// modeDirect is the same with the secrets added: what a game server
 	// sends to the upstream itself (the no-sidecar peer).
 	modeDirect
+	// modeKakaoLogin is playerguard's kakao-login provider: POST
+	// /v1/kakao-login/validate with {"accessToken", "playerId"} (no
+	// platform: the provider refuses unknown fields).
+	modeKakaoLogin
+	// modeKakaoLoginDirect is what a game server sends to Kakao Login
+	// itself: GET /v1/user/access_token_info with "Authorization: Bearer".
+	modeKakaoLoginDirect
 )
 
 func (m mode) String() string {
-	return [...]string{"/v1/validate", "drop-in", "direct"}[m]
+	return [...]string{"/v1/validate", "drop-in", "direct", "kakao-login", "direct kakao-login"}[m]
 }
 
 // player is one token the bench sends, with the playerId it claims ("" for
@@ -113,6 +124,14 @@ func (c *hclient) do(p player, timeout time.Duration, keepBody bool) (reply, tim
 			req.Header.Set("Authorization", "KakaoAK "+c.up.AdminKey)
 			req.Header.Set("kgAppId", c.up.AppID)
 		}
+	case modeKakaoLogin:
+		req.SetRequestURI(klPath)
+		req.Header.SetContentType("application/json")
+		req.SetBodyRaw(klBody(p))
+	case modeKakaoLoginDirect:
+		req.Header.SetMethod(fasthttp.MethodGet)
+		req.SetRequestURI(klInfoPath)
+		req.Header.Set("Authorization", "Bearer "+p.token)
 	}
 	start := time.Now()
 	err := c.hc.DoTimeout(req, resp, timeout)
@@ -147,6 +166,21 @@ func v1Body(p player) []byte {
 	b = append(b, p.token...)
 	b = append(b, `","platform":"`...)
 	b = append(b, p.platform...)
+	b = append(b, '"')
+	if p.id != "" {
+		b = append(b, `,"playerId":"`...)
+		b = append(b, p.id...)
+		b = append(b, '"')
+	}
+	return append(b, '}')
+}
+
+// klBody is the /v1/kakao-login/validate JSON body for p: the token and,
+// if p claims one, the Kakao user id (p.platform is not sent).
+func klBody(p player) []byte {
+	b := make([]byte, 0, 48+len(p.token))
+	b = append(b, `{"accessToken":"`...)
+	b = append(b, p.token...)
 	b = append(b, '"')
 	if p.id != "" {
 		b = append(b, `,"playerId":"`...)

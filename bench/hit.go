@@ -16,6 +16,9 @@ import (
 	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
+// klHit is the hit row of playerguard's kakao-login endpoint.
+const klHit = klRowPrefix + klPath
+
 // hitTarget is one server the hit load is run against.
 type hitTarget struct {
 	name     string
@@ -34,10 +37,16 @@ type hitSample struct {
 func (s hitSample) cpuPerReq() float64 { return s.cpu / float64(s.res.Requests) * 1e6 }
 
 // runHit: steady connects over a warm cache, at o.connections connections,
-// for /v1/validate and drop-in, against the ceiling, minimal and nginx peers.
+// for /v1/validate and drop-in, against the ceiling, minimal and nginx peers,
+// and for /v1/kakao-login/validate (playerguard only).
 func runHit(e *env, r *Report) error {
 	o := e.o
-	fake, players, pg, err := e.startAllowed("hit", o.hitTokens, 0)
+	kl, klPlayers, err := startKakaoLoginAllowed("kl-hit", o.hitTokens)
+	if err != nil {
+		return err
+	}
+	defer kl.Close()
+	fake, players, pg, err := e.startAllowed("hit", o.hitTokens, 0, kakaoLoginFlags(kl)...)
 	if err != nil {
 		return err
 	}
@@ -47,7 +56,9 @@ func runHit(e *env, r *Report) error {
 	r.setup("%s warm players (each token claims its playerId, platforms cycled), every one cached before the load", fmtInt(int64(len(players))))
 	r.setup("wrk -t%d -c%d, %d round(s) of %v per server (after %v unmeasured warm-up), servers alternated, medians reported",
 		min(o.threads, o.connections), o.connections, o.rounds, o.duration, o.warmup)
-	r.setup("playerguard: built from the tree, defaults but -log-level error; ceiling: bench/peers/ceiling answering playerguard's own cache-hit bytes; nginx: bench/peers/nginx.conf.tmpl")
+	r.setup("playerguard: built from the tree, defaults but -log-level error, both providers enabled (kakao-games; kakao-login: -kakao-login-app-id %s -kakao-login-api <in-process kakaologintest fake>); ceiling: bench/peers/ceiling answering playerguard's own cache-hit bytes; nginx: bench/peers/nginx.conf.tmpl", klAppID)
+	r.setup("kakao-login /v1/kakao-login/validate: %s more warm Kakao Login tokens (each claims its user id; expires_in %ds, so each allow is cached for -cache-ttl), every one cached before the load, loaded by the same wrk in the same alternated rounds; Kakao Games only for the ceiling, minimal, net/http prototype and nginx peers (none of them has a kakao-login equivalent)",
+		fmtInt(int64(len(klPlayers))), klExpiresIn)
 
 	const warmWorkers = 32
 	for _, m := range []mode{modeDropIn, modeV1} {
@@ -59,6 +70,33 @@ func runHit(e *env, r *Report) error {
 		}
 		r.check(kindCorrectness, "warm players answered allow from cache ("+m.String()+")", "all", left == 0,
 			"%s of %s", fmtInt(int64(len(players)-left)), fmtInt(int64(len(players))))
+	}
+	{
+		c := newHClient(pg.api, modeKakaoLogin, warmWorkers, up)
+		left, err := warm(c, klPlayers, warmWorkers, fromPlayerguardCache)
+		if err != nil {
+			c.close()
+			return err
+		}
+		r.check(kindCorrectness, "warm Kakao Login tokens answered allow from cache ("+klPath+")", "all", left == 0,
+			"%s of %s", fmtInt(int64(len(klPlayers)-left)), fmtInt(int64(len(klPlayers))))
+		// The answer is the kakao-login provider's: the token's user.
+		ps := []player{klPlayers[0], klPlayers[len(klPlayers)-1]}
+		bad := ""
+		for _, p := range ps {
+			rep, _, err := c.do(p, 5*time.Second, true)
+			if err != nil {
+				c.close()
+				return err
+			}
+			if rep.status != 200 || rep.decision != "allow" || rep.source != "cache" || !klCachedBody(rep.body, p.id) {
+				bad = fmt.Sprintf(": %d %s/%s %q", rep.status, rep.decision, rep.source, rep.body)
+				break
+			}
+		}
+		c.close()
+		r.check(kindCorrectness, "kakao-login cache hits carry the token's user ("+klPath+")", `200, X-Playerguard-Source: cache, {"decision":"allow",…,"user":{"id":"<claimed>","appId":`+klAppID+`,…}}`,
+			bad == "", "tokens checked: %d%s", len(ps), bad)
 	}
 
 	// The ceiling answers playerguard's cache-hit bytes for players[0];
@@ -151,11 +189,18 @@ func runHit(e *env, r *Report) error {
 
 	var targets []hitTarget
 	add := func(name string, p measured, m mode, addr string, upstream bool) error {
-		job, err := e.newWrkJob(strings.ReplaceAll(strings.Fields(name)[0], "/", ""), players, m, addr)
+		ps := players
+		if m == modeKakaoLogin {
+			ps = klPlayers
+		}
+		job, err := e.newWrkJob(strings.ReplaceAll(strings.Fields(name)[0], "/", ""), ps, m, addr)
 		targets = append(targets, hitTarget{name: name, proc: p, job: job, upstream: upstream})
 		return err
 	}
+	// kakao-login first: next to playerguard /v1/validate, which it is
+	// compared with, so that the two run back to back in every round.
 	if err := firstErr(
+		add(klHit, pg, modeKakaoLogin, pg.api, true),
 		add("playerguard /v1/validate", pg, modeV1, pg.api, true),
 		add("minimal /v1/validate", minimal, modeV1, minimal.addr, false),
 		add("ceiling /v1/validate", ceil, modeV1, ceil.addr, false),
@@ -172,6 +217,8 @@ func runHit(e *env, r *Report) error {
 		}
 	}
 
+	// Calls to either fake: a hit load's misses reach one of them.
+	upCalls := func() int64 { return fake.Calls() + kl.Calls() }
 	samples := map[string][]hitSample{}
 	for round := range o.rounds {
 		for _, t := range alternate(targets, round) {
@@ -180,20 +227,32 @@ func runHit(e *env, r *Report) error {
 					return err
 				}
 			}
-			u0, c0 := snapshot(t.proc), fake.Calls()
+			u0, c0 := snapshot(t.proc), upCalls()
 			res, err := e.runWrk(t.job, o.duration, o.connections)
 			if err != nil {
 				return err
 			}
-			u1, c1 := snapshot(t.proc), fake.Calls()
+			u1, c1 := snapshot(t.proc), upCalls()
 			samples[t.name] = append(samples[t.name], hitSample{res: res, cpu: u1.cpu - u0.cpu, calls: c1 - c0})
 			e.logf("hit: round %d/%d %-28s %8.0f req/s  p99 %s  errors %d", round+1, o.rounds, t.name, res.rps(), fmtUs(res.P99), res.errors())
 		}
 	}
 
-	allOK, pgCalls := true, int64(0)
+	allOK, pgCalls, klCalls := true, int64(0), int64(0)
 	var bad []string
+	// The rows: Kakao Games' as before, then kakao-login's.
+	rowOrder := make([]hitTarget, 0, len(targets))
 	for _, t := range targets {
+		if !strings.HasPrefix(t.name, klRowPrefix) {
+			rowOrder = append(rowOrder, t)
+		}
+	}
+	for _, t := range targets {
+		if strings.HasPrefix(t.name, klRowPrefix) {
+			rowOrder = append(rowOrder, t)
+		}
+	}
+	for _, t := range rowOrder {
 		ss := samples[t.name]
 		row := Row{Name: t.name, PeakRSSMiB: mib(peakRSS(t.proc))}
 		var rps, p50, p90, p99, mx, cpu, cpr []float64
@@ -215,6 +274,9 @@ func runHit(e *env, r *Report) error {
 		if strings.HasPrefix(t.name, "playerguard") {
 			pgCalls += calls
 		}
+		if strings.HasPrefix(t.name, klRowPrefix) {
+			klCalls += calls
+		}
 		if row.Errors != 0 {
 			allOK = false
 			bad = append(bad, fmt.Sprintf("%s: %d", t.name, row.Errors))
@@ -223,6 +285,7 @@ func runHit(e *env, r *Report) error {
 	}
 	r.check(kindCorrectness, "every hit answered 200 (allow), on every server", "0 errors", allOK, "%s", orDefault(strings.Join(bad, ", "), "0 errors"))
 	r.check(kindCorrectness, "playerguard made no upstream call during the hit load", "0", pgCalls == 0, "%d", pgCalls)
+	r.check(kindCorrectness, "playerguard made no upstream call during the kakao-login hit load", "0", klCalls == 0, "%d", klCalls)
 
 	// Peer ratios, paired per round.
 	ratio := func(name, a, b string, f func(hitSample) float64) (float64, bool) {
@@ -301,6 +364,11 @@ func runHit(e *env, r *Report) error {
 		r.note("%s: the minimal peer (decode, SHA-256 key, map lookup, nothing else) reaches %.3f of the ceiling's throughput at %.3f× its CPU per request (targets: ≥ %.2f, ≤ %.2f×); playerguard reaches %.3f of the minimal peer's throughput at %.3f× its CPU",
 			c.mode, floor, floorCPU, c.throughput, c.cpuTgt, own, ownCPU)
 	}
+
+	// kakao-login's cache hit against Kakao Games' /v1/validate, the same
+	// process in the same rounds: informational, no target.
+	ratio("throughput: "+klHit+" ÷ playerguard /v1/validate", klHit, pgV1, rps)
+	ratio("CPU per request: "+klHit+" ÷ playerguard /v1/validate", klHit, pgV1, cpr)
 
 	if o.perf {
 		e.profileHit(r, targets)

@@ -8,7 +8,9 @@
 //
 // Each run builds playerguard from the tree once (go build ./cmd/playerguard)
 // and runs it as a subprocess configured through the environment against
-// an in-process fake Kakao upstream (validator/kakaogames/kakaogamestest). Every load is
+// an in-process fake Kakao upstream (validator/kakaogames/kakaogamestest);
+// hit and miss also enable its kakao-login provider against an in-process
+// Kakao Login fake (validator/kakaologin/kakaologintest). Every load is
 // bounded in count and time and stops by itself. The exit code is 1 if a
 // correctness check failed or a scenario could not run, 2 on bad flags;
 // a missed performance target is reported, not an error.

@@ -3,10 +3,12 @@ package main
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"playerguard/validator/kakaogames/kakaogamestest"
+	"playerguard/validator/kakaologin/kakaologintest"
 )
 
 // missSample is one measured run of the miss load against one target.
@@ -21,7 +23,9 @@ type missSample struct {
 // runMiss: every connect a new token, so every validation goes upstream.
 // The no-sidecar peer ("direct") sends the same requests, with the
 // secrets, straight to the fake; the latency playerguard adds is the
-// difference of the medians, paired per round.
+// difference of the medians, paired per round. Each round then runs the
+// same load over kakao-login (/v1/kakao-login/validate and its own
+// no-sidecar peer against the Kakao Login fake) in a phase of its own.
 func runMiss(e *env, r *Report) error {
 	o := e.o
 	lat := o.latencyOr(30 * time.Millisecond)
@@ -34,7 +38,15 @@ func runMiss(e *env, r *Report) error {
 	const fixedPlayer = "100000000000000"
 	// Any token is an allow for one player; the requests claim no playerId.
 	fake.SetDefault(kakaogamestest.Allow(up.AppID, fixedPlayer, "normal"))
-	pg, err := e.startPlayerguard(up, fake.URL())
+	// The same for Kakao Login: any token is one user's, answered after
+	// the same latency.
+	kl, err := kakaologintest.Start()
+	if err != nil {
+		return err
+	}
+	defer kl.Close()
+	kl.SetDefault(klValid(fixedPlayer, lat))
+	pg, err := e.startPlayerguard(up, fake.URL(), kakaoLoginFlags(kl)...)
 	if err != nil {
 		return err
 	}
@@ -43,27 +55,74 @@ func runMiss(e *env, r *Report) error {
 	r.setup("Go client (fasthttp), %d workers, each pausing a random think time (exponential, mean %v) between requests; the three targets interleaved request by request; %d round(s) of %v after %v warm-up, medians reported",
 		o.connections, max(lat, time.Millisecond), o.rounds, o.duration, o.warmup)
 	r.setup("added latency = p50(playerguard) - p50(direct) within each round; direct = the same client calling the fake itself, with the secrets")
+	r.setup("kakao-login: playerguard runs both providers (-kakao-login-app-id %s -kakao-login-api <in-process kakaologintest fake>); each round, after the Kakao Games phase, the same load (workers, think time, warm-up, duration) in a phase of its own, two targets interleaved request by request: %s ({\"accessToken\"} only, a new token each time) and %s, the same client calling the Kakao Login fake's GET %s itself with the bearer token; the fake answers every token allow (expires_in %ds) after the same %v",
+		klAppID, klMiss, klMissDirect, klInfoPath, klExpiresIn, lat)
 	if o.errorRate > 0 {
 		r.setup("-error-rate %.3f: that share of tokens is answered 500 upstream (expected: 503 from /v1/validate, the 500 passed through by drop-in and direct)", o.errorRate)
+		r.setup("kakao-login, -error-rate %.3f: the same share of its tokens answered 500 by the Kakao Login fake (expected: 503 from %s, the 500 passed through by %s)", o.errorRate, klPath, klMissDirect)
 	}
 
 	type target struct {
 		name string
 		c    *hclient
 		pg   bool
+		// failWant is the status expected for a token the upstream answers 500.
+		failWant int
+		// allow checks the answer to a token the upstream allows.
+		allow func(reply) bool
 	}
-	targets := []target{
-		{"playerguard /v1/validate", newHClient(pg.api, modeV1, o.connections, up), true},
-		{"playerguard drop-in", newHClient(pg.api, modeDropIn, o.connections, up), true},
-		{"direct (no sidecar)", newHClient(fake.Addr(), modeDirect, o.connections, up), false},
+	status200 := func(rep reply) bool { return rep.status == 200 }
+	// A kakao-login miss must be an allow from the upstream.
+	fromUpstream := func(rep reply) bool {
+		return rep.status == 200 && rep.decision == "allow" && rep.source == "upstream"
 	}
+	// phase is one set of targets interleaved request by request, and the
+	// fake their misses reach.
+	type phase struct {
+		label    string // progress lines
+		targets  []target
+		newP     func(i int64) player
+		fail     func(token string) // scripts the upstream's 500 for token
+		calls    func() int64
+		next     atomic.Int64 // token number: never reused in the run
+		samples  map[string][]missSample
+		warmErrs int64
+		// Measured runs: the fake's calls, all requests, playerguard's.
+		totalCalls, totalReqs, pgReqs int64
+		pgCPU                         []float64 // per round: playerguard CPU µs per request
+	}
+	kg := &phase{
+		label: "miss",
+		targets: []target{
+			{"playerguard /v1/validate", newHClient(pg.api, modeV1, o.connections, up), true, 503, status200},
+			{"playerguard drop-in", newHClient(pg.api, modeDropIn, o.connections, up), true, 500, status200},
+			{"direct (no sidecar)", newHClient(fake.Addr(), modeDirect, o.connections, up), false, 500, status200},
+		},
+		newP:  func(i int64) player { return player{token: makeToken("miss", int(i)), platform: platforms[i%4]} },
+		fail:  func(tok string) { fake.Set(tok, kakaogamestest.Error(500)) },
+		calls: fake.Calls,
+	}
+	klFail := kakaologintest.Code(500, -1, "internal error")
+	klFail.Delay = lat
+	klm := &phase{
+		label: "miss kakao-login",
+		targets: []target{
+			{klMiss, newHClient(pg.api, modeKakaoLogin, o.connections, up), true, 503, fromUpstream},
+			{klMissDirect, newHClient(strings.TrimPrefix(kl.URL(), "http://"), modeKakaoLoginDirect, o.connections, up), false, 500, status200},
+		},
+		newP:  func(i int64) player { return player{token: makeToken("miss-kl", int(i))} },
+		fail:  func(tok string) { kl.Set(tok, klFail) },
+		calls: kl.Calls,
+	}
+	phases := []*phase{kg, klm}
 	defer func() {
-		for _, t := range targets {
-			t.c.close()
+		for _, ph := range phases {
+			for _, t := range ph.targets {
+				t.c.close()
+			}
 		}
 	}()
 
-	var next atomic.Int64 // token number: never reused in the run
 	failing := func(i int64) bool {
 		// A fixed pseudo-random share of the tokens (Knuth's multiplicative hash).
 		return o.errorRate > 0 && float64((uint64(i)*2654435761)%10000) < o.errorRate*10000
@@ -87,123 +146,153 @@ func runMiss(e *env, r *Report) error {
 		errors   atomic.Int64
 	}
 	var sent atomic.Int64 // for the progress line
-	drive := func(dur time.Duration, outs []*outcome) {
+	drive := func(ph *phase, dur time.Duration, outs []*outcome) {
 		loop(o.connections, dur, 0, func(w int, k int64) {
 			defer time.Sleep(time.Duration(rngs[w].ExpFloat64() * float64(think)))
 			sent.Add(1)
-			ti := int(k % int64(len(targets)))
-			t, out := targets[ti], outs[ti]
-			i := next.Add(1)
-			p := player{token: makeToken("miss", int(i)), platform: platforms[i%4]}
-			want := 200
-			if failing(i) {
-				fake.Set(p.token, kakaogamestest.Error(500))
-				want = 500
-				if t.c.mode == modeV1 {
-					want = 503
-				}
+			ti := int(k % int64(len(ph.targets)))
+			t, out := ph.targets[ti], outs[ti]
+			i := ph.next.Add(1)
+			p := ph.newP(i)
+			fails := failing(i)
+			if fails {
+				ph.fail(p.token)
 			}
 			rep, d, err := t.c.do(p, 10*time.Second, false)
 			out.requests.Add(1)
-			if err != nil || rep.status != want {
+			if err != nil || (fails && rep.status != t.failWant) || (!fails && !t.allow(rep)) {
 				out.errors.Add(1)
 			}
 			out.rec.add(w, d)
 		})
 	}
-	newOutcomes := func() []*outcome {
-		outs := make([]*outcome, len(targets))
+	newOutcomes := func(ph *phase) []*outcome {
+		outs := make([]*outcome, len(ph.targets))
 		for i := range outs {
 			outs[i] = &outcome{rec: newRecorder(o.connections)}
 		}
 		return outs
 	}
 
-	samples := map[string][]missSample{}
-	var warmErrs, totalCalls, totalReqs, pgReqs int64
-	var pgCPU []float64 // per round: playerguard CPU µs per request, both modes
+	for _, ph := range phases {
+		ph.samples = map[string][]missSample{}
+	}
 	for round := range o.rounds {
-		if o.warmup > 0 {
-			outs := newOutcomes()
-			drive(o.warmup, outs)
-			for _, out := range outs {
-				warmErrs += out.errors.Load()
+		for _, ph := range phases {
+			if o.warmup > 0 {
+				outs := newOutcomes(ph)
+				drive(ph, o.warmup, outs)
+				for _, out := range outs {
+					ph.warmErrs += out.errors.Load()
+				}
 			}
-		}
-		outs := newOutcomes()
-		u0, c0 := snapshot(pg), fake.Calls()
-		start := time.Now()
-		sent.Store(0)
-		stop := e.ticker(fmt.Sprintf("miss: round %d/%d", round+1, o.rounds), sent.Load)
-		drive(o.duration, outs)
-		stop()
-		secs := time.Since(start).Seconds()
-		cpu := snapshot(pg).cpu - u0.cpu
-		totalCalls += fake.Calls() - c0
-		var roundPG int64
-		for i, t := range targets {
-			s := missSample{d: distOf(outs[i].rec.all()), requests: outs[i].requests.Load(), errors: outs[i].errors.Load(), seconds: secs}
-			totalReqs += s.requests
-			if t.pg {
-				roundPG += s.requests
+			outs := newOutcomes(ph)
+			u0, c0 := snapshot(pg), ph.calls()
+			start := time.Now()
+			sent.Store(0)
+			stop := e.ticker(fmt.Sprintf("%s: round %d/%d", ph.label, round+1, o.rounds), sent.Load)
+			drive(ph, o.duration, outs)
+			stop()
+			secs := time.Since(start).Seconds()
+			cpu := snapshot(pg).cpu - u0.cpu
+			ph.totalCalls += ph.calls() - c0
+			var roundPG int64
+			for i, t := range ph.targets {
+				s := missSample{d: distOf(outs[i].rec.all()), requests: outs[i].requests.Load(), errors: outs[i].errors.Load(), seconds: secs}
+				ph.totalReqs += s.requests
+				if t.pg {
+					roundPG += s.requests
+				}
+				ph.samples[t.name] = append(ph.samples[t.name], s)
+				e.logf("%s: round %d/%d %-36s p50 %s  p99 %s  %d requests", ph.label, round+1, o.rounds, t.name, fmtUs(s.d.P50), fmtUs(s.d.P99), s.requests)
 			}
-			samples[t.name] = append(samples[t.name], s)
-			e.logf("miss: round %d/%d %-26s p50 %s  p99 %s  %d requests", round+1, o.rounds, t.name, fmtUs(s.d.P50), fmtUs(s.d.P99), s.requests)
-		}
-		pgReqs += roundPG
-		pgCPU = append(pgCPU, cpu/float64(roundPG)*1e6)
-		for _, t := range targets {
-			if t.pg {
-				samples[t.name][round].cpu = cpu
+			ph.pgReqs += roundPG
+			ph.pgCPU = append(ph.pgCPU, cpu/float64(roundPG)*1e6)
+			for _, t := range ph.targets {
+				if t.pg {
+					ph.samples[t.name][round].cpu = cpu
+				}
 			}
 		}
 	}
 
-	for _, t := range targets {
-		ss := samples[t.name]
-		row := Row{Name: t.name}
-		var rps, p50, p90, p99, mx, cpu []float64
-		for _, s := range ss {
-			row.Requests += s.requests
-			row.Errors += s.errors
-			rps = append(rps, float64(s.requests)/s.seconds)
-			p50, p90, p99, mx = append(p50, s.d.P50), append(p90, s.d.P90), append(p99, s.d.P99), append(mx, s.d.Max)
-			cpu = append(cpu, s.cpu)
+	for _, ph := range phases {
+		for _, t := range ph.targets {
+			ss := ph.samples[t.name]
+			row := Row{Name: t.name}
+			var rps, p50, p90, p99, mx, cpu []float64
+			for _, s := range ss {
+				row.Requests += s.requests
+				row.Errors += s.errors
+				rps = append(rps, float64(s.requests)/s.seconds)
+				p50, p90, p99, mx = append(p50, s.d.P50), append(p90, s.d.P90), append(p99, s.d.P99), append(mx, s.d.Max)
+				cpu = append(cpu, s.cpu)
+			}
+			row.RPS, row.P50us, row.P90us, row.P99us, row.MaxUs = median(rps), median(p50), median(p90), median(p99), median(mx)
+			row.RoundsRPS = rps
+			if t.pg {
+				row.CPUSeconds, row.CPUusPerReq, row.PeakRSSMiB = f64(median(cpu)), f64(median(ph.pgCPU)), mib(peakRSS(pg))
+				if ph == klm {
+					// kakao-login is the only playerguard target of its
+					// phase: the rest of the fake's calls are its own.
+					row.UpstreamCalls = i64(ph.totalCalls - (ph.totalReqs - ph.pgReqs))
+				}
+			} else {
+				row.UpstreamCalls = i64(row.Requests) // each direct request is one upstream call
+			}
+			r.check(kindCorrectness, t.name+": every answer as expected", "0 errors", row.Errors == 0, "%d errors", row.Errors)
+			r.Rows = append(r.Rows, row)
 		}
-		row.RPS, row.P50us, row.P90us, row.P99us, row.MaxUs = median(rps), median(p50), median(p90), median(p99), median(mx)
-		row.RoundsRPS = rps
-		if t.pg {
-			row.CPUSeconds, row.CPUusPerReq, row.PeakRSSMiB = f64(median(cpu)), f64(median(pgCPU)), mib(peakRSS(pg))
-		} else {
-			row.UpstreamCalls = i64(row.Requests) // each direct request is one upstream call
-		}
-		r.check(kindCorrectness, t.name+": every answer as expected", "0 errors", row.Errors == 0, "%d errors", row.Errors)
-		r.Rows = append(r.Rows, row)
 	}
 	r.setup("CPU columns: playerguard's CPU over both of its modes together (their requests are interleaved), per playerguard request; upstream calls are checked for both modes together below")
+	r.setup("%s: its CPU is playerguard's over the kakao-login phase, per kakao-login request; its upstream calls are the Kakao Login fake's in the measured runs, less the direct ones", klMiss)
 	// Measured runs only: the direct requests are one call each, so the
 	// rest of the calls are playerguard's, and each of its misses must be
 	// exactly one.
-	r.check(kindCorrectness, "playerguard: one upstream call per miss", "calls = requests", totalCalls-(totalReqs-pgReqs) == pgReqs,
-		"%s calls for %s requests", fmtInt(totalCalls-(totalReqs-pgReqs)), fmtInt(pgReqs))
-	r.check(kindCorrectness, "warm-up answers as expected", "0 errors", warmErrs == 0, "%d errors", warmErrs)
+	r.check(kindCorrectness, "playerguard: one upstream call per miss", "calls = requests", kg.totalCalls-(kg.totalReqs-kg.pgReqs) == kg.pgReqs,
+		"%s calls for %s requests", fmtInt(kg.totalCalls-(kg.totalReqs-kg.pgReqs)), fmtInt(kg.pgReqs))
+	r.check(kindCorrectness, "warm-up answers as expected", "0 errors", kg.warmErrs == 0, "%d errors", kg.warmErrs)
+	r.check(kindCorrectness, "kakao-login: one upstream call per miss ("+klPath+")", "calls = requests", klm.totalCalls-(klm.totalReqs-klm.pgReqs) == klm.pgReqs,
+		"%s calls for %s requests", fmtInt(klm.totalCalls-(klm.totalReqs-klm.pgReqs)), fmtInt(klm.pgReqs))
+	r.check(kindCorrectness, "kakao-login warm-up answers as expected", "0 errors", klm.warmErrs == 0, "%d errors", klm.warmErrs)
 
-	direct := samples["direct (no sidecar)"]
+	direct := kg.samples["direct (no sidecar)"]
 	for _, name := range []string{"playerguard drop-in", "playerguard /v1/validate"} {
 		var added []float64
-		for i, s := range samples[name] {
+		for i, s := range kg.samples[name] {
 			if i < len(direct) {
 				added = append(added, s.d.P50-direct[i].d.P50)
 			}
 		}
 		v := median(added)
 		r.Ratios = append(r.Ratios, Ratio{Name: "added p50 latency, µs: " + name + " - direct", Value: v, Rounds: added})
-		overConfigured := median(collect(samples[name], func(s missSample) float64 { return s.d.P50 })) - float64(lat/time.Microsecond)
+		overConfigured := median(collect(kg.samples[name], func(s missSample) float64 { return s.d.P50 })) - float64(lat/time.Microsecond)
 		r.check(kindTarget, "miss "+name+": median latency added over the upstream's", "< 200µs", v < 200,
 			"%s vs direct (%s over the fake's configured %v)", fmtUs(v), fmtUs(overConfigured), lat)
 	}
+	// kakao-login against its own no-sidecar peer: reported, no target.
+	{
+		klDirect := klm.samples[klMissDirect]
+		var added []float64
+		for i, s := range klm.samples[klMiss] {
+			if i < len(klDirect) {
+				added = append(added, s.d.P50-klDirect[i].d.P50)
+			}
+		}
+		v := median(added)
+		r.Ratios = append(r.Ratios, Ratio{Name: "added p50 latency, µs: " + klMiss + " - " + klMissDirect, Value: v, Rounds: added})
+		overConfigured := median(collect(klm.samples[klMiss], func(s missSample) float64 { return s.d.P50 })) - float64(lat/time.Microsecond)
+		r.note("%s: median latency added over the upstream's %s vs %s (%s over the Kakao Login fake's configured %v); no target set for this provider",
+			klMiss, fmtUs(v), klMissDirect, fmtUs(overConfigured), lat)
+	}
 	return nil
 }
+
+// The miss rows of kakao-login.
+const (
+	klMiss       = klRowPrefix + klPath
+	klMissDirect = klRowPrefix + "direct (no sidecar)"
+)
 
 func collect[T any](xs []T, f func(T) float64) []float64 {
 	out := make([]float64, len(xs))
