@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"playerguard/validator/kakaologin/kakaologintest"
 )
 
 const dashboardFile = "../../deploy/grafana/playerguard.json"
@@ -18,7 +20,15 @@ const dashboardFile = "../../deploy/grafana/playerguard.json"
 // instance variables, and every query uses both.
 func TestDashboardMetricsExist(t *testing.T) {
 	fake := startFake(t)
-	pg := start(t, upstreamEnv(fake), "-breaker-failures", trafficBreakers, "-breaker-timeout", "30s")
+	// The kakao-login provider too, never asked: its series are on /metrics
+	// from start-up, so selectors on provider="kakao-login" can be checked.
+	kl, err := kakaologintest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kl.Close)
+	pg := start(t, upstreamEnv(fake), "-breaker-failures", trafficBreakers, "-breaker-timeout", "30s",
+		"-kakao-login-app-id", "100001", "-kakao-login-api", kl.URL())
 	driveTraffic(t, fake, pg, false)
 	exp := parseExposition(t, scrape(t, pg))
 
