@@ -161,16 +161,6 @@ func circuitOpen(claimed string, err error) *Result {
 	return &Result{Verdict: Unavailable, Reason: ReasonCircuitOpen, Err: err, PlayerID: claimed}
 }
 
-func (r *Result) kick(reason Reason) *Result {
-	r.Verdict, r.Reason = Kick, reason
-	return r
-}
-
-func (r *Result) unavailable(reason Reason, failure bool) *Result {
-	r.Verdict, r.Reason, r.Failure = Unavailable, reason, failure
-	return r
-}
-
 // span is a value's place in a Result's Body; the zero span is absent.
 type span struct{ off, end uint32 }
 
