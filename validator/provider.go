@@ -29,10 +29,10 @@ type Provider interface {
 	// Call asks the upstream about r (a checked request; its PlayerID is
 	// the claim, empty when none) and decides. It never returns nil and
 	// never panics on any answer. A Result with Failure set is an
-	// upstream failure (the breaker counts it, the outage policy
-	// applies); one that is Unavailable without Failure is an answer
-	// about playerguard's own request or setup (no breaker failure, no
-	// outage policy). Result.Status is the upstream's HTTP status (0
+	// upstream failure (the breaker counts it); one that is Unavailable
+	// without Failure is an answer about playerguard's own request or
+	// setup (no breaker failure). The outage policy answers every
+	// Unavailable result alike. Result.Status is the upstream's HTTP status (0
 	// with Err set: no response); a Result with neither made no call.
 	Call(r *Request) *Result
 	// Close releases the provider's connections; no Call is under way.

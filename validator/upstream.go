@@ -54,8 +54,11 @@ type Exchange struct {
 	Body        []byte // nil when dropped
 	ContentType string
 	// Dropped says why the body was dropped (too large, or echoing a
-	// secret or the token); nil when it was kept.
+	// secret); nil when it was kept.
 	Dropped error
+	// TokenEcho says the kept body holds the request's access token (and
+	// no secret): decide on it, but never hand it on or log it.
+	TokenEcho bool
 }
 
 // Transport failures, as Result.Err and for the upstream_requests outcome.
@@ -167,9 +170,16 @@ func (u *HTTPUpstream) Do(req *fasthttp.Request, token []byte) (Exchange, error)
 	}
 	ex.Status = resp.StatusCode()
 	ex.ContentType = internContentType(resp.Header.ContentType())
-	if u.echoes(ex.Body, token) {
-		// Never handed on, cached or logged: the status alone decides.
+	switch {
+	case u.echoes(ex.Body, nil):
+		// Our credentials: never handed on, cached or logged; nobody's
+		// verdict.
 		ex.Body, ex.Dropped = nil, errEchoed
+	case u.echoes(ex.Body, token):
+		// Only the caller's own token: which a caller can choose to be a
+		// piece of the upstream's own answer ("code":-401}), so the body
+		// still decides; the provider must not hand it on.
+		ex.TokenEcho = true
 	}
 	return ex, nil
 }
@@ -181,7 +191,7 @@ func (u *HTTPUpstream) Close() { u.client.CloseIdleConnections() }
 // a shorter one would be found by chance in ordinary JSON.
 const minEchoLen = 8
 
-// echoes reports whether body holds the app secret, the admin key or the
+// echoes reports whether body holds a secret or (token not nil) the
 // request's access token: an upstream or gateway echoing our request.
 // The body is looked at as sent and with its JSON escapes undone (an
 // echoing gateway may write "\/" for "/", and the game server reads the

@@ -185,6 +185,9 @@ func (kg *Provider) Call(r *validator.Request) *validator.Result {
 	}
 	res := Decide(ex.Status, ex.Body, ex.ContentType, claimed, kg.cfg.AllowStatuses)
 	res.Err = ex.Dropped
+	if ex.TokenEcho {
+		res = withheld(res, claimed)
+	}
 	if ex.Dropped != nil && res.Verdict == validator.Kick && (errors.Is(ex.Dropped, validator.ErrEchoed) || !jsonContentType(ex.ContentType)) {
 		// A verdict status whose body is gone decides by its status only
 		// when the body was Kakao's: JSON too large to keep. A body that
@@ -205,6 +208,30 @@ func (kg *Provider) Call(r *validator.Request) *validator.Result {
 	}
 	return res
 }
+
+// withheld is res decided on a body that holds the request's token: a
+// 200 is nobody's allow (a token the upstream echoes back into its
+// answer), a kick or failure keeps its verdict but loses the body (the
+// caller could have chosen the token to be a piece of Kakao's own 401
+// answer: that must neither turn the kick into an outage nor come back in
+// answers, the cache or logs). What it names it names from the body,
+// never from the claim.
+func withheld(res *validator.Result, claimed string) *validator.Result {
+	if res.Status == 200 {
+		return unavailable(&validator.Result{Status: res.Status, ContentType: res.ContentType, PlayerID: claimed, Err: validator.ErrEchoed, Fields: fields},
+			validator.ReasonUpstreamUnavailable, true)
+	}
+	stripped := &validator.Result{
+		Verdict: res.Verdict, Reason: res.Reason, Failure: res.Failure,
+		Status: res.Status, ContentType: res.ContentType,
+		Code: res.Code, HasCode: res.HasCode,
+		PlayerID: res.PlayerID, Named: res.Named, Fields: fields,
+		Err: errTokenEchoed,
+	}
+	return stripped
+}
+
+var errTokenEchoed = errors.New("upstream body holds the access token; body withheld")
 
 // jsonContentType reports a JSON media type (application/json, with or
 // without parameters, or a +json suffix).

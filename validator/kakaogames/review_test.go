@@ -737,3 +737,25 @@ func TestDroppedProxyPageKicksNobody(t *testing.T) {
 	h.fake.Set("tok-big-json", kakaogamestest.Verdict{Status: 464, Body: oversized(464)})
 	h.expect(h.check("tok-big-json", "mobile", "p1"), 403, "kick", "sanction", "upstream")
 }
+
+// Found by the review of issue 12 (each failed on ce961a9).
+
+// TestTokenPieceOfKakaosAnswerStillKicks: a junk token chosen to be a
+// piece of Kakao's own 401 answer is still an invalid_token kick, never
+// an outage (which opened the breaker, and let the player in under the
+// open policy), and the body holding it is not handed back.
+func TestTokenPieceOfKakaosAnswerStillKicks(t *testing.T) {
+	h := newHarness(t, func(c *testConfig) { c.Policy = validator.PolicyOpen })
+	const tok = `(401.-29401)"}`
+	for range 5 {
+		r := h.check(tok, "mobile", "p1")
+		h.expect(r, 403, "kick", "invalid_token", "upstream")
+		d := h.dropIn(map[string]string{"accessToken": tok, "platform": "mobile", "playerId": "p1"})
+		if d.status != 401 || strings.Contains(d.raw, "(401.") || strings.Contains(r.raw, "(401.") {
+			t.Fatalf("the answer holding the token came back: /v1 %s, drop-in %d %q", r.raw, d.status, d.raw)
+		}
+	}
+	if n := h.v.BreakerFailures(Name); n != 0 {
+		t.Errorf("breaker counted %d failures", n)
+	}
+}

@@ -156,7 +156,9 @@ func parseInfo(body []byte) (User, bool) {
 				return err
 			}
 			n, err := strconv.ParseInt(s, 10, 64)
-			u.ExpiresIn, expOK = n, err == nil
+			// A token with no time left, or less than none, is no
+			// live token: the answer is unreadable, not an allow.
+			u.ExpiresIn, expOK = n, err == nil && n >= 1
 			return err
 		}
 		return skip(dec)

@@ -55,6 +55,8 @@ func TestDecide(t *testing.T) {
 		"app_id twice":     `{"id":1,"expires_in":10,"app_id":654321,"app_id":123456}`,
 		"App_id variant":   `{"id":1,"expires_in":10,"app_id":654321,"APP_ID":123456}`,
 		"leading zero":     `{"id":1,"expires_in":10,"app_id":0123456}`,
+		"no time left":     `{"id":1,"expires_in":0,"app_id":123456}`,
+		"negative time":    `{"id":1,"expires_in":-9223372037,"app_id":123456}`,
 		"trailing garbage": info("1", app, 10) + "x",
 		"array":            `[` + info("1", app, 10) + `]`,
 		"invalid UTF-8":    "{\"id\":1,\"expires_in\":10,\"app_id\":123456,\"note\":\"\xeb\"}",

@@ -187,10 +187,11 @@ func (p *Provider) Call(r *validator.Request) *validator.Result {
 	case d.Verdict == validator.Allow:
 		// A later kick of this user purges this allow.
 		res.Named = d.User.ID
-		left := time.Duration(d.User.ExpiresIn)*time.Second - ExpiryMargin
+		// In seconds, not a Duration: a huge expires_in must not wrap.
+		left := d.User.ExpiresIn - int64(ExpiryMargin/time.Second)
 		res.MaxAge = -1 // about to expire: answer, do not cache
-		if left >= time.Second {
-			res.MaxAge = int32(min(left/time.Second, 1<<31-1))
+		if left >= 1 {
+			res.MaxAge = int32(min(left, 1<<31-1))
 		}
 	case d.Verdict == validator.Unavailable:
 		p.logFailure(res)

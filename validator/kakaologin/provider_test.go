@@ -39,6 +39,7 @@ const (
 type harness struct {
 	t    *testing.T
 	fake *kakaologintest.Server
+	v    *validator.Validator
 	clk  *testkit.Clock
 	reg  *prometheus.Registry
 	logs *testkit.SyncBuffer
@@ -78,6 +79,7 @@ func newHarness(t *testing.T, mod func(*validator.Config)) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(v.Close)
+	h.v = v
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +112,9 @@ func (h *harness) do(method, path, body string, headers map[string]string) reply
 		req.Header.Set(k, v)
 	}
 	k := testkit.Do(h.t, http.DefaultClient, req)
+	// An allow is cached just after it is answered; the next request
+	// expects it there.
+	h.v.Settle()
 	return reply{status: k.Status, header: k.Header, raw: k.Raw, body: k.Body}
 }
 
@@ -353,5 +358,31 @@ func TestBadInput(t *testing.T) {
 	r := h.do("POST", "/v1/validate", `{"accessToken":"t","platform":"pc"}`, nil)
 	if r.status != 404 || !strings.Contains(r.raw, "kakao-games is not configured") {
 		t.Errorf("/v1/validate without kakao-games: %d %s", r.status, r.raw)
+	}
+}
+
+// TestTokenPieceOfKakaosAnswerStillKicks: a junk token that is a piece of
+// Kakao's own -401 answer is still an invalid_token kick: never an
+// upstream failure, which opened the breaker for everyone and let the
+// player in under the open policy.
+func TestTokenPieceOfKakaosAnswerStillKicks(t *testing.T) {
+	h := newHarness(t, func(c *validator.Config) { c.Policy = validator.PolicyOpen })
+	for range 5 {
+		h.expect(h.check(`"code":-401}`, ""), kickSt, "kick", "invalid_token", "upstream")
+	}
+	if n := h.metric("playerguard_breaker_state", "provider", "kakao-login"); n != metrics.BreakerClosed {
+		t.Errorf("breaker state %v", n)
+	}
+}
+
+// TestExpiresInMustBePositive: an answer saying the token has no time
+// left (or a negative time, which once overflowed into a 292-year cache
+// entry) is no allow.
+func TestExpiresInMustBePositive(t *testing.T) {
+	h := newHarness(t, nil)
+	for i, exp := range []string{"0", "-5", "-9223372037"} {
+		tok := tokenA + string(rune('a'+i))
+		h.fake.Set(tok, kakaologintest.Verdict{Body: `{"id":` + userA + `,"expires_in":` + exp + `,"app_id":` + app + `}`})
+		h.expect(h.check(tok, ""), unavail, "unavailable", "upstream_unavailable", "upstream")
 	}
 }
