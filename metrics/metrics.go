@@ -164,31 +164,60 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	return m
 }
 
+// UpstreamOutcomes are the outcome label values of
+// playerguard_upstream_requests_total: the status classes UpstreamOutcome
+// gives, and the failures without a status.
+var UpstreamOutcomes = []string{"2xx", "3xx", "4xx", "5xx", "other", "timeout", "connection_error", "protocol_error"}
+
+// BreakerStates are the to label values of
+// playerguard_breaker_transitions_total.
+var BreakerStates = []string{"closed", "half_open", "open"}
+
+// ProviderMetrics are one provider's series of the upstream and the cache,
+// resolved once (the hot path does no label lookups). Its maps are read
+// only.
+type ProviderMetrics struct {
+	UpstreamRequests   map[string]prometheus.Counter // by outcome, UpstreamOutcomes
+	UpstreamSeconds    prometheus.Observer
+	UpstreamInFlight   prometheus.Gauge
+	UpstreamRejected   prometheus.Counter
+	CacheMisses        prometheus.Counter
+	StaleServes        prometheus.Counter
+	Coalesced          prometheus.Counter
+	BreakerTransitions map[string]prometheus.Counter // by the state entered, BreakerStates
+}
+
 // Provider creates every series of provider that can occur, so that
-// dashboards and alerts see zeros instead of gaps: the upstream outcomes,
-// the breaker's transitions and its state (read at scrape time from state:
-// 0 closed, 1 half-open, 2 open; read lazily, the gauge leaves "open" when
-// the breaker's timeout passes even if no request arrives to notice). The
-// validation series are the caller's to create (it knows the reasons).
-func (m *Metrics) Provider(provider string, state func() float64) {
-	for _, to := range []string{"closed", "half_open", "open"} {
-		m.BreakerTransitions.WithLabelValues(provider, to)
+// dashboards and alerts see zeros instead of gaps, and returns them: the
+// upstream outcomes, the cache's, the breaker's transitions and its state
+// (read at scrape time from state: 0 closed, 1 half-open, 2 open; read
+// lazily, the gauge leaves "open" when the breaker's timeout passes even
+// if no request arrives to notice). The validation series are the
+// caller's to create (it knows the reasons).
+func (m *Metrics) Provider(provider string, state func() float64) *ProviderMetrics {
+	pm := &ProviderMetrics{
+		UpstreamRequests:   map[string]prometheus.Counter{},
+		UpstreamSeconds:    m.UpstreamSeconds.WithLabelValues(provider),
+		UpstreamInFlight:   m.UpstreamInFlight.WithLabelValues(provider),
+		UpstreamRejected:   m.UpstreamRejected.WithLabelValues(provider),
+		CacheMisses:        m.CacheMisses.WithLabelValues(provider),
+		StaleServes:        m.StaleServes.WithLabelValues(provider),
+		Coalesced:          m.Coalesced.WithLabelValues(provider),
+		BreakerTransitions: map[string]prometheus.Counter{},
 	}
-	for _, o := range []string{"2xx", "3xx", "4xx", "5xx", "other", "timeout", "connection_error", "protocol_error"} {
-		m.UpstreamRequests.WithLabelValues(provider, o)
+	for _, o := range UpstreamOutcomes {
+		pm.UpstreamRequests[o] = m.UpstreamRequests.WithLabelValues(provider, o)
 	}
-	m.UpstreamSeconds.WithLabelValues(provider)
-	m.UpstreamInFlight.WithLabelValues(provider)
-	m.UpstreamRejected.WithLabelValues(provider)
-	m.CacheMisses.WithLabelValues(provider)
-	m.StaleServes.WithLabelValues(provider)
-	m.Coalesced.WithLabelValues(provider)
+	for _, to := range BreakerStates {
+		pm.BreakerTransitions[to] = m.BreakerTransitions.WithLabelValues(provider, to)
+	}
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace:   namespace,
 		Name:        "breaker_state",
 		Help:        "Upstream circuit breaker state, by provider: 0 closed, 1 half-open, 2 open.",
 		ConstLabels: prometheus.Labels{LabelProvider: provider},
 	}, state))
+	return pm
 }
 
 // hitsCollector is playerguard_cache_hits_total: the validations answered

@@ -21,7 +21,7 @@ func TestCacheHitBodyMatchesRenderAnswer(t *testing.T) {
 		body := []byte(`{"x":1,"player":` + raw + `}`)
 		r := &Result{Verdict: Allow, Reason: ReasonOK, Body: body, Fields: fields}
 		r.SetRaw(0, len(`{"x":1,"player":`), len(body)-1)
-		pv := (&Validator{}).hitPrefixOf(fields)
+		pv := hitPrefix(fields)
 		var resp fasthttp.Response
 		writeCacheHit(&resp, pv, r.Raw(0))
 		want := RenderAnswer(&Answer{Res: r, Verdict: Allow, Reason: ReasonOK, Source: SourceCache})

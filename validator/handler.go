@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -65,7 +66,7 @@ func (v *Validator) route(ctx *fasthttp.RequestCtx, path []byte) bool {
 			return true
 		}
 		for i := range pv.routes {
-			if bytes.Equal(path, pv.routePaths[i]) {
+			if string(path) == pv.routes[i].Path { // compared in place, no copy
 				v.serveRoute(ctx, pv, &pv.routes[i])
 				return true
 			}
@@ -83,17 +84,14 @@ func (v *Validator) notFound(ctx *fasthttp.RequestCtx, path []byte) {
 			return
 		}
 	}
-	msg := "unknown path: use"
-	n := 0
+	var uses []string
 	for _, pv := range v.providers {
-		for _, use := range append([]string{"POST " + pv.spec.Path}, pv.usages...) {
-			if n > 0 {
-				msg += " or"
-			}
-			msg += " " + use
-			n++
+		uses = append(uses, "POST "+pv.spec.Path)
+		for _, rt := range pv.routes {
+			uses = append(uses, rt.Usage)
 		}
 	}
+	msg := "unknown path: use " + strings.Join(uses, " or ")
 	writeError(ctx, fasthttp.StatusNotFound, msg)
 }
 

@@ -78,12 +78,7 @@ func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 	}
 	var pv *provider
 	if req.Provider != nil {
-		for _, p := range v.providers {
-			if string(req.Provider) == p.spec.Name {
-				pv = p
-			}
-		}
-		if pv == nil {
+		if pv = v.byName(string(req.Provider)); pv == nil {
 			opsJSON(w, http.StatusBadRequest, map[string]string{"error": "provider " + strconv.Quote(string(echoSafe(req.Provider))) + " is not configured (configured: " + strings.Join(v.Providers(), ", ") + ")"})
 			return
 		}

@@ -2,12 +2,10 @@ package validator
 
 import (
 	"sync/atomic"
-
-	"github.com/valyala/fasthttp"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
+	"github.com/valyala/fasthttp"
 
 	"playerguard/metrics"
 )
@@ -108,11 +106,8 @@ type provider struct {
 	ns []byte
 	// hitPrefix is the cache-hit allow body up to Raw(0).
 	hitPrefix []byte
-	// routes are the provider's own (Router), with their paths as bytes
-	// and their usages.
-	routes     []Route
-	routePaths [][]byte
-	usages     []string
+	// routes are the provider's own (Router).
+	routes []Route
 
 	breaker *gobreaker.CircuitBreaker[*Result]
 	// breakerState mirrors the breaker's state as of its last transition
@@ -121,13 +116,9 @@ type provider struct {
 	slots        chan struct{} // upstream call slots
 
 	// Label children resolved once: the hot path does no map lookups.
-	counts                              [numVerdicts][maxReasons][numSources]*metrics.Counter
-	latency                             [numSources]*metrics.Histogram
-	misses, coalesced, stale, saturated prometheus.Counter
-	inFlight                            prometheus.Gauge
-	upSeconds                           prometheus.Observer
-	outcomes                            map[string]prometheus.Counter
-	transitions                         [3]prometheus.Counter // by gobreaker.State
+	counts  [numVerdicts][maxReasons][numSources]*metrics.Counter
+	latency [numSources]*metrics.Histogram
+	m       *metrics.ProviderMetrics
 }
 
 // platform is the platform slot of r's cache key.
@@ -138,5 +129,4 @@ func (pv *provider) platform(r *Request) []byte {
 	return pv.ns
 }
 
-// Name is the provider's name.
 func (pv *provider) name() string { return pv.spec.Name }

@@ -193,8 +193,6 @@ func New(cfg Config, providers ...Provider) (*Validator, error) {
 				}
 				seen[rt.Path] = true
 				pv.routes = append(pv.routes, rt)
-				pv.routePaths = append(pv.routePaths, []byte(rt.Path))
-				pv.usages = append(pv.usages, rt.Usage)
 			}
 		}
 		v.providers = append(v.providers, pv)
@@ -228,9 +226,8 @@ func New(cfg Config, providers ...Provider) (*Validator, error) {
 func (v *Validator) newProvider(p Provider, s Spec) *provider {
 	pv := &provider{
 		p: p, spec: s, path: []byte(s.Path), ns: []byte(s.Name),
-		hitPrefix: v.hitPrefixOf(s.Fields),
+		hitPrefix: hitPrefix(s.Fields),
 		slots:     make(chan struct{}, s.MaxCalls),
-		outcomes:  map[string]prometheus.Counter{},
 	}
 	name := s.Name
 	pv.breaker = gobreaker.NewCircuitBreaker[*Result](gobreaker.Settings{
@@ -242,23 +239,11 @@ func (v *Validator) newProvider(p Provider, s Spec) *provider {
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			// Runs under the breaker's lock: no calls back into it.
 			pv.breakerState.Store(int32(to))
-			pv.transitions[to].Inc()
+			pv.m.BreakerTransitions[breakerLabel(to)].Inc()
 			v.log.Warn("upstream circuit breaker", "provider", name, "from", breakerLabel(from), "to", breakerLabel(to))
 		},
 	})
-	v.m.Provider(name, func() float64 { return breakerGauge(pv.breaker.State()) })
-	for _, st := range []gobreaker.State{gobreaker.StateClosed, gobreaker.StateHalfOpen, gobreaker.StateOpen} {
-		pv.transitions[st] = v.m.BreakerTransitions.WithLabelValues(name, breakerLabel(st))
-	}
-	for _, o := range []string{"2xx", "3xx", "4xx", "5xx", "other", "timeout", "connection_error", "protocol_error"} {
-		pv.outcomes[o] = v.m.UpstreamRequests.WithLabelValues(name, o)
-	}
-	pv.upSeconds = v.m.UpstreamSeconds.WithLabelValues(name)
-	pv.inFlight = v.m.UpstreamInFlight.WithLabelValues(name)
-	pv.saturated = v.m.UpstreamRejected.WithLabelValues(name)
-	pv.misses = v.m.CacheMisses.WithLabelValues(name)
-	pv.stale = v.m.StaleServes.WithLabelValues(name)
-	pv.coalesced = v.m.Coalesced.WithLabelValues(name)
+	pv.m = v.m.Provider(name, func() float64 { return breakerGauge(pv.breaker.State()) })
 	// Every (decision, reason, source) series that can occur, so that
 	// dashboards see zeros instead of gaps.
 	add := func(vd Verdict, r Reason, src Source) {
@@ -282,8 +267,8 @@ func (v *Validator) newProvider(p Provider, s Spec) *provider {
 	return pv
 }
 
-// hitPrefixOf is the cache-hit allow body up to Raw(0), for fields.
-func (v *Validator) hitPrefixOf(f *Fields) []byte {
+// hitPrefix is the cache-hit allow body up to Raw(0), for fields.
+func hitPrefix(f *Fields) []byte {
 	return []byte(`{"decision":"allow","reason":"ok","source":"cache","` + f.Names[0] + `":`)
 }
 
@@ -359,7 +344,7 @@ func (v *Validator) validate(pv *provider, st *reqState, now time.Time) Answer {
 			return Answer{Res: res, Verdict: Kick, Reason: res.Reason, Source: SourceCache}
 		}
 	}
-	pv.misses.Inc()
+	pv.m.CacheMisses.Inc()
 	// While the breaker is not closed, the call under way for this key is
 	// a probe of an upstream that was failing: only the probe itself may
 	// wait on it; everyone else is answered at once, as if it were open.
@@ -371,7 +356,7 @@ func (v *Validator) validate(pv *provider, st *reqState, now time.Time) Answer {
 	case res == nil:
 		res = circuitOpen(string(st.req.PlayerID), gobreaker.ErrTooManyRequests)
 	case shared:
-		pv.coalesced.Inc()
+		pv.m.Coalesced.Inc()
 	}
 	if res.Verdict != Unavailable {
 		return Answer{Res: res, Verdict: res.Verdict, Reason: res.Reason, Source: SourceUpstream}
@@ -388,7 +373,7 @@ func (v *Validator) validate(pv *provider, st *reqState, now time.Time) Answer {
 		if s == cache.Fresh {
 			return Answer{Res: c, Verdict: Allow, Reason: ReasonOK, Source: SourceCache}
 		}
-		pv.stale.Inc()
+		pv.m.StaleServes.Inc()
 		return Answer{Res: c, Verdict: Allow, Reason: ReasonOK, Source: SourceStale, Degraded: true, Cause: res}
 	case PolicyOpen:
 		return Answer{Res: res, Verdict: Allow, Reason: ReasonOK, Source: SourcePolicy, Degraded: true, Cause: res}
@@ -474,7 +459,7 @@ func (v *Validator) call(pv *provider, st *reqState) (*Result, error) {
 		case pv.slots <- struct{}{}:
 			t.Stop()
 		case <-t.C:
-			pv.saturated.Inc()
+			pv.m.UpstreamRejected.Inc()
 			res := failed(ReasonUpstreamUnavailable, errSaturated, string(st.req.PlayerID))
 			v.log.Warn("upstream failure", "provider", pv.name(), "player", res.PlayerID, "platform", string(st.req.Platform),
 				"reason", res.Reason.String(), "upstream_status", 0, "error", errSaturated.Error())
@@ -484,17 +469,17 @@ func (v *Validator) call(pv *provider, st *reqState) (*Result, error) {
 	// Stamped once the call can start: a purge while this waited for a
 	// slot is older than what the upstream is about to say.
 	st.stamp = v.cache.Stamp()
-	pv.inFlight.Inc()
+	pv.m.UpstreamInFlight.Inc()
 	start := time.Now()
 	res := pv.p.Call(&st.req)
 	took := time.Since(start)
-	pv.inFlight.Dec()
+	pv.m.UpstreamInFlight.Dec()
 	<-pv.slots
 
 	switch {
 	case res.Status != 0:
-		pv.outcomes[metrics.UpstreamOutcome(res.Status)].Inc()
-		pv.upSeconds.Observe(took.Seconds())
+		pv.m.UpstreamRequests[metrics.UpstreamOutcome(res.Status)].Inc()
+		pv.m.UpstreamSeconds.Observe(took.Seconds())
 	case res.Err != nil:
 		outcome := "connection_error"
 		switch {
@@ -503,7 +488,7 @@ func (v *Validator) call(pv *provider, st *reqState) (*Result, error) {
 		case errors.Is(res.Err, errOutOfStep):
 			outcome = "protocol_error"
 		}
-		pv.outcomes[outcome].Inc()
+		pv.m.UpstreamRequests[outcome].Inc()
 	}
 	switch {
 	case res.Failure:
@@ -522,10 +507,18 @@ func (v *Validator) Settle() { v.flights.wait() }
 // BreakerFailures is how many failures the named provider's breaker has
 // counted since it last changed state (0 for an unknown provider).
 func (v *Validator) BreakerFailures(provider string) uint32 {
-	for _, pv := range v.providers {
-		if pv.spec.Name == provider {
-			return pv.breaker.Counts().TotalFailures
-		}
+	if pv := v.byName(provider); pv != nil {
+		return pv.breaker.Counts().TotalFailures
 	}
 	return 0
+}
+
+// byName is the configured provider named name, or nil.
+func (v *Validator) byName(name string) *provider {
+	for _, pv := range v.providers {
+		if pv.spec.Name == name {
+			return pv
+		}
+	}
+	return nil
 }
