@@ -179,10 +179,7 @@ func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx, pv *provider) {
 			err = headerFields(ctx, f)
 		}
 	} else {
-		err = ReadHeaders(ctx, &st.req)
-		if !pv.spec.Platform {
-			st.req.Platform = nil // a header of the caller's own, not ours
-		}
+		err = readHeaders(ctx, &st.req, f)
 	}
 	if err == nil {
 		err = pv.p.Check(&st.req)
@@ -247,15 +244,21 @@ const (
 // field sent on two header lines is a *RequestError: which line counts
 // would be up to each reader, and a game server keeping the last
 // "playerId" would act on a claim nobody checked.
-func ReadHeaders(ctx *fasthttp.RequestCtx, r *Request) error {
+func ReadHeaders(ctx *fasthttp.RequestCtx, r *Request) error { return readHeaders(ctx, r, form{}) }
+
+// readHeaders is ReadHeaders for the fields of f: with noPlatform a
+// platform header is none of the provider's (a header of the caller's own,
+// neither read nor refused).
+func readHeaders(ctx *fasthttp.RequestCtx, r *Request, f form) error {
 	*r = Request{}
 	var seen [numReqKeys]bool
+	seen[reqKeyPlatform] = f.noPlatform // and so never looked for in a trailer
 	// One pass over the headers, in the form fasthttp stores their names
 	// (it normalizes them as it parses): cheaper than three lookups, and
 	// it sees a second line of the same name, which a lookup would not.
 	for name, value := range ctx.Request.Header.All() {
 		k := reqHeaderKey(name)
-		if k == reqKeyUnknown {
+		if k == reqKeyUnknown || k == reqKeyPlatform && f.noPlatform {
 			continue
 		}
 		if seen[k] {

@@ -354,6 +354,14 @@ func TestBadInput(t *testing.T) {
 	// caller's own is no field of this provider.
 	h.fake.Set(tokenA, kakaologintest.Valid(userAN, appN, 3600))
 	h.expect(h.do("GET", kakaologin.Path, "", map[string]string{"accessToken": tokenA, "playerId": userA, "platform": "x"}), httpOK, "allow", "ok", "upstream")
+	// Not even sent twice: it is no field of this provider's.
+	req, _ := http.NewRequest("GET", h.url+kakaologin.Path, nil)
+	req.Header.Set("accessToken", tokenA)
+	req.Header.Add("platform", "a")
+	req.Header.Add("Platform", "b")
+	if k := testkit.Do(t, http.DefaultClient, req); k.Status != httpOK {
+		t.Errorf("two platform headers: %d %s", k.Status, k.Raw)
+	}
 	// Kakao Games is not configured here.
 	r := h.do("POST", "/v1/validate", `{"accessToken":"t","platform":"pc"}`, nil)
 	if r.status != 404 || !strings.Contains(r.raw, "kakao-games is not configured") {
