@@ -9,9 +9,10 @@
 // everyone during Kakao's maintenance. The code decides, and a code is a
 // kick only with the HTTP status Kakao documents for it.
 //
-// This file is the decision table, a pure function; the provider that
-// plugs it into playerguard's engine comes with the engine's provider
-// seam (issue 12).
+// Decide is the decision table, a pure function; Provider plugs it into
+// playerguard's engine (validator.Provider): POST/GET Path, allows cached
+// until the earlier of -cache-ttl and the token's expiry less
+// ExpiryMargin. Its fake is kakaologintest.
 package kakaologin
 
 import (
