@@ -40,6 +40,19 @@ func SumKey(scratch, platform, playerID, token []byte) (Key, []byte) {
 	return sha256.Sum256(buf), buf
 }
 
+// NonceKey is Key for an answer that also depends on a nonce (an ID
+// token's, which the request may carry): four fields, so no Key,
+// NonceKey or TokenKey share an input (see TokenKey), and an empty nonce
+// is a nonce not sent.
+func (b *KeyBuilder) NonceKey(platform, playerID, token, nonce []byte) Key {
+	buf := appendField(b.buf[:0], platform)
+	buf = appendField(buf, playerID)
+	buf = appendField(buf, token)
+	buf = appendField(buf, nonce)
+	b.buf = buf
+	return sha256.Sum256(buf)
+}
+
 func appendField(buf, f []byte) []byte {
 	buf = binary.AppendUvarint(buf, uint64(len(f)))
 	return append(buf, f...)

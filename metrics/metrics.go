@@ -298,3 +298,79 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descPurges, prometheus.CounterValue, float64(s.Purges))
 	ch <- prometheus.MustNewConstMetric(descTombstones, prometheus.GaugeValue, float64(s.Tombstones))
 }
+
+// KeyFetchOutcomes are the outcome label values of
+// playerguard_key_fetches_total: "ok", a status other than 200
+// ("bad_status"), "timeout", "connection_error", a body that is not a key
+// set or is over the cap ("unreadable"), and a key set without one usable
+// key ("no_usable_keys").
+var KeyFetchOutcomes = []string{"ok", "bad_status", "timeout", "connection_error", "unreadable", "no_usable_keys"}
+
+// KeySetMetrics are the series of a provider that verifies tokens itself
+// against a published key set (Kakao OIDC), resolved once.
+type KeySetMetrics struct {
+	Fetches map[string]prometheus.Counter // by outcome, KeyFetchOutcomes
+	// KeysRefused counts keys left out of fetched sets (not RSA, malformed,
+	// too short, no kid).
+	KeysRefused prometheus.Counter
+	// RefreshesSkipped counts tokens with an unknown key id that found
+	// the refresh limit spent: answered without a fetch.
+	RefreshesSkipped prometheus.Counter
+}
+
+// KeySetGauges are read at scrape time.
+type KeySetGauges struct {
+	// Keys is the number of keys held; Age the seconds since the held set
+	// was fetched (since start-up while none has been); Refresh the
+	// configured refresh interval, for alerts on Age.
+	Keys, Age func() float64
+	Refresh   float64
+}
+
+// KeySet creates provider's key set series (zeros from the start) and
+// returns those the provider updates.
+func (m *Metrics) KeySet(provider string, g KeySetGauges) *KeySetMetrics {
+	fetches := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace:   namespace,
+		Name:        "key_fetches_total",
+		Help:        "Fetches of the provider's public key set, by outcome (ok, bad_status, timeout, connection_error, unreadable, no_usable_keys).",
+		ConstLabels: prometheus.Labels{LabelProvider: provider},
+	}, []string{LabelOutcome})
+	km := &KeySetMetrics{
+		Fetches: map[string]prometheus.Counter{},
+		KeysRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace:   namespace,
+			Name:        "keys_refused_total",
+			Help:        "Keys left out of fetched key sets as unusable (not RSA, malformed, under 2048 bits, no kid), by provider; each is logged.",
+			ConstLabels: prometheus.Labels{LabelProvider: provider},
+		}),
+		RefreshesSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace:   namespace,
+			Name:        "key_refreshes_skipped_total",
+			Help:        "Tokens with an unknown key id answered without a key fetch because the refresh limit (-kakao-oidc-jwks-min-interval) was spent, by provider.",
+			ConstLabels: prometheus.Labels{LabelProvider: provider},
+		}),
+	}
+	for _, o := range KeyFetchOutcomes {
+		km.Fetches[o] = fetches.WithLabelValues(o)
+	}
+	refresh := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "key_set_refresh_interval_seconds",
+		Help:        "The configured key set refresh interval, by provider (alerts compare the age with it).",
+		ConstLabels: prometheus.Labels{LabelProvider: provider},
+	})
+	refresh.Set(g.Refresh)
+	m.reg.MustRegister(fetches, km.KeysRefused, km.RefreshesSkipped, refresh,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "keys",
+			Help:        "Public keys held to verify tokens with, by provider.",
+			ConstLabels: prometheus.Labels{LabelProvider: provider},
+		}, g.Keys),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "key_set_age_seconds",
+			Help:        "Seconds since the held key set was fetched (since start-up while none has been), by provider.",
+			ConstLabels: prometheus.Labels{LabelProvider: provider},
+		}, g.Age),
+	)
+	return km
+}

@@ -110,6 +110,11 @@ type Result struct {
 	// outage policy applies). Unavailable results that are not failures
 	// (the upstream's 400, the breaker refusing) have it false.
 	Failure bool
+	// NoPolicy says the outage policy must not answer this Unavailable
+	// result with an allow: playerguard chose not to ask (a token signed
+	// with a key it may not look up yet), so an allow by stale or open
+	// would let in whoever sends such tokens.
+	NoPolicy bool
 	// HasCode says whether Code is set.
 	HasCode bool
 	// MaxAge, when positive, bounds how long an allow may be cached, in

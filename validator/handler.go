@@ -170,7 +170,7 @@ func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx, pv *provider) {
 	st := v.getState()
 	defer v.putState(st)
 	var err error
-	f := form{onlyKnown: pv.spec.StrictFields, noPlatform: !pv.spec.Platform}
+	f := form{onlyKnown: pv.spec.StrictFields, noPlatform: !pv.spec.Platform, idToken: pv.spec.IDToken}
 	if body := ctx.Request.Body(); len(body) > 0 {
 		st.scratch, err = decodeJSON(body, &st.req, st.scratch, f)
 		if err == nil {
@@ -236,6 +236,8 @@ const (
 	hdrTokenName    = "Accesstoken"
 	hdrPlatformName = "Platform"
 	hdrPlayerIDName = "Playerid"
+	hdrIDTokenName  = "Idtoken"
+	hdrNonceName    = "Nonce"
 )
 
 // ReadHeaders fills r from the accessToken, platform and playerId headers
@@ -246,19 +248,21 @@ const (
 // "playerId" would act on a claim nobody checked.
 func ReadHeaders(ctx *fasthttp.RequestCtx, r *Request) error { return readHeaders(ctx, r, form{}) }
 
-// readHeaders is ReadHeaders for the fields of f: with noPlatform a
-// platform header is none of the provider's (a header of the caller's own,
-// neither read nor refused).
+// readHeaders is ReadHeaders for the fields of f: a header of a field
+// that is not f's (platform for a provider without platforms) is none of
+// the provider's, a header of the caller's own, neither read nor refused.
 func readHeaders(ctx *fasthttp.RequestCtx, r *Request, f form) error {
 	*r = Request{}
 	var seen [numReqKeys]bool
-	seen[reqKeyPlatform] = f.noPlatform // and so never looked for in a trailer
+	for k := range seen {
+		seen[k] = !f.has(k) // and so never looked for in a trailer
+	}
 	// One pass over the headers, in the form fasthttp stores their names
-	// (it normalizes them as it parses): cheaper than three lookups, and
+	// (it normalizes them as it parses): cheaper than a lookup each, and
 	// it sees a second line of the same name, which a lookup would not.
 	for name, value := range ctx.Request.Header.All() {
 		k := reqHeaderKey(name)
-		if k == reqKeyUnknown || k == reqKeyPlatform && f.noPlatform {
+		if k == reqKeyUnknown || !f.has(k) {
 			continue
 		}
 		if seen[k] {
@@ -266,8 +270,10 @@ func readHeaders(ctx *fasthttp.RequestCtx, r *Request, f form) error {
 		}
 		seen[k] = true
 		switch k {
-		case reqKeyToken:
+		case reqKeyToken, reqKeyIDToken:
 			r.Token = value
+		case reqKeyNonce:
+			r.Nonce = value
 		case reqKeyPlatform:
 			r.Platform = value
 		default:
@@ -280,8 +286,8 @@ func readHeaders(ctx *fasthttp.RequestCtx, r *Request, f form) error {
 // trailerFields refuses a field sent in a chunked request's trailer, which
 // All does not list but fasthttp's Peek (a game server's, too) falls back
 // to: a claim there would be read by others and checked by nobody. seen
-// marks the fields found among the headers; only the others are looked
-// up.
+// marks the fields found among the headers (and those not of the form);
+// only the others are looked up.
 func trailerFields(ctx *fasthttp.RequestCtx, seen *[numReqKeys]bool) error {
 	h := &ctx.Request.Header
 	for k, name := range reqHeaderNameBytes {
@@ -309,6 +315,10 @@ func reqHeaderKey(name []byte) int {
 		return reqKeyPlatform
 	case hdrPlayerIDName:
 		return reqKeyPlayerID
+	case hdrIDTokenName:
+		return reqKeyIDToken
+	case hdrNonceName:
+		return reqKeyNonce
 	}
 	return reqKeyUnknown
 }
@@ -320,33 +330,36 @@ var errReqKeyTwice = func() (e [numReqKeys]*RequestError) {
 	return e
 }()
 
-// errBodyAndHeader[k] refuses a JSON body sent with request key k as a
-// header too.
-var errBodyAndHeader = func() (e [numReqKeys]*RequestError) {
-	for k, name := range reqKeyNames {
-		e[k] = &RequestError{"request has a JSON body and a " + name + " header: send accessToken, platform and playerId in one form, the body or the headers"}
+// errBodyAndHeader[id][k] refuses a JSON body sent with request key k as
+// a header too; id is form.idToken, whose fields the message lists.
+var errBodyAndHeader = func() (e [2][numReqKeys]*RequestError) {
+	for id, fields := range []string{"accessToken, platform and playerId", "idToken, nonce and playerId"} {
+		for k, name := range reqKeyNames {
+			e[id][k] = &RequestError{"request has a JSON body and a " + name + " header: send " + fields + " in one form, the body or the headers"}
+		}
 	}
 	return e
 }()
 
-// headerFields refuses a request that carries any of the validation
-// fields as headers (present, even empty); the body path calls it.
-// fasthttp's lookup sees the headers and then a chunked request's trailer,
-// so three lookups cover both sections.
+// headerFields refuses a request that carries any of f's fields as
+// headers (present, even empty); the body path calls it. fasthttp's
+// lookup sees the headers and then a chunked request's trailer, so one
+// lookup a field covers both sections.
 func headerFields(ctx *fasthttp.RequestCtx, f form) error {
 	h := &ctx.Request.Header
+	id := 0
+	if f.idToken {
+		id = 1
+	}
 	for k, name := range reqHeaderNameBytes {
-		if k == reqKeyPlatform && f.noPlatform {
-			continue
-		}
-		if h.PeekCanonical(name) != nil {
-			return errBodyAndHeader[k]
+		if f.has(k) && h.PeekCanonical(name) != nil {
+			return errBodyAndHeader[id][k]
 		}
 	}
 	return nil
 }
 
-var reqHeaderNameBytes = [numReqKeys][]byte{[]byte(hdrTokenName), []byte(hdrPlatformName), []byte(hdrPlayerIDName)}
+var reqHeaderNameBytes = [numReqKeys][]byte{[]byte(hdrTokenName), []byte(hdrPlatformName), []byte(hdrPlayerIDName), []byte(hdrIDTokenName), []byte(hdrNonceName)}
 
 func (v *Validator) observe(pv *provider, a *Answer, start time.Time) {
 	c := pv.counts[a.Verdict][a.Reason][a.Source]

@@ -20,13 +20,7 @@ func (v *Validator) OpsHandler(metricsHandler http.Handler, adminToken string) h
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, "ok\n")
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if v.draining.Load() {
-			http.Error(w, "draining", http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "ready\nproviders: "+strings.Join(v.Providers(), ", ")+"\n")
-	})
+	mux.HandleFunc("GET /readyz", v.serveReady)
 	want := sha256.Sum256([]byte(adminToken))
 	mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
 		// Authenticate before anything else, so an unauthenticated caller
@@ -51,6 +45,42 @@ func (v *Validator) OpsHandler(metricsHandler http.Handler, adminToken string) h
 		}
 	})
 	return mux
+}
+
+// serveReady is /readyz: 503 while draining, else 200 with the providers
+// and each one's state. A provider not ready yet (keys not loaded) does not
+// make the sidecar unready: the others serve, and its own requests answer
+// unavailable, which is what an unready pod would give the game server
+// anyway. ?provider=name answers for that provider alone: 503 until it is
+// ready (a startup probe for a fleet that must have it), 404 if unknown.
+func (v *Validator) serveReady(w http.ResponseWriter, r *http.Request) {
+	if v.draining.Load() {
+		http.Error(w, "draining", http.StatusServiceUnavailable)
+		return
+	}
+	if name := r.URL.Query().Get("provider"); name != "" || r.URL.Query().Has("provider") {
+		pv := v.byName(name)
+		if pv == nil {
+			http.Error(w, "unknown provider "+strconv.Quote(name)+": configured are "+strings.Join(v.Providers(), ", "), http.StatusNotFound)
+			return
+		}
+		if ok, why := pv.ready(); !ok {
+			http.Error(w, name+": not ready: "+why, http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, name+": ready\n")
+		return
+	}
+	var b strings.Builder
+	b.WriteString("ready\nproviders: " + strings.Join(v.Providers(), ", ") + "\n")
+	for _, pv := range v.providers {
+		if ok, why := pv.ready(); ok {
+			b.WriteString(pv.name() + ": ready\n")
+		} else {
+			b.WriteString(pv.name() + ": not ready: " + why + "\n")
+		}
+	}
+	io.WriteString(w, b.String())
 }
 
 // servePurge drops cache entries: {"playerId": "..."} drops every entry of

@@ -53,6 +53,10 @@ type Spec struct {
 	// StrictFields refuses unknown fields in a request body (a 400);
 	// otherwise they are skipped, as /v1/validate always has.
 	StrictFields bool
+	// IDToken says its requests carry an idToken and an optional nonce
+	// instead of an accessToken (and no platform): Request.Token and
+	// Request.Nonce, both covered by the cache key.
+	IDToken bool
 	// Timeout bounds one call; a call also waits at most this long for
 	// one of MaxCalls call slots (concurrent calls, distinct keys).
 	Timeout  time.Duration
@@ -62,6 +66,15 @@ type Spec struct {
 	// Kicks and Unavailable list the reasons Call can give for those
 	// verdicts, so every metric series exists from the start.
 	Kicks, Unavailable []Reason
+}
+
+// Readiness is implemented by a provider that cannot answer from the
+// start (one that must first load keys): /readyz lists each provider's
+// state, and answers 503 for ?provider=name until that one is ready.
+type Readiness interface {
+	// Ready reports whether the provider can decide, and if not, why
+	// not, in a few words ("key set not fetched yet").
+	Ready() (ok bool, why string)
 }
 
 // Router is implemented by a provider that serves endpoints of its own
@@ -130,3 +143,11 @@ func (pv *provider) platform(r *Request) []byte {
 }
 
 func (pv *provider) name() string { return pv.spec.Name }
+
+// ready is the provider's Readiness, true for one without.
+func (pv *provider) ready() (bool, string) {
+	if r, ok := pv.p.(Readiness); ok {
+		return r.Ready()
+	}
+	return true, ""
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"strconv"
+	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -12,9 +13,10 @@ import (
 // alias the request body, the request headers or a scratch buffer owned by
 // the caller; they are valid only until that buffer is reused.
 type Request struct {
-	Token    []byte // accessToken
+	Token    []byte // accessToken, or idToken for a provider of ID tokens
 	Platform []byte // one of web, launcher, mobile, pc
 	PlayerID []byte // optional; empty when not claimed
+	Nonce    []byte // ID tokens only: optional; empty when not sent
 	Provider []byte // /admin/purge only: the provider a key purge is for
 }
 
@@ -57,13 +59,15 @@ const (
 	reqKeyToken
 	reqKeyPlatform
 	reqKeyPlayerID
+	reqKeyIDToken // the token of a provider of ID tokens (Spec.IDToken)
+	reqKeyNonce
 	numReqKeys
 	// reqKeyProvider is /admin/purge's provider: no header, no error
 	// tables, so after numReqKeys.
 	reqKeyProvider = numReqKeys
 )
 
-var reqKeyNames = [numReqKeys]string{"accessToken", "platform", "playerId"}
+var reqKeyNames = [numReqKeys]string{"accessToken", "platform", "playerId", "idToken", "nonce"}
 
 var (
 	reqKeyBytes        [numReqKeys][]byte
@@ -105,6 +109,33 @@ type form struct {
 	onlyKnown  bool // refuse unknown keys
 	noPlatform bool // platform is not a key (an unknown one)
 	provider   bool // provider is a key (/admin/purge)
+	// idToken: the keys are idToken, nonce and playerId (a provider of ID
+	// tokens); accessToken and platform are unknown ones.
+	idToken bool
+}
+
+// has says whether request key k is one of f's.
+func (f form) has(k int) bool {
+	switch k {
+	case reqKeyToken:
+		return !f.idToken
+	case reqKeyPlatform:
+		return !f.idToken && !f.noPlatform
+	case reqKeyIDToken, reqKeyNonce:
+		return f.idToken
+	}
+	return true
+}
+
+// names lists f's keys, in the order of reqKeyNames.
+func (f form) names() []string {
+	var ns []string
+	for k, name := range reqKeyNames {
+		if f.has(k) {
+			ns = append(ns, name)
+		}
+	}
+	return ns
 }
 
 // decodeJSON is DecodeJSON for the keys of f.
@@ -176,8 +207,10 @@ func (d *jsonDecoder) request(r *Request) error {
 				var v []byte
 				v, err = d.stringOrNull(k)
 				switch k {
-				case reqKeyToken:
+				case reqKeyToken, reqKeyIDToken:
 					r.Token = v
+				case reqKeyNonce:
+					r.Nonce = v
 				case reqKeyPlatform:
 					r.Platform = v
 				case reqKeyProvider:
@@ -227,19 +260,24 @@ func (d *jsonDecoder) key() (int, error) {
 	case "accessToken":
 		k = reqKeyToken
 	case "platform":
-		if !d.noPlatform {
-			k = reqKeyPlatform
-		}
+		k = reqKeyPlatform
 	case "playerId":
 		k = reqKeyPlayerID
+	case "idToken":
+		k = reqKeyIDToken
+	case "nonce":
+		k = reqKeyNonce
 	case "provider":
 		if d.provider {
 			k = reqKeyProvider
 		}
 	}
+	if k != reqKeyProvider && k != reqKeyUnknown && !d.has(k) {
+		k = reqKeyUnknown
+	}
 	if k == reqKeyUnknown {
 		for i := range reqKeyBytes {
-			if bytes.EqualFold(s, reqKeyBytes[i]) && !(i == reqKeyPlatform && d.noPlatform) && string(s) != reqKeyNames[i] {
+			if d.has(i) && bytes.EqualFold(s, reqKeyBytes[i]) && string(s) != reqKeyNames[i] {
 				return k, errReqKeyCase[i]
 			}
 		}
@@ -253,12 +291,9 @@ func (d *jsonDecoder) key() (int, error) {
 
 // unknownField names an unknown key, echoed safely (echoSafe).
 func unknownField(key []byte, f form) *RequestError {
-	want := "accessToken, platform, playerId"
-	switch {
-	case f.noPlatform:
-		want = "accessToken, playerId"
-	case f.provider:
-		want = "provider, accessToken, platform, playerId"
+	want := strings.Join(f.names(), ", ")
+	if f.provider {
+		want = "provider, " + want
 	}
 	return &RequestError{"unknown field " + strconv.Quote(string(echoSafe(key))) + " (want " + want + ")"}
 }

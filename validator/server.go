@@ -13,10 +13,12 @@ func (v *Validator) NewServer() *fasthttp.Server {
 		Logger:             v.FasthttpLogger(),
 		Name:               "playerguard",
 		MaxRequestBodySize: MaxBodyLen,
-		// Also the request header limit: room for a 4096-byte accessToken
-		// header and the rest. Each open connection holds one, so a
-		// reconnect storm of 10,000 connections costs 80 MiB, not 160.
-		ReadBufferSize: 8 << 10,
+		// Also the request header limit: room for an 8 KiB idToken header
+		// (Kakao's are about 1 KiB; a longer one must still get the 400
+		// naming it, not a 431) and the rest. Each open connection holds
+		// one, so a reconnect storm of 10,000 connections costs 120 MiB,
+		// not 160.
+		ReadBufferSize: 12 << 10,
 		// fasthttp's error texts otherwise quote the request they could
 		// not parse, access token header included (logged at debug).
 		SecureErrorLogMessage: true,

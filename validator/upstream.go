@@ -59,17 +59,24 @@ type Exchange struct {
 	// TokenEcho says the kept body holds the request's access token (and
 	// no secret): decide on it, but never hand it on or log it.
 	TokenEcho bool
+	// CacheControl is the Cache-Control header ("" when absent; the
+	// first, when sent more than once).
+	CacheControl string
 }
 
 // Transport failures, as Result.Err and for the upstream_requests outcome.
 var (
-	errTimeout    = errors.New("upstream timed out")
+	errTimeout    = ErrTimeout
 	errTooLarge   = errors.New("upstream response body too large")
 	errSaturated  = errors.New("too many concurrent upstream calls")
 	errConnection = errors.New("upstream connection error")
 	errPanic      = errors.New("upstream call panicked")
 	errEchoed     = ErrEchoed
 )
+
+// ErrTimeout is (wrapped in) HTTPUpstream.Do's error when the request
+// ran out of its timeout.
+var ErrTimeout = errors.New("upstream timed out")
 
 // ErrEchoed is Exchange.Dropped for a body that echoed a secret or the
 // access token: whatever its status, such a body is nobody's verdict
@@ -170,6 +177,13 @@ func (u *HTTPUpstream) Do(req *fasthttp.Request, token []byte) (Exchange, error)
 	}
 	ex.Status = resp.StatusCode()
 	ex.ContentType = internContentType(resp.Header.ContentType())
+	for name, value := range resp.Header.All() {
+		// Names are kept as sent (DisableHeaderNamesNormalizing).
+		if bytes.EqualFold(name, hdrCacheControl) {
+			ex.CacheControl = string(value)
+			break
+		}
+	}
 	switch {
 	case u.echoes(ex.Body, nil):
 		// Our credentials: never handed on, cached or logged; nobody's
@@ -183,6 +197,8 @@ func (u *HTTPUpstream) Do(req *fasthttp.Request, token []byte) (Exchange, error)
 	}
 	return ex, nil
 }
+
+var hdrCacheControl = []byte("Cache-Control")
 
 // Close closes the idle connections.
 func (u *HTTPUpstream) Close() { u.client.CloseIdleConnections() }

@@ -179,7 +179,7 @@ func New(cfg Config, providers ...Provider) (*Validator, error) {
 	for _, p := range providers {
 		s := p.Spec()
 		switch {
-		case s.Name == "" || s.Path == "" || s.Fields == nil || s.Timeout <= 0 || s.MaxCalls <= 0:
+		case s.Name == "" || s.Path == "" || s.Fields == nil || s.Timeout <= 0 || s.MaxCalls <= 0 || s.IDToken && s.Platform:
 			return nil, fmt.Errorf("provider %q: incomplete spec", s.Name)
 		case seen[s.Name] || seen[s.Path] || s.Path[0] != '/':
 			return nil, fmt.Errorf("provider %q: name or path %q taken or invalid", s.Name, s.Path)
@@ -330,7 +330,11 @@ type Answer struct {
 // then the (coalesced, breaker-guarded) upstream, then the outage policy.
 func (v *Validator) validate(pv *provider, st *reqState, now time.Time) Answer {
 	platform := pv.platform(&st.req)
-	st.key = st.kb.Key(platform, st.req.PlayerID, st.req.Token)
+	if pv.spec.IDToken {
+		st.key = st.kb.NonceKey(platform, st.req.PlayerID, st.req.Token, st.req.Nonce)
+	} else {
+		st.key = st.kb.Key(platform, st.req.PlayerID, st.req.Token)
+	}
 	if res, s := v.cache.Get(&st.key, now); s == cache.Fresh {
 		// Counted by observe, as validations_total{source="cache"}, which
 		// cache_hits_total sums.
@@ -362,6 +366,9 @@ func (v *Validator) validate(pv *provider, st *reqState, now time.Time) Answer {
 		return Answer{Res: res, Verdict: res.Verdict, Reason: res.Reason, Source: SourceUpstream}
 	}
 	failure := Answer{Res: res, Verdict: Unavailable, Reason: res.Reason, Source: SourceUpstream}
+	if res.NoPolicy {
+		return failure
+	}
 	switch v.cfg.Policy {
 	case PolicyStale:
 		// Look again: a kick since the first look has purged the entry,

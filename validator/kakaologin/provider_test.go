@@ -1,10 +1,8 @@
 package kakaologin_test
 
 import (
-	"context"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -80,18 +78,7 @@ func newHarness(t *testing.T, mod func(*validator.Config)) *harness {
 	}
 	t.Cleanup(v.Close)
 	h.v = v
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := v.NewServer()
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.ShutdownWithContext(ctx)
-	})
-	h.url = "http://" + ln.Addr().String()
+	h.url = testkit.Serve(t, v.NewServer())
 	return h
 }
 
@@ -139,35 +126,7 @@ func (h *harness) expect(r reply, status int, decision, reason, source string) {
 
 func (h *harness) metric(name string, labels ...string) float64 {
 	h.t.Helper()
-	mfs, err := h.reg.Gather()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for i := 0; i+1 < len(labels); i += 2 {
-				if have[labels[i]] != labels[i+1] {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				sum += m.Counter.GetValue()
-			case m.Gauge != nil:
-				sum += m.Gauge.GetValue()
-			}
-		}
-	}
-	return sum
+	return testkit.Metric(h.t, h.reg, name, labels...)
 }
 
 // TestAnswers: each row of the decision table through the HTTP API, with
