@@ -13,9 +13,11 @@ import (
 	"strings"
 	"time"
 
+	"playerguard/metrics"
 	"playerguard/validator"
 	"playerguard/validator/kakaogames"
 	"playerguard/validator/kakaologin"
+	"playerguard/validator/kakaooidc"
 )
 
 // envPrefix starts the environment variable of every flag: -cache-ttl is
@@ -42,6 +44,15 @@ type Config struct {
 	KakaoLoginAppID   string
 	KakaoLoginAPI     string
 	KakaoLoginTimeout time.Duration
+
+	KakaoOIDCAudiences    string
+	KakaoOIDCIssuer       string
+	KakaoOIDCJWKSURL      string
+	KakaoOIDCLeeway       time.Duration
+	KakaoOIDCRequireNonce bool
+	KakaoOIDCMaxAuthAge   time.Duration
+	KakaoOIDCJWKSRefresh  time.Duration
+	KakaoOIDCJWKSMinGap   time.Duration
 
 	AppSecretFile, AdminKeyFile, AdminTokenFile string
 	// The secrets' environment variables (PLAYERGUARD_APP_SECRET, ...) as
@@ -80,6 +91,14 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.KakaoLoginAppID, "kakao-login-app-id", "", "Kakao Developers app `id` (numeric) whose Kakao Login access tokens are accepted; enables the kakao-login provider")
 	fs.StringVar(&c.KakaoLoginAPI, "kakao-login-api", kakaologin.DefaultAPI, "Kakao REST API base `URL` for the kakao-login provider")
 	fs.DurationVar(&c.KakaoLoginTimeout, "kakao-login-timeout", 0, "bound on one kakao-login upstream call; 0 means -upstream-timeout")
+	fs.StringVar(&c.KakaoOIDCAudiences, "kakao-oidc-audiences", "", "comma-separated Kakao app `keys` (REST API, native app, JavaScript) ID tokens may be issued to (aud); enables the kakao-oidc provider")
+	fs.StringVar(&c.KakaoOIDCIssuer, "kakao-oidc-issuer", kakaooidc.DefaultIssuer, "the iss kakao-oidc ID tokens must have, exactly")
+	fs.StringVar(&c.KakaoOIDCJWKSURL, "kakao-oidc-jwks-url", kakaooidc.DefaultJWKSURL, "`URL` of Kakao's public key set (JWKS) for kakao-oidc")
+	fs.DurationVar(&c.KakaoOIDCLeeway, "kakao-oidc-leeway", kakaooidc.DefaultLeeway, "clock skew allowed on an ID token's exp, iat and auth_time (at most 5m)")
+	fs.BoolVar(&c.KakaoOIDCRequireNonce, "kakao-oidc-require-nonce", false, "refuse (400) a kakao-oidc validation that sends no nonce")
+	fs.DurationVar(&c.KakaoOIDCMaxAuthAge, "kakao-oidc-max-auth-age", 0, "kick ID tokens whose auth_time is older (auth_too_old); 0 means any age")
+	fs.DurationVar(&c.KakaoOIDCJWKSRefresh, "kakao-oidc-jwks-refresh", kakaooidc.DefaultRefresh, "how often the key set is fetched again (sooner when its Cache-Control max-age says so)")
+	fs.DurationVar(&c.KakaoOIDCJWKSMinGap, "kakao-oidc-jwks-min-interval", kakaooidc.DefaultMinInterval, "least time between key fetches for tokens naming an unknown key id (per sidecar)")
 	fs.StringVar(&c.UpstreamCAFile, "upstream-ca-file", "", "PEM `file` of CAs to trust for the upstream instead of the system's (TLS is always verified)")
 	fs.StringVar(&c.AppSecretFile, "app-secret-file", "", "`file` holding the app secret (or set "+envAppSecret+")")
 	fs.StringVar(&c.AdminKeyFile, "admin-key-file", "", "`file` holding the upstream admin key, sent as KakaoAK (or set "+envAdminKey+")")
@@ -98,7 +117,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on the ops listener (for performance investigations)")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration, print every problem, and exit (0 if none, 2 otherwise)")
-	fs.BoolVar(&c.Demo, "demo", false, "start embedded fakes of every upstream (Kakao Games, Kakao Login) with sample players and print curl lines to try")
+	fs.BoolVar(&c.Demo, "demo", false, "start embedded fakes of every upstream (Kakao Games, Kakao Login, Kakao's OIDC keys) with sample players and print curl lines to try")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
 	return fs
 }
@@ -205,14 +224,15 @@ func (c *Config) Validate() error {
 		bad("-ops-listen: must differ from -listen (%s)", c.Listen)
 	}
 
-	if c.Demo && (c.Upstream != "" || c.AppSecretEnv != "" || c.AdminKeyEnv != "" || c.AppSecretFile != "" || c.AdminKeyFile != "" || c.KakaoLoginAPI != kakaologin.DefaultAPI) {
+	if c.Demo && (c.Upstream != "" || c.AppSecretEnv != "" || c.AdminKeyEnv != "" || c.AppSecretFile != "" || c.AdminKeyFile != "" ||
+		c.KakaoLoginAPI != kakaologin.DefaultAPI || c.KakaoOIDCJWKSURL != kakaooidc.DefaultJWKSURL) {
 		// A stray PLAYERGUARD_DEMO=true in a real deployment must not
 		// quietly swap the real upstream for the fake one and its players.
-		bad("-demo: cannot be combined with -upstream, -kakao-login-api or upstream secrets (the demo brings its own fake upstreams)")
+		bad("-demo: cannot be combined with -upstream, -kakao-login-api, -kakao-oidc-jwks-url or upstream secrets (the demo brings its own fake upstreams)")
 	}
 	if !c.Demo {
-		if !c.kakaoGames() && !c.kakaoLogin() {
-			bad("no provider configured: enable kakao-games with -upstream and -app-id (and its secrets), or kakao-login with -kakao-login-app-id")
+		if !c.kakaoGames() && !c.kakaoLogin() && !c.kakaoOIDC() {
+			bad("no provider configured: enable kakao-games with -upstream and -app-id (and its secrets), kakao-login with -kakao-login-app-id, or kakao-oidc with -kakao-oidc-audiences")
 		}
 		if c.kakaoGames() {
 			if c.Upstream == "" {
@@ -242,6 +262,7 @@ func (c *Config) Validate() error {
 	if c.KakaoLoginTimeout < 0 {
 		bad("-kakao-login-timeout: must not be negative")
 	}
+	errs = append(errs, c.checkKakaoOIDC()...)
 	_, secretErrs := c.resolveSecrets()
 	errs = append(errs, secretErrs...)
 	if err := validator.CheckUpstreamCAFile(c.UpstreamCAFile); err != nil {
@@ -357,11 +378,69 @@ func secret(fromEnv, envName, file, flagName string, required bool) (string, err
 // -app-id given: Validate wants both).
 func (c *Config) kakaoGames() bool { return c.Upstream != "" || c.AppID != "" }
 
+// kakaoOIDC says the kakao-oidc provider is enabled.
+func (c *Config) kakaoOIDC() bool {
+	return strings.TrimSpace(strings.ReplaceAll(c.KakaoOIDCAudiences, ",", "")) != ""
+}
+
+// checkKakaoOIDC checks the -kakao-oidc-* flags.
+func (c *Config) checkKakaoOIDC() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if !c.kakaoOIDC() && !c.Demo {
+		var set []string
+		for _, f := range []struct {
+			name  string
+			isSet bool
+		}{
+			{"-kakao-oidc-issuer", c.KakaoOIDCIssuer != kakaooidc.DefaultIssuer},
+			{"-kakao-oidc-jwks-url", c.KakaoOIDCJWKSURL != kakaooidc.DefaultJWKSURL},
+			{"-kakao-oidc-leeway", c.KakaoOIDCLeeway != kakaooidc.DefaultLeeway},
+			{"-kakao-oidc-require-nonce", c.KakaoOIDCRequireNonce},
+			{"-kakao-oidc-max-auth-age", c.KakaoOIDCMaxAuthAge != 0},
+			{"-kakao-oidc-jwks-refresh", c.KakaoOIDCJWKSRefresh != kakaooidc.DefaultRefresh},
+			{"-kakao-oidc-jwks-min-interval", c.KakaoOIDCJWKSMinGap != kakaooidc.DefaultMinInterval},
+		} {
+			if f.isSet {
+				set = append(set, f.name)
+			}
+		}
+		if len(set) > 0 {
+			bad("-kakao-oidc-audiences: required with %s (the app keys ID tokens may be issued to)", strings.Join(set, ", "))
+		}
+	}
+	if _, err := kakaooidc.ParseAudiences(c.KakaoOIDCAudiences); err != nil {
+		bad("-kakao-oidc-audiences: %v", err)
+	}
+	if c.KakaoOIDCIssuer == "" {
+		bad("-kakao-oidc-issuer: must not be empty")
+	}
+	if err := kakaooidc.CheckJWKSURL(c.KakaoOIDCJWKSURL); err != nil {
+		bad("-kakao-oidc-jwks-url: %v", err)
+	}
+	switch {
+	case c.KakaoOIDCLeeway < 0:
+		bad("-kakao-oidc-leeway: must not be negative")
+	case c.KakaoOIDCLeeway > kakaooidc.MaxLeeway:
+		bad("-kakao-oidc-leeway: must be at most %v", kakaooidc.MaxLeeway)
+	}
+	if c.KakaoOIDCMaxAuthAge < 0 {
+		bad("-kakao-oidc-max-auth-age: must not be negative")
+	}
+	switch {
+	case c.KakaoOIDCJWKSMinGap <= 0:
+		bad("-kakao-oidc-jwks-min-interval: must be positive")
+	case c.KakaoOIDCJWKSRefresh < c.KakaoOIDCJWKSMinGap:
+		bad("-kakao-oidc-jwks-refresh: must be at least -kakao-oidc-jwks-min-interval (%v)", c.KakaoOIDCJWKSMinGap)
+	}
+	return errs
+}
+
 // kakaoLogin says the kakao-login provider is enabled.
 func (c *Config) kakaoLogin() bool { return c.KakaoLoginAppID != "" }
 
 // providers builds the enabled providers, in a fixed order.
-func (c *Config) providers(sec secrets, log *slog.Logger) ([]validator.Provider, error) {
+func (c *Config) providers(sec secrets, log *slog.Logger, m *metrics.Metrics) ([]validator.Provider, error) {
 	var ps []validator.Provider
 	closeAll := func() {
 		for _, p := range ps {
@@ -400,6 +479,24 @@ func (c *Config) providers(sec secrets, log *slog.Logger) ([]validator.Provider,
 		}
 		ps = append(ps, kl)
 	}
+	if c.kakaoOIDC() {
+		auds, _ := kakaooidc.ParseAudiences(c.KakaoOIDCAudiences) // checked
+		leeway := c.KakaoOIDCLeeway
+		if leeway == 0 {
+			leeway = -1 // none (the package's zero is its default)
+		}
+		ko, err := kakaooidc.New(kakaooidc.Config{
+			Audiences: auds, Issuer: c.KakaoOIDCIssuer, JWKSURL: c.KakaoOIDCJWKSURL,
+			Leeway: leeway, RequireNonce: c.KakaoOIDCRequireNonce, MaxAuthAge: c.KakaoOIDCMaxAuthAge,
+			Refresh: c.KakaoOIDCJWKSRefresh, MinInterval: c.KakaoOIDCJWKSMinGap,
+			Timeout: c.UpstreamTimeout, Logger: log, Metrics: m,
+		})
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("%s: %w", kakaooidc.Name, err)
+		}
+		ps = append(ps, ko)
+	}
 	return ps, nil
 }
 
@@ -413,6 +510,9 @@ func (c *Config) unconfigured() []validator.Endpoint {
 	}
 	if !c.kakaoLogin() {
 		es = append(es, validator.Endpoint{Provider: kakaologin.Name, Path: kakaologin.Path})
+	}
+	if !c.kakaoOIDC() {
+		es = append(es, validator.Endpoint{Provider: kakaooidc.Name, Path: kakaooidc.Path})
 	}
 	return es
 }

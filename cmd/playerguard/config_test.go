@@ -115,7 +115,7 @@ func TestBadConfig(t *testing.T) {
 		}
 	}
 	f("nothing", nil, nil,
-		"no provider configured: enable kakao-games with -upstream and -app-id (and its secrets), or kakao-login with -kakao-login-app-id")
+		"no provider configured: enable kakao-games with -upstream and -app-id (and its secrets), kakao-login with -kakao-login-app-id, or kakao-oidc with -kakao-oidc-audiences")
 	f("kakao-games without its secrets", nil, []string{"-upstream", "http://h", "-app-id", "1"},
 		"-app-secret-file: required: set PLAYERGUARD_APP_SECRET or -app-secret-file",
 		"-admin-key-file: required: set PLAYERGUARD_ADMIN_KEY or -admin-key-file")
@@ -125,6 +125,18 @@ func TestBadConfig(t *testing.T) {
 	f("kakao-login api", nil, []string{"-kakao-login-app-id", "123", "-kakao-login-api", "kapi.kakao.com"},
 		`-kakao-login-api: "kapi.kakao.com" is not an http:// or https:// URL`)
 	f("kakao-login timeout", nil, []string{"-kakao-login-app-id", "123", "-kakao-login-timeout", "-1s"}, "-kakao-login-timeout: must not be negative")
+	f("kakao-oidc flags without audiences", nil, []string{"-kakao-login-app-id", "123", "-kakao-oidc-leeway", "10s", "-kakao-oidc-require-nonce"},
+		"-kakao-oidc-audiences: required with -kakao-oidc-leeway, -kakao-oidc-require-nonce (the app keys ID tokens may be issued to)")
+	f("kakao-oidc audiences blank", nil, []string{"-kakao-oidc-audiences", " , ", "-kakao-oidc-jwks-url", "http://127.0.0.1:1/jwks"},
+		"no provider configured: enable kakao-games with -upstream and -app-id (and its secrets), kakao-login with -kakao-login-app-id, or kakao-oidc with -kakao-oidc-audiences",
+		"-kakao-oidc-audiences: required with -kakao-oidc-jwks-url (the app keys ID tokens may be issued to)")
+	f("kakao-oidc jwks url", nil, []string{"-kakao-oidc-audiences", "k1", "-kakao-oidc-jwks-url", "kauth.kakao.com/.well-known/jwks.json"},
+		`-kakao-oidc-jwks-url: "kauth.kakao.com/.well-known/jwks.json" is not an http:// or https:// URL`)
+	f("kakao-oidc leeway", nil, []string{"-kakao-oidc-audiences", "k1", "-kakao-oidc-leeway", "6m"}, "-kakao-oidc-leeway: must be at most 5m0s")
+	f("kakao-oidc audience with a space", nil, []string{"-kakao-oidc-audiences", "k1,k 2"}, "-kakao-oidc-audiences: an app key holds a space or a control character")
+	f("kakao-oidc intervals", nil, []string{"-kakao-oidc-audiences", "k1", "-kakao-oidc-jwks-refresh", "10s", "-kakao-oidc-max-auth-age", "-1s"},
+		"-kakao-oidc-max-auth-age: must not be negative", "-kakao-oidc-jwks-refresh: must be at least -kakao-oidc-jwks-min-interval (30s)")
+	f("kakao-oidc min interval", nil, []string{"-kakao-oidc-audiences", "k1", "-kakao-oidc-jwks-min-interval", "0s"}, "-kakao-oidc-jwks-min-interval: must be positive")
 	f("bad upstream", goodEnv, []string{"-upstream", "kakao.com"}, `-upstream: "kakao.com" is not an http:// or https:// URL`)
 	f("upstream without a host", goodEnv, []string{"-upstream", "https://"}, `-upstream: "https://" has no host`)
 	f("unparsable upstream", goodEnv, []string{"-upstream", "http://h:x"}, `-upstream: cannot parse: invalid port ":x" after host`)
@@ -154,7 +166,7 @@ func TestBadConfig(t *testing.T) {
 	f("allow status", goodEnv, []string{"-allow-status", " , "}, "-allow-status: must list at least one status")
 	f("entries", goodEnv, []string{"-cache-max-entries", "0"}, "-cache-max-entries: must be positive")
 	f("demo with a real upstream", append(goodEnv, "PLAYERGUARD_DEMO=true"), nil,
-		"-demo: cannot be combined with -upstream, -kakao-login-api or upstream secrets (the demo brings its own fake upstreams)")
+		"-demo: cannot be combined with -upstream, -kakao-login-api, -kakao-oidc-jwks-url or upstream secrets (the demo brings its own fake upstreams)")
 
 	// -allow-remote lifts the loopback rule.
 	if code, _, errs := runConfig(t, goodEnv, "-listen", "0.0.0.0:7600", "-allow-remote"); code != 0 {
@@ -249,6 +261,9 @@ func TestCheckConfigAgreesWithStartup(t *testing.T) {
 		{"allow status", env, []string{"-allow-status", " , "}, "-allow-status:"},
 		{"entries", env, []string{"-cache-max-entries", "0"}, "-cache-max-entries:"},
 		{"demo with a real upstream", append(env, "PLAYERGUARD_DEMO=true"), nil, "-demo:"},
+		{"kakao-oidc leeway", env, []string{"-kakao-oidc-audiences", "k1", "-kakao-oidc-leeway", "10m"}, "-kakao-oidc-leeway:"},
+		{"kakao-oidc jwks url", env, []string{"-kakao-oidc-audiences", "k1", "-kakao-oidc-jwks-url", "ftp://h/jwks"}, "-kakao-oidc-jwks-url:"},
+		{"kakao-oidc flag without audiences", env, []string{"-kakao-oidc-max-auth-age", "1h"}, "-kakao-oidc-audiences:"},
 	}
 	// runBinary runs playerguard and returns its exit code and stderr.
 	runBinary := func(env []string, args ...string) (int, string) {

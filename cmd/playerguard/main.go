@@ -32,6 +32,8 @@ import (
 	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/validator/kakaologin"
 	"playerguard/validator/kakaologin/kakaologintest"
+	"playerguard/validator/kakaooidc"
+	"playerguard/validator/kakaooidc/kakaooidctest"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -86,15 +88,16 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	level, _ := cfg.logLevel()
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	var fakes *demoFakes
 	if cfg.Demo {
-		fakes, err := startDemo(cfg, &sec)
-		if err != nil {
+		var err error
+		if fakes, err = startDemo(cfg, &sec); err != nil {
 			log.Error("cannot start the demo upstreams", "error", err.Error())
 			return 1
 		}
 		defer fakes.Close()
 	}
-	return serve(ctx, cfg, sec, log, stdout)
+	return serve(ctx, cfg, sec, log, stdout, fakes)
 }
 
 // printProblems prints each configuration problem on its own line.
@@ -109,11 +112,12 @@ func printProblems(w io.Writer, err error) {
 	fmt.Fprintf(w, "playerguard: %v\n", err)
 }
 
-func serve(ctx context.Context, cfg *Config, sec secrets, log *slog.Logger, stdout io.Writer) int {
+// serve runs playerguard; fakes are the demo's (nil without -demo).
+func serve(ctx context.Context, cfg *Config, sec secrets, log *slog.Logger, stdout io.Writer, fakes *demoFakes) int {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, buildVersion())
 	policy, _ := validator.ParsePolicy(cfg.OnFailure)
-	providers, err := cfg.providers(sec, log)
+	providers, err := cfg.providers(sec, log, m)
 	if err != nil {
 		log.Error("cannot start a provider", "error", err.Error())
 		return 2
@@ -183,8 +187,8 @@ func serve(ctx context.Context, cfg *Config, sec secrets, log *slog.Logger, stdo
 	}
 	log.Info("playerguard started", "version", buildVersion(), "listen", apiLn.Addr().String(), "ops_listen", opsLn.Addr().String(),
 		"providers", strings.Join(v.Providers(), ","), "upstream", cfg.Upstream, "app_id", cfg.AppID, "kakao_login_app_id", cfg.KakaoLoginAppID, "policy", cfg.OnFailure, "cache_ttl", cfg.CacheTTL.String(), "demo", cfg.Demo)
-	if cfg.Demo {
-		printDemo(stdout, cfg, apiLn.Addr().String(), opsLn.Addr().String())
+	if fakes != nil {
+		printDemo(stdout, cfg, fakes, apiLn.Addr().String(), opsLn.Addr().String())
 	}
 
 	code := 0
@@ -222,11 +226,13 @@ func serve(ctx context.Context, cfg *Config, sec secrets, log *slog.Logger, stdo
 type demoFakes struct {
 	kg *kakaogamestest.Server
 	kl *kakaologintest.Server
+	ko *kakaooidctest.Server
 }
 
 func (f *demoFakes) Close() {
 	f.kg.Close()
 	f.kl.Close()
+	f.ko.Close()
 }
 
 // demoKakaoLoginAppID is the demo's Kakao Login app id when none is given.
@@ -250,15 +256,25 @@ func startDemo(cfg *Config, sec *secrets) (*demoFakes, error) {
 		kg.Close()
 		return nil, err
 	}
+	ko, err := kakaooidctest.Start()
+	if err != nil {
+		kg.Close()
+		kl.Close()
+		return nil, err
+	}
 	kg.LoadDemo(cfg.AppID)
 	kl.LoadDemo(cfg.KakaoLoginAppID)
+	if !cfg.kakaoOIDC() {
+		cfg.KakaoOIDCAudiences = kakaooidctest.DemoAudience
+	}
 	cfg.Upstream = kg.URL()
 	cfg.KakaoLoginAPI = kl.URL()
+	cfg.KakaoOIDCJWKSURL = ko.URL()
 	sec.appSecret, sec.adminKey = "demo-app-secret", "demo-admin-key"
-	return &demoFakes{kg, kl}, nil
+	return &demoFakes{kg, kl, ko}, nil
 }
 
-func printDemo(w io.Writer, cfg *Config, listen, opsListen string) {
+func printDemo(w io.Writer, cfg *Config, fakes *demoFakes, listen, opsListen string) {
 	fmt.Fprintf(w, "\nplayerguard demo: a fake Kakao Games API runs at %s with these players.\n", cfg.Upstream)
 	fmt.Fprintf(w, "Paste a line into another terminal; the comment says what it answers.\n\n")
 	for _, p := range kakaogamestest.Demo(cfg.AppID) {
@@ -278,6 +294,14 @@ func printDemo(w io.Writer, cfg *Config, listen, opsListen string) {
 		fmt.Fprintf(w, "curl -s -w ' HTTP %%{http_code}\\n' -X POST http://%s%s -d '{\"accessToken\":\"%s\",\"playerId\":\"%s\"}'\n\n",
 			listen, kakaologin.Path, u.Token, u.UserID)
 	}
+	auds, _ := kakaooidc.ParseAudiences(cfg.KakaoOIDCAudiences)
+	fmt.Fprintf(w, "A fake of Kakao's OIDC key set runs at %s; these ID tokens (app key %s) are verified locally, no call to Kakao.\n\n", cfg.KakaoOIDCJWKSURL, auds[0])
+	for _, tk := range fakes.ko.Demo(auds[0], time.Now()) {
+		fmt.Fprintf(w, "# %s: %s\n", tk.Name, tk.Expect)
+		fmt.Fprintf(w, "curl -s -w ' HTTP %%{http_code}\\n' -X POST http://%s%s -d '{\"idToken\":\"%s\",\"playerId\":\"%s\"}'\n\n",
+			listen, kakaooidc.Path, tk.Token, tk.UserID)
+	}
+	fmt.Fprintf(w, "# the key set's health\ncurl -s http://%s/readyz; curl -s http://%s/metrics | grep -E '^playerguard_(keys|key_)'\n\n", opsListen, opsListen)
 	fmt.Fprintf(w, "# metrics\ncurl -s http://%s/metrics | grep '^playerguard_validations_total'\n\n", opsListen)
 	fmt.Fprintf(w, "Stop with Ctrl-C.\n")
 }

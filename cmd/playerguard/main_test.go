@@ -349,6 +349,10 @@ func TestDemo(t *testing.T) {
 		m := statusRe.FindStringSubmatch(got)
 		want := map[string]string{"allow": "200", "kick": "403", "unavailable": "503"}
 		switch {
+		case strings.Contains(comment, "key set"):
+			if !strings.Contains(got, "kakao-oidc: ready") || !strings.Contains(got, `playerguard_keys{provider="kakao-oidc"} 1`) {
+				t.Errorf("key set line: %q", got)
+			}
 		case strings.Contains(comment, "metrics"):
 			if !strings.Contains(got, "playerguard_validations_total") {
 				t.Errorf("metrics line printed nothing: %q", got)
@@ -372,8 +376,8 @@ func TestDemo(t *testing.T) {
 			}
 		}
 	}
-	if ran < 12 {
-		t.Errorf("ran %d curl lines, want at least 12 (5 Kakao Games players, drop-in, 5 Kakao Login users, metrics):\n%s", ran, out)
+	if ran < 17 {
+		t.Errorf("ran %d curl lines, want at least 17 (5 Kakao Games players, drop-in, 5 Kakao Login users, 4 ID tokens, key set, metrics):\n%s", ran, out)
 	}
 }
 

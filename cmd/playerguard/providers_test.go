@@ -39,7 +39,7 @@ func TestBothProviders(t *testing.T) {
 
 	cfg := &Config{Upstream: kgFake.URL(), AppID: "909428", KakaoLoginAppID: "100001", KakaoLoginAPI: klFake.URL(),
 		UpstreamTimeout: time.Second, MaxUpstreamConns: 16, AllowStatus: "normal"}
-	ps, err := cfg.providers(secrets{appSecret: "s3cret", adminKey: "k3y"}, nil)
+	ps, err := cfg.providers(secrets{appSecret: "s3cret", adminKey: "k3y"}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -214,29 +214,20 @@ func CheckJWKSURL(s string) error {
 	return err
 }
 
-// splitURL splits a key set URL into the base HTTPUpstream takes and the
-// path and query requested under it.
+// splitURL splits a key set URL (an upstream URL: http:// or https://,
+// a host, no user info, query or fragment) into the base HTTPUpstream
+// takes and the path requested under it.
 func splitURL(s string) (base, path string, err error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "", "", errors.New("cannot parse " + strconv.Quote(s))
-	}
-	path = u.EscapedPath()
-	if u.RawQuery != "" {
-		path += "?" + u.RawQuery
-	}
-	u.Path, u.RawPath, u.RawQuery = "", "", ""
-	base = u.String()
-	if err := validator.CheckUpstreamURL(base); err != nil {
+	if err := validator.CheckUpstreamURL(s); err != nil {
 		return "", "", err
 	}
-	if u.Fragment != "" {
-		return "", "", errors.New(strconv.Quote(s) + " has a fragment")
-	}
+	u, _ := url.Parse(s) // checked
+	path = u.EscapedPath()
 	if path == "" {
 		path = "/"
 	}
-	return base, path, nil
+	u.Path, u.RawPath = "", ""
+	return u.String(), path, nil
 }
 
 // fields are the raw values of a Result: the user.
