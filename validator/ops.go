@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"playerguard/cache"
 )
 
 // OpsHandler serves the ops listener: /healthz, /readyz, the given metrics
@@ -102,7 +104,7 @@ func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req Request
-	if _, err := decodeJSON(raw, &req, nil, form{onlyKnown: true, provider: true}); err != nil {
+	if _, err := decodeJSON(raw, &req, nil, form{onlyKnown: true, provider: true, purge: true}); err != nil {
 		opsJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
@@ -137,8 +139,22 @@ func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 		opsJSON(w, http.StatusBadRequest, map[string]string{"error": "provider " + pv.spec.Name + " takes no platform"})
 		return
 	}
+	if !pv.spec.IDToken && req.Nonce != nil {
+		opsJSON(w, http.StatusBadRequest, map[string]string{"error": "provider " + pv.spec.Name + " takes no nonce"})
+		return
+	}
 	if err := pv.p.Check(&req); err != nil {
 		opsJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	if pv.spec.IDToken {
+		// Every entry of the ID token, under any nonce and claim (they are
+		// filed under the token's digest): a purge is for the token.
+		var none cache.Key
+		v.flights.detach(cache.TokenOf(req.Token), "", &none)
+		v.cache.PurgeToken(cache.TokenOf(req.Token))
+		v.log.Info("admin purge", "provider", pv.spec.Name, "scope", "token")
+		opsJSON(w, http.StatusOK, map[string]string{"purged": "token"})
 		return
 	}
 	st := v.getState()

@@ -49,6 +49,7 @@ var (
 	errMissingToken    = &RequestError{"missing accessToken"}
 	errTokenTooLong    = &RequestError{"accessToken too long (limit " + strconv.Itoa(MaxTokenLen) + " bytes)"}
 	errTokenChars      = &RequestError{"accessToken contains invalid characters (control, space or non-ASCII)"}
+	errTwoTokens       = &RequestError{"send accessToken or idToken, not both"}
 	errPlayerIDTooLong = &RequestError{"playerId too long (limit " + strconv.Itoa(MaxPlayerIDLen) + " bytes)"}
 	errPlayerIDChars   = &RequestError{"playerId contains invalid characters (control, space or non-ASCII)"}
 )
@@ -112,10 +113,15 @@ type form struct {
 	// idToken: the keys are idToken, nonce and playerId (a provider of ID
 	// tokens); accessToken and platform are unknown ones.
 	idToken bool
+	// purge: /admin/purge's, every key (a token as accessToken or idToken).
+	purge bool
 }
 
 // has says whether request key k is one of f's.
 func (f form) has(k int) bool {
+	if f.purge {
+		return true
+	}
 	switch k {
 	case reqKeyToken:
 		return !f.idToken
@@ -208,6 +214,9 @@ func (d *jsonDecoder) request(r *Request) error {
 				v, err = d.stringOrNull(k)
 				switch k {
 				case reqKeyToken, reqKeyIDToken:
+					if r.Token != nil {
+						return errTwoTokens
+					}
 					r.Token = v
 				case reqKeyNonce:
 					r.Nonce = v

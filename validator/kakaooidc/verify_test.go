@@ -6,10 +6,13 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"playerguard/internal/testkit"
 	"playerguard/validator"
 	"playerguard/validator/kakaooidc/kakaooidctest"
 )
@@ -332,5 +335,46 @@ func TestNoSecretsInLogsOrMetrics(t *testing.T) {
 				t.Errorf("%q found in logs or metrics", secret)
 			}
 		}
+	}
+}
+
+// TestAdminPurge: /admin/purge with provider kakao-oidc and an idToken
+// drops every entry of the token (any nonce or claim); by playerId, the
+// user's.
+func TestAdminPurge(t *testing.T) {
+	h := newHarness(t, setup{})
+	ops := httptest.NewServer(h.v.OpsHandler(http.NotFoundHandler(), "admintok"))
+	defer ops.Close()
+	purge := func(body string) (int, string) {
+		req, _ := http.NewRequest("POST", ops.URL+"/admin/purge", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer admintok")
+		r := testkit.Do(t, client, req)
+		return r.Status, r.Raw
+	}
+	c := h.claims(userA)
+	c.Nonce = "n-1"
+	tok := h.fake.Sign("kid-1", c)
+	h.expect(h.check(tok, "n-1", userA), httpOK, "allow", "ok", "upstream")
+	h.expect(h.check(tok, "", ""), httpOK, "allow", "ok", "upstream")
+	if s, raw := purge(`{"provider":"kakao-oidc","idToken":"` + tok + `"}`); s != 200 || !strings.Contains(raw, `"purged":"token"`) {
+		t.Fatalf("purge: %d %s", s, raw)
+	}
+	h.expect(h.check(tok, "n-1", userA), httpOK, "allow", "ok", "upstream")
+	h.expect(h.check(tok, "", ""), httpOK, "allow", "ok", "upstream")
+	if s, _ := purge(`{"playerId":"` + userA + `"}`); s != 200 {
+		t.Fatalf("player purge: %d", s)
+	}
+	h.expect(h.check(tok, "", ""), httpOK, "allow", "ok", "upstream")
+	for body, want := range map[string]string{
+		`{"provider":"kakao-oidc","idToken":"x.y"}`:                        "idToken is not a compact JWS",
+		`{"provider":"kakao-oidc","idToken":"` + tok + `","platform":"pc"}`: "takes no platform",
+		`{"provider":"kakao-oidc","idToken":"a.b.c","accessToken":"d"}`:     "send accessToken or idToken, not both",
+	} {
+		if s, raw := purge(body); s != 400 || !strings.Contains(raw, want) {
+			t.Errorf("%s: %d %s, want 400 %q", body, s, raw, want)
+		}
+	}
+	if strings.Contains(h.logs.String(), strings.Split(tok, ".")[2]) {
+		t.Error("the purged token is in the log")
 	}
 }
