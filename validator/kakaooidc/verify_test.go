@@ -366,7 +366,7 @@ func TestAdminPurge(t *testing.T) {
 	}
 	h.expect(h.check(tok, "", ""), httpOK, "allow", "ok", "upstream")
 	for body, want := range map[string]string{
-		`{"provider":"kakao-oidc","idToken":"x.y"}`:                        "idToken is not a compact JWS",
+		`{"provider":"kakao-oidc","idToken":"x.y"}`:                         "idToken is not a compact JWS",
 		`{"provider":"kakao-oidc","idToken":"` + tok + `","platform":"pc"}`: "takes no platform",
 		`{"provider":"kakao-oidc","idToken":"a.b.c","accessToken":"d"}`:     "send accessToken or idToken, not both",
 	} {
