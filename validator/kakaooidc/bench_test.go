@@ -1,0 +1,107 @@
+package kakaooidc
+
+import (
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"playerguard/validator"
+	"playerguard/validator/kakaooidc/kakaooidctest"
+)
+
+// benchProvider is the provider before the fake with its key set loaded,
+// and a valid token of userA (real clock).
+func benchProvider(tb testing.TB) (*Provider, *kakaooidctest.Server, string) {
+	tb.Helper()
+	fake, err := kakaooidctest.Start()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(fake.Close)
+	p, err := New(Config{Audiences: []string{aud}, JWKSURL: fake.URL(), tick: -1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(p.Close)
+	p.keys.wait()
+	now := time.Now()
+	tok := fake.Sign("kid-1", kakaooidctest.Claims{Sub: userA, Aud: aud, Iat: now, Exp: now.Add(6 * time.Hour), AuthTime: now, Nickname: "hana", Nonce: "n-0123456789"})
+	return p, fake, tok
+}
+
+// BenchmarkVerify is a miss's own work, the cache aside: decoding, the
+// strict reads, one RS256 verification (2048-bit key) and the claims.
+// verifications/s is per benchmark goroutine count: run with -cpu 1 for
+// a core's figure.
+func BenchmarkVerify(b *testing.B) {
+	p, _, tok := benchProvider(b)
+	r := &validator.Request{Token: []byte(tok), PlayerID: []byte(userA)}
+	if err := p.Check(r); err != nil {
+		b.Fatal(err)
+	}
+	if res := p.Call(r); res.Verdict != validator.Allow {
+		b.Fatalf("%v %v", res.Verdict, res.Reason)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		r := &validator.Request{Token: []byte(tok), PlayerID: []byte(userA)}
+		for pb.Next() {
+			p.Call(r)
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verifications/s")
+}
+
+// hitValidator is playerguard with the provider, and a request context
+// whose validation is a cache hit.
+func hitValidator(tb testing.TB) (*validator.Validator, *fasthttp.RequestCtx) {
+	tb.Helper()
+	p, _, tok := benchProvider(tb)
+	v, err := validator.New(validator.Config{CacheTTL: time.Hour, CacheMaxEntries: 1000}, p)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(v.Close)
+	ctx := &fasthttp.RequestCtx{}
+	ctx.Request.Header.SetMethod("POST")
+	ctx.Request.SetRequestURI(Path)
+	ctx.Request.SetBodyString(`{"idToken":"` + tok + `","nonce":"n-0123456789","playerId":"` + userA + `"}`)
+	v.Handler(ctx)
+	if ctx.Response.StatusCode() != 200 {
+		tb.Fatalf("warm-up: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	v.Settle()
+	ctx.Response.Reset()
+	v.Handler(ctx)
+	if h := ctx.Response.Header.Peek("X-Playerguard-Source"); string(h) != "cache" {
+		tb.Fatalf("second validation from %q, want cache", h)
+	}
+	return v, ctx
+}
+
+// TestCacheHitZeroAllocs: a kakao-oidc cache hit, through the real
+// handler, allocates nothing.
+func TestCacheHitZeroAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under -race (sync.Pool drops items); run without -race")
+	}
+	v, ctx := hitValidator(t)
+	if n := testing.AllocsPerRun(1000, func() {
+		ctx.Response.Reset()
+		v.Handler(ctx)
+	}); n != 0 {
+		t.Errorf("%v allocations per cache hit, want 0", n)
+	}
+}
+
+// BenchmarkHandlerCacheHit is the kakao-oidc hot path (a Kakao-sized ID
+// token of about 700 bytes, a nonce and a claim).
+func BenchmarkHandlerCacheHit(b *testing.B) {
+	v, ctx := hitValidator(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx.Response.Reset()
+		v.Handler(ctx)
+	}
+}

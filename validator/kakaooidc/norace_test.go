@@ -1,0 +1,5 @@
+//go:build !race
+
+package kakaooidc
+
+const raceEnabled = false
