@@ -17,7 +17,9 @@ const dashboardFile = "../../deploy/grafana/playerguard.json"
 // TestDashboardMetricsExist: every metric the dashboard and the alerts
 // query is one a running playerguard exports, with the labels and label
 // values the queries select on; the dashboard has its datasource and
-// instance variables, and every query uses both.
+// instance variables, every query uses both, and every query of a
+// per-provider metric picks its providers; panel ids are unique, and the
+// key set's series (kakao-oidc) are all on a panel.
 func TestDashboardMetricsExist(t *testing.T) {
 	fake := startFake(t)
 	// The kakao-login provider too, never asked: its series are on /metrics
@@ -27,10 +29,15 @@ func TestDashboardMetricsExist(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(kl.Close)
-	pg := start(t, upstreamEnv(fake), "-breaker-failures", trafficBreakers, "-breaker-timeout", "30s",
-		"-kakao-login-app-id", "100001", "-kakao-login-api", kl.URL())
+	// And kakao-oidc, its keys from a fake of Kakao's key endpoint: its key
+	// set series are on /metrics from start-up too.
+	ko := startOIDCFake(t)
+	pg := start(t, upstreamEnv(fake), append([]string{"-breaker-failures", trafficBreakers, "-breaker-timeout", "30s",
+		"-kakao-login-app-id", "100001", "-kakao-login-api", kl.URL()}, oidcArgs(ko)...)...)
 	driveTraffic(t, fake, pg, false)
 	exp := parseExposition(t, scrape(t, pg))
+
+	onDashboard := map[string]bool{} // metrics the panels query
 
 	// check reports what a query's selectors ask of /metrics that is not there.
 	check := func(where, expr string, dashboard bool) {
@@ -50,8 +57,17 @@ func TestDashboardMetricsExist(t *testing.T) {
 			for _, problem := range exp.check(s) {
 				t.Errorf("%s: %s\n%s", where, problem, expr)
 			}
-			if dashboard && !slices.Contains(s.matchers, matcher{"instance", "=~", "$instance"}) {
+			if !dashboard {
+				continue
+			}
+			onDashboard[s.name] = true
+			if !slices.Contains(s.matchers, matcher{"instance", "=~", "$instance"}) {
 				t.Errorf("%s: %s does not filter on instance=~\"$instance\"\n%s", where, s.name, expr)
+			}
+			// A per-provider metric: provider=~"$provider", or the one
+			// provider the panel is about.
+			if exp.hasLabel(s.name, "provider") && !slices.ContainsFunc(s.matchers, func(m matcher) bool { return m.label == "provider" }) {
+				t.Errorf("%s: %s does not filter on provider (provider=~\"$provider\", or one provider)\n%s", where, s.name, expr)
 			}
 		}
 		// A by/without/on/ignoring label must be on one of the metrics.
@@ -119,9 +135,14 @@ func TestDashboardMetricsExist(t *testing.T) {
 	}
 
 	targets := 0
+	ids := map[int]string{}
 	var walk func([]dashPanel)
 	walk = func(panels []dashPanel) {
 		for _, p := range panels {
+			if other, dup := ids[p.ID]; dup || p.ID <= 0 {
+				t.Errorf("panel %q: id %d (also %q); want a unique positive id", p.Title, p.ID, other)
+			}
+			ids[p.ID] = p.Title
 			walk(p.Panels) // a collapsed row holds its panels
 			if p.Type == "row" {
 				continue
@@ -144,6 +165,20 @@ func TestDashboardMetricsExist(t *testing.T) {
 	}
 	walk(dash.Panels)
 	t.Logf("%d dashboard queries checked", targets)
+
+	// The key set's series (metrics.KeySet) are each on some panel.
+	keySeries := 0
+	for name := range exp.types {
+		if strings.HasPrefix(name, "playerguard_key") {
+			keySeries++
+			if !onDashboard[name] {
+				t.Errorf("%s: no panel queries %s", dashboardFile, name)
+			}
+		}
+	}
+	if keySeries == 0 {
+		t.Errorf("no playerguard_key* series on /metrics of a playerguard with kakao-oidc")
+	}
 
 	// No two panels overlap on Grafana's 24-column grid.
 	for i, a := range dash.Panels {
@@ -185,6 +220,7 @@ var labelValuesRe = regexp.MustCompile(`^label_values\(\s*(.+?)\s*,\s*([a-zA-Z_]
 type dashDatasource struct{ Type, UID string }
 
 type dashPanel struct {
+	ID          int
 	Type, Title string
 	GridPos     struct{ X, Y, W, H int }
 	Datasource  *dashDatasource

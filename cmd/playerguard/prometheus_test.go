@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"playerguard/validator/kakaogames/kakaogamestest"
+	"playerguard/validator/kakaooidc/kakaooidctest"
 )
 
 // The Prometheus files under deploy/, from this package's directory.
@@ -109,7 +110,8 @@ func podsRelabelling(t *testing.T) string {
 func TestPromtoolCheckMetrics(t *testing.T) {
 	promtool := requireTool(t, "promtool", "apt-get install -y prometheus")
 	fake := startFake(t)
-	pg := start(t, upstreamEnv(fake), "-breaker-failures", trafficBreakers, "-breaker-timeout", "30s")
+	ko := startOIDCFake(t)
+	pg := start(t, upstreamEnv(fake), append([]string{"-breaker-failures", trafficBreakers, "-breaker-timeout", "30s"}, oidcArgs(ko)...)...)
 	driveTraffic(t, fake, pg, false)
 	page := scrape(t, pg)
 
@@ -125,11 +127,34 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 // second, with alerts.yml loaded and the Kubernetes job's relabelling from
 // scrape.yml applied to file-discovered "pods"; after allows, kicks and an
 // outage that opens the breaker, its query API reports exactly the traffic
-// sent, and the alerts that should be pending or firing are.
+// sent, and the alerts that should be pending or firing are. That
+// playerguard's kakao-oidc key endpoint is down from the start (never
+// loaded); a second one, kakao-oidc only and refreshing every second, loses
+// its key endpoint once it holds a set (stale).
 func TestRealPrometheus(t *testing.T) {
 	prom := requireTool(t, "prometheus", "apt-get install -y prometheus")
 	fake := startFake(t)
-	pg := start(t, upstreamEnv(fake), "-breaker-failures", trafficBreakers, "-breaker-timeout", "30s", "-cache-ttl", "1s")
+	keysDown := startOIDCFake(t)
+	keysDown.SetDown(true)
+	pg := start(t, upstreamEnv(fake), append([]string{"-breaker-failures", trafficBreakers, "-breaker-timeout", "30s", "-cache-ttl", "1s"},
+		oidcArgs(keysDown)...)...)
+
+	keysLost := startOIDCFake(t)
+	pgOIDC := start(t, nil, oidcArgs(keysLost, "-kakao-oidc-jwks-refresh", "1s", "-kakao-oidc-jwks-min-interval", "1s")...)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		resp, err := http.Get("http://" + pgOIDC.ops + "/readyz?provider=kakao-oidc")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kakao-oidc not ready 10s after start-up: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	keysLost.SetDown(true) // the set held is kept, and ages
 
 	// Simulated pods, as Kubernetes discovery would label them: only the
 	// running pod's pg-ops port may become a target.
@@ -170,10 +195,13 @@ scrape_configs:
     static_configs:
       - targets: [%q]
   - job_name: %s
+    static_configs:
+      - targets: [%q]
+  - job_name: %s
     file_sd_configs:
       - files: [%q]
         refresh_interval: 1s
-%s`, alerts, pg.ops, podsJobName, filepath.Join(dir, "pods.json"), podsRelabelling(t))
+%s`, alerts, pg.ops, oidcJobName, pgOIDC.ops, podsJobName, filepath.Join(dir, "pods.json"), podsRelabelling(t))
 	writeFile(t, filepath.Join(dir, "prometheus.yml"), cfg)
 
 	addr := freeAddr(t)
@@ -242,21 +270,33 @@ scrape_configs:
 	t.Logf("sent: %+v", sent)
 
 	job := `job="playerguard"`
+	kg := job + `,provider="kakao-games"`
+	oidc := `job="` + oidcJobName + `"`
 	want := []struct {
 		query string
 		value float64
 	}{
-		{`playerguard_breaker_state{` + job + `}`, 2},
+		{`playerguard_breaker_state{` + kg + `}`, 2},
 		{`sum(playerguard_validations_total{` + job + `,decision="kick",reason="lockout"})`, float64(sent.lockouts)},
 		{`sum(playerguard_validations_total{` + job + `,decision="kick",reason="sanction"})`, float64(sent.sanctions)},
 		{`sum(playerguard_validations_total{` + job + `,decision="allow"})`, float64(sent.allows)},
 		{`sum(playerguard_validations_total{` + job + `,decision="allow",source="stale"})`, float64(sent.stale)},
 		{`sum(playerguard_validations_total{` + job + `,decision="unavailable"})`, float64(sent.unavailable)},
-		{`playerguard_upstream_requests_total{` + job + `,outcome="5xx"}`, float64(sent.failures)},
-		{`playerguard_coalesced_requests_total{` + job + `}`, float64(sent.coalesced)},
-		{`playerguard_cache_stale_serves_total{` + job + `}`, float64(sent.stale)},
+		{`playerguard_upstream_requests_total{` + kg + `,outcome="5xx"}`, float64(sent.failures)},
+		{`playerguard_coalesced_requests_total{` + kg + `}`, float64(sent.coalesced)},
+		{`playerguard_cache_stale_serves_total{` + kg + `}`, float64(sent.stale)},
 		{`count(ALERTS{` + job + `,alertname="PlayerguardServingStale",alertstate="firing"})`, 1},
 		{`count(ALERTS{` + job + `,alertname="PlayerguardUpstreamErrorRatioHigh"})`, 1},
+		// The key sets: never loaded (every fetch failing), and loaded,
+		// then kept past twice its refresh interval.
+		{`playerguard_keys{` + job + `,provider="kakao-oidc"}`, 0},
+		{`sum(playerguard_key_fetches_total{` + job + `,outcome="ok"})`, 0},
+		{`count(sum(playerguard_key_fetches_total{` + job + `,outcome!="ok"}) > 0)`, 1},
+		{`count(ALERTS{` + job + `,alertname="PlayerguardKeySetNeverLoaded",provider="kakao-oidc",alertstate="pending"})`, 1},
+		{`playerguard_keys{` + oidc + `}`, 1},
+		{`playerguard_key_set_refresh_interval_seconds{` + oidc + `}`, 1},
+		{`count(ALERTS{` + oidc + `,alertname="PlayerguardKeySetStale",provider="kakao-oidc",alertstate="pending"})`, 1},
+		{`count(ALERTS{` + oidc + `,alertname="PlayerguardKeySetNeverLoaded"}) or vector(0)`, 0},
 		// The pod job, relabelled as scrape.yml says, scrapes the same sidecar.
 		{`up{job="` + podsJobName + `",instance="game/gs-0",namespace="game",pod="gs-0",container="playerguard",node="node-a",app="gameserver"}`, 1},
 		{`count(up{job="` + podsJobName + `"})`, 1},
@@ -308,9 +348,30 @@ scrape_configs:
 			}
 		}
 	}
-	if n < 7 {
-		t.Errorf("prometheus loaded %d rules from %s, want at least 7", n, alertsFile)
+	if want := len(alertExprs(t, readFile(t, alertsFile))); n != want {
+		t.Errorf("prometheus loaded %d rules from %s, want its %d alerts", n, alertsFile, want)
 	}
+}
+
+// oidcJobName is TestRealPrometheus' job for its kakao-oidc-only sidecar.
+const oidcJobName = "playerguard-oidc"
+
+// startOIDCFake starts a fake of Kakao's key endpoint (one key, kid-1),
+// closed when the test ends.
+func startOIDCFake(t *testing.T) *kakaooidctest.Server {
+	t.Helper()
+	ko, err := kakaooidctest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ko.Close)
+	return ko
+}
+
+// oidcArgs are the flags that enable kakao-oidc with ko's key set, then
+// extra.
+func oidcArgs(ko *kakaooidctest.Server, extra ...string) []string {
+	return append([]string{"-kakao-oidc-audiences", "k1", "-kakao-oidc-jwks-url", ko.URL()}, extra...)
 }
 
 // promValue runs an instant query and returns its single value (-1 when
