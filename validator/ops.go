@@ -132,8 +132,24 @@ func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 	}
 	if pv == nil {
 		// The first configured: Kakao Games when it is, as before
-		// providers.
+		// providers; for an idToken, the first provider of ID tokens.
 		pv = v.providers[0]
+		if req.idToken {
+			for _, p := range v.providers {
+				if p.spec.IDToken {
+					pv = p
+					break
+				}
+			}
+		}
+	}
+	if req.idToken != pv.spec.IDToken {
+		want := "accessToken"
+		if pv.spec.IDToken {
+			want = "idToken"
+		}
+		opsJSON(w, http.StatusBadRequest, map[string]string{"error": "provider " + pv.spec.Name + " takes " + want})
+		return
 	}
 	if !pv.spec.Platform && req.Platform != nil {
 		opsJSON(w, http.StatusBadRequest, map[string]string{"error": "provider " + pv.spec.Name + " takes no platform"})
@@ -143,7 +159,11 @@ func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 		opsJSON(w, http.StatusBadRequest, map[string]string{"error": "provider " + pv.spec.Name + " takes no nonce"})
 		return
 	}
-	if err := pv.p.Check(&req); err != nil {
+	check := pv.p.Check
+	if pc, ok := pv.p.(PurgeChecker); ok {
+		check = pc.CheckPurge
+	}
+	if err := check(&req); err != nil {
 		opsJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}

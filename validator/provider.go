@@ -77,6 +77,13 @@ type Readiness interface {
 	Ready() (ok bool, why string)
 }
 
+// PurgeChecker is implemented by a provider whose /admin/purge requests
+// are checked otherwise than its validations (Check): a purge of an ID
+// token needs no nonce.
+type PurgeChecker interface {
+	CheckPurge(r *Request) error
+}
+
 // Router is implemented by a provider that serves endpoints of its own
 // beside Spec.Path, read and written its own way (Kakao Games' drop-in
 // stand-in for the Kakao endpoint); the engine validates in between,

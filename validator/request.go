@@ -18,6 +18,8 @@ type Request struct {
 	PlayerID []byte // optional; empty when not claimed
 	Nonce    []byte // ID tokens only: optional; empty when not sent
 	Provider []byte // /admin/purge only: the provider a key purge is for
+
+	idToken bool // Token was sent as idToken (/admin/purge tells them apart)
 }
 
 // Limits on caller input.
@@ -217,7 +219,7 @@ func (d *jsonDecoder) request(r *Request) error {
 					if r.Token != nil {
 						return errTwoTokens
 					}
-					r.Token = v
+					r.Token, r.idToken = v, k == reqKeyIDToken
 				case reqKeyNonce:
 					r.Nonce = v
 				case reqKeyPlatform:

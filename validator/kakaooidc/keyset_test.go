@@ -62,7 +62,10 @@ func TestStartsWhileKeysLoad(t *testing.T) {
 }
 
 // TestNeverFetchedUnderOpenPolicy: the key set never fetched is an
-// outage like any other: the open policy admits.
+// outage like any other: the open policy admits. Once a set is held, a
+// token it cannot verify while the endpoint is down is no outage of
+// tokens (those signed with its keys verify): the policy admits no
+// forgery.
 func TestNeverFetchedUnderOpenPolicy(t *testing.T) {
 	h := newHarness(t, setup{
 		fake:   func(f *kakaooidctest.Server) { f.SetDown(true) },
@@ -73,6 +76,12 @@ func TestNeverFetchedUnderOpenPolicy(t *testing.T) {
 	if got := h.metric("playerguard_key_fetches_total", "outcome", "connection_error"); got != 1 {
 		t.Errorf("connection_error fetches = %v", got)
 	}
+	h.fake.SetDown(false)
+	h.advance(time.Second) // the retry
+	h.fake.SetDown(true)
+	h.clk.Add(31 * time.Second)
+	h.expect(h.check(junk("made-up"), "", userB), unavail, "unavailable", "keys_unavailable", "upstream")
+	h.expect(h.check(h.token(userA), "", ""), httpOK, "allow", "ok", "upstream")
 }
 
 // TestRefreshSchedule: every Refresh; sooner when Cache-Control's

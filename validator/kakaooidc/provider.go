@@ -299,6 +299,18 @@ func (p *Provider) Check(r *validator.Request) error {
 	return r.CheckPlayerID()
 }
 
+// CheckPurge implements validator.PurgeChecker: Check, but a purge needs
+// no nonce (it drops the token's entries under every nonce).
+func (p *Provider) CheckPurge(r *validator.Request) error {
+	if len(r.Nonce) == 0 && p.cfg.RequireNonce {
+		r.Nonce = purgeNonce
+		defer func() { r.Nonce = nil }()
+	}
+	return p.Check(r)
+}
+
+var purgeNonce = []byte("purge")
+
 // visible reports whether every byte of b is visible ASCII (0x21..0x7e).
 func visible(b []byte) bool {
 	for _, c := range b {
@@ -337,7 +349,12 @@ func (p *Provider) Call(r *validator.Request) *validator.Result {
 	case keyUnknown:
 		return kick(validator.ReasonInvalidToken)
 	case keysUnavailable:
-		return &validator.Result{Verdict: validator.Unavailable, Reason: ReasonKeysUnavailable, PlayerID: claimed, Fields: fields}
+		// With a set held, tokens signed with its keys verify: an outage
+		// policy admitting the rest would admit only forgeries (and
+		// tokens of a key published meanwhile). It answers only while no
+		// set was ever fetched.
+		held := p.keys.cur.Load() != nil
+		return &validator.Result{Verdict: validator.Unavailable, Reason: ReasonKeysUnavailable, NoPolicy: held, PlayerID: claimed, Fields: fields}
 	case keyLimited:
 		return &validator.Result{Verdict: validator.Unavailable, Reason: ReasonUnknownKey, NoPolicy: true, PlayerID: claimed, Fields: fields}
 	}
@@ -364,9 +381,14 @@ func (p *Provider) Call(r *validator.Request) *validator.Result {
 	res.ContentType = "application/json"
 	res.SetRaw(0, 0, len(res.Body))
 	// Cached no longer than the token lives (the cache TTL may be
-	// shorter); one within its leeway is answered, not cached.
+	// shorter), nor past its authentication's maximum age; one within its
+	// leeway is answered, not cached.
+	until := c.Expiry
+	if p.rules.MaxAuthAge > 0 {
+		until = min(until, c.AuthTime+int64(p.rules.MaxAuthAge/time.Second))
+	}
 	res.MaxAge = -1
-	if left := c.Expiry - now.Unix(); left >= 1 {
+	if left := until - now.Unix(); left >= 1 {
 		res.MaxAge = int32(min(left, 1<<31-1))
 	}
 	return res

@@ -60,22 +60,23 @@ type Rules struct {
 // nonce, authentication age, the claimed player), or ok. nonce and
 // claimed are the request's ("" when not sent).
 func Judge(c *Claims, r *Rules, now time.Time, nonce, claimed string) validator.Reason {
-	t := now.Unix()
-	leeway := int64(r.Leeway / time.Second)
+	// RFC 7519: the time must be before exp (plus the leeway), and iat
+	// and auth_time are judged to the same second.
+	at := func(sec int64) time.Time { return time.Unix(sec, 0) }
 	switch {
 	case !c.HasExpiry, c.Subject == "":
 		return validator.ReasonInvalidToken
-	case c.HasIssuedAt && c.IssuedAt > t+leeway:
+	case c.HasIssuedAt && at(c.IssuedAt).After(now.Add(r.Leeway)):
 		return validator.ReasonInvalidToken // issued in the future
 	case c.Issuer != r.Issuer:
 		return ReasonWrongIssuer
 	case !slices.ContainsFunc(c.Audience, func(a string) bool { return slices.Contains(r.Audiences, a) }):
 		return ReasonWrongAudience
-	case c.Expiry < t-leeway:
+	case !now.Before(at(c.Expiry).Add(r.Leeway)):
 		return ReasonTokenExpired
 	case nonce != "" && (!c.HasNonce || c.Nonce != nonce):
 		return ReasonNonceMismatch
-	case r.MaxAuthAge > 0 && (!c.HasAuthTime || c.AuthTime < t-int64(r.MaxAuthAge/time.Second)-leeway):
+	case r.MaxAuthAge > 0 && (!c.HasAuthTime || now.After(at(c.AuthTime).Add(r.MaxAuthAge+r.Leeway))):
 		return ReasonAuthTooOld
 	case claimed != "" && claimed != c.Subject:
 		return validator.ReasonPlayerMismatch
@@ -230,22 +231,47 @@ func splitToken(tok []byte) (h, p, s []byte, ok bool) {
 	return tok[:i], tok[i+1 : j], tok[j+1:], true
 }
 
-// isBase64URL reports whether b is unpadded base64url
-// (base64.RawURLEncoding) text, by its alphabet and length.
+// isBase64URL reports whether b is canonical unpadded base64url
+// (base64.RawURLEncoding.Strict()): its alphabet, its length, and no bits
+// set past the last byte (which would give one token a second spelling,
+// and a second cache entry, that decodes the same).
 func isBase64URL(b []byte) bool {
 	if len(b)%4 == 1 {
 		return false
 	}
 	for _, c := range b {
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+		if b64Value[c] < 0 {
 			return false
 		}
+	}
+	if len(b) == 0 {
+		return true
+	}
+	last := b64Value[b[len(b)-1]]
+	switch len(b) % 4 {
+	case 2:
+		return last&0x0f == 0
+	case 3:
+		return last&0x03 == 0
 	}
 	return true
 }
 
+// b64Value is each byte's value in the base64url alphabet, -1 outside it.
+var b64Value = func() (t [256]int8) {
+	for i := range t {
+		t[i] = -1
+	}
+	for i, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" {
+		t[c] = int8(i)
+	}
+	return t
+}()
+
+var strictB64 = base64.RawURLEncoding.Strict()
+
 func decodePart(b []byte) ([]byte, bool) {
-	out := make([]byte, base64.RawURLEncoding.DecodedLen(len(b)))
-	n, err := base64.RawURLEncoding.Decode(out, b)
+	out := make([]byte, strictB64.DecodedLen(len(b)))
+	n, err := strictB64.Decode(out, b)
 	return out[:n], err == nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"playerguard/internal/testkit"
 	"playerguard/validator"
+	"playerguard/validator/kakaologin"
 	"playerguard/validator/kakaooidc/kakaooidctest"
 )
 
@@ -183,6 +184,7 @@ func TestBadInput(t *testing.T) {
 		{"not base64url", body(map[string]any{"idToken": "ab+c.def.ghi"}), "idToken is not a compact JWS"},
 		{"padded", body(map[string]any{"idToken": "abc=.def.ghi"}), "idToken is not a compact JWS"},
 		{"impossible length", body(map[string]any{"idToken": "abcde.def.ghi"}), "idToken is not a compact JWS"},
+		{"non-canonical base64 (bits past the end)", body(map[string]any{"idToken": "eyJ9.e30.AB"}), "idToken is not a compact JWS"},
 		{"a number", `{"idToken":1}`, "idToken must be a JSON string"},
 		{"accessToken instead", body(map[string]any{"accessToken": good}), `unknown field "accessToken" (want playerId, idToken, nonce)`},
 		{"platform", body(map[string]any{"idToken": good, "platform": "pc"}), `unknown field "platform"`},
@@ -233,6 +235,8 @@ func TestJudge(t *testing.T) {
 	rules := &Rules{Issuer: DefaultIssuer, Audiences: []string{"a", "b"}, Leeway: 30 * time.Second}
 	aged := *rules
 	aged.MaxAuthAge = time.Hour
+	noLeeway := *rules
+	noLeeway.Leeway = 0
 	base := Claims{Issuer: DefaultIssuer, Audience: []string{"b"}, Subject: "1", Expiry: now.Unix() + 60, HasExpiry: true,
 		IssuedAt: now.Unix(), HasIssuedAt: true, AuthTime: now.Unix() - 60, HasAuthTime: true}
 	for _, c := range []struct {
@@ -253,7 +257,10 @@ func TestJudge(t *testing.T) {
 		{"aud", func(c *Claims) { c.Audience = []string{"c"} }, rules, "", "", ReasonWrongAudience},
 		{"aud none", func(c *Claims) { c.Audience = nil }, rules, "", "", ReasonWrongAudience},
 		{"exp 31s ago", func(c *Claims) { c.Expiry = now.Unix() - 31 }, rules, "", "", ReasonTokenExpired},
-		{"exp 30s ago", func(c *Claims) { c.Expiry = now.Unix() - 30 }, rules, "", "", validator.ReasonOK},
+		{"exp 30s ago", func(c *Claims) { c.Expiry = now.Unix() - 30 }, rules, "", "", ReasonTokenExpired},
+		{"exp 29s ago", func(c *Claims) { c.Expiry = now.Unix() - 29 }, rules, "", "", validator.ReasonOK},
+		{"exp now, no leeway", func(c *Claims) { c.Expiry = now.Unix() }, &noLeeway, "", "", ReasonTokenExpired},
+		{"exp in a second, no leeway", func(c *Claims) { c.Expiry = now.Unix() + 1 }, &noLeeway, "", "", validator.ReasonOK},
 		{"nonce", func(c *Claims) { c.Nonce, c.HasNonce = "x", true }, rules, "y", "", ReasonNonceMismatch},
 		{"nonce empty in token", func(c *Claims) { c.Nonce, c.HasNonce = "", true }, rules, "y", "", ReasonNonceMismatch},
 		{"auth age", func(c *Claims) { c.AuthTime = now.Unix() - 3631 }, &aged, "", "", ReasonAuthTooOld},
@@ -377,4 +384,79 @@ func TestAdminPurge(t *testing.T) {
 	if strings.Contains(h.logs.String(), strings.Split(tok, ".")[2]) {
 		t.Error("the purged token is in the log")
 	}
+}
+
+// TestAdminPurgeRouting: an idToken purge without provider is for the
+// provider of ID tokens even when another is configured first; an
+// accessToken one for kakao-oidc is refused; with -kakao-oidc-require-nonce
+// a purge needs no nonce.
+func TestAdminPurgeRouting(t *testing.T) {
+	fake, err := kakaooidctest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+	kl, err := kakaologin.New(kakaologin.Config{AppID: "100001", API: "http://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(Config{Audiences: []string{aud}, JWKSURL: fake.URL(), RequireNonce: true, tick: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.keys.wait()
+	v, err := validator.New(validator.Config{CacheTTL: time.Hour}, kl, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	api := testkit.Serve(t, v.NewServer())
+	ops := httptest.NewServer(v.OpsHandler(http.NotFoundHandler(), "admintok"))
+	defer ops.Close()
+	now := time.Now()
+	tok := fake.Sign("kid-1", kakaooidctest.Claims{Sub: userA, Aud: aud, Iat: now, Exp: now.Add(time.Hour), Nonce: "n"})
+	validate := func() string {
+		req, _ := http.NewRequest("POST", api+Path, strings.NewReader(`{"idToken":"`+tok+`","nonce":"n"}`))
+		r := testkit.Do(t, client, req)
+		v.Settle()
+		return r.Header.Get("X-Playerguard-Source")
+	}
+	purge := func(body string) (int, string) {
+		req, _ := http.NewRequest("POST", ops.URL+"/admin/purge", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer admintok")
+		r := testkit.Do(t, client, req)
+		return r.Status, r.Raw
+	}
+	validate()
+	if src := validate(); src != "cache" {
+		t.Fatalf("second validation from %q", src)
+	}
+	if s, raw := purge(`{"idToken":"` + tok + `"}`); s != 200 || !strings.Contains(raw, "token") {
+		t.Fatalf("purge without provider: %d %s", s, raw)
+	}
+	if src := validate(); src != "upstream" {
+		t.Errorf("after the purge: from %q, want upstream", src)
+	}
+	if s, raw := purge(`{"provider":"kakao-oidc","accessToken":"` + tok + `"}`); s != 400 || !strings.Contains(raw, "provider kakao-oidc takes idToken") {
+		t.Errorf("accessToken for kakao-oidc: %d %s", s, raw)
+	}
+	if s, raw := purge(`{"provider":"kakao-login","idToken":"` + tok + `"}`); s != 400 || !strings.Contains(raw, "provider kakao-login takes accessToken") {
+		t.Errorf("idToken for kakao-login: %d %s", s, raw)
+	}
+}
+
+// TestAuthAgeBoundsCache: with a maximum authentication age, an allow is
+// not cached past it.
+func TestAuthAgeBoundsCache(t *testing.T) {
+	h := newHarness(t, setup{oidc: func(c *Config) { c.MaxAuthAge = 10 * time.Minute }})
+	c := h.claims(userA)
+	c.AuthTime = h.clk.Now().Add(-9 * time.Minute)
+	tok := h.fake.Sign("kid-1", c)
+	h.expect(h.check(tok, "", ""), httpOK, "allow", "ok", "upstream")
+	h.clk.Add(59 * time.Second)
+	h.expect(h.check(tok, "", ""), httpOK, "allow", "ok", "cache")
+	h.clk.Add(2 * time.Second)
+	h.expect(h.check(tok, "", ""), httpOK, "allow", "ok", "upstream") // within the leeway
+	h.clk.Add(30 * time.Second)
+	h.expect(h.check(tok, "", ""), kickSt, "kick", "auth_too_old", "upstream")
 }
