@@ -281,11 +281,15 @@ func (p *Provider) Check(r *validator.Request) error {
 		return errMissingToken
 	case len(t) > MaxTokenLen:
 		return errTokenTooLong
-	case !visible(t):
-		return errTokenChars
 	}
+	// The form check reads every byte once (and a form-valid token is
+	// visible ASCII): the characters are looked at apart only to say
+	// what is wrong.
 	h, pl, sig, ok := splitToken(t)
 	if !ok || !isBase64URL(h) || !isBase64URL(pl) || !isBase64URL(sig) {
+		if !visible(t) {
+			return errTokenChars
+		}
 		return errTokenForm
 	}
 	switch n := r.Nonce; {
