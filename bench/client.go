@@ -44,10 +44,20 @@ const (
 	// modeKakaoLoginDirect is what a game server sends to Kakao Login
 	// itself: GET /v1/user/access_token_info with "Authorization: Bearer".
 	modeKakaoLoginDirect
+	// modeKakaoOIDC is playerguard's kakao-oidc provider: POST
+	// /v1/kakao-oidc/validate with {"idToken", "playerId"} (no nonce).
+	modeKakaoOIDC
 )
 
 func (m mode) String() string {
-	return [...]string{"/v1/validate", "drop-in", "direct", "kakao-login", "direct kakao-login"}[m]
+	return [...]string{"/v1/validate", "drop-in", "direct", "kakao-login", "direct kakao-login", "kakao-oidc"}[m]
+}
+
+// doer sends one validation: an hclient, or a peer that validates in the
+// bench's own process (oidcDirect).
+type doer interface {
+	do(p player, timeout time.Duration, keepBody bool) (reply, time.Duration, error)
+	close()
 }
 
 // player is one token the bench sends, with the playerId it claims ("" for
@@ -132,6 +142,10 @@ func (c *hclient) do(p player, timeout time.Duration, keepBody bool) (reply, tim
 		req.Header.SetMethod(fasthttp.MethodGet)
 		req.SetRequestURI(klInfoPath)
 		req.Header.Set("Authorization", "Bearer "+p.token)
+	case modeKakaoOIDC:
+		req.SetRequestURI(oidcPath)
+		req.Header.SetContentType("application/json")
+		req.SetBodyRaw(oidcBody(p))
 	}
 	start := time.Now()
 	err := c.hc.DoTimeout(req, resp, timeout)

@@ -14,6 +14,7 @@ import (
 
 	"playerguard/bench/peers/spec"
 	"playerguard/validator/kakaogames/kakaogamestest"
+	"playerguard/validator/kakaooidc/kakaooidctest"
 )
 
 // klHit is the hit row of playerguard's kakao-login endpoint.
@@ -36,9 +37,15 @@ type hitSample struct {
 
 func (s hitSample) cpuPerReq() float64 { return s.cpu / float64(s.res.Requests) * 1e6 }
 
+// hitCacheTTL is playerguard's -cache-ttl in the hit scenario: longer than
+// the scenario (a 7-round run lasts over 5 minutes, the default -cache-ttl),
+// so that no warm entry expires during the load.
+const hitCacheTTL = "30m"
+
 // runHit: steady connects over a warm cache, at o.connections connections,
 // for /v1/validate and drop-in, against the ceiling, minimal and nginx peers,
-// and for /v1/kakao-login/validate (playerguard only).
+// and for /v1/kakao-login/validate and /v1/kakao-oidc/validate (playerguard
+// only).
 func runHit(e *env, r *Report) error {
 	o := e.o
 	kl, klPlayers, err := startKakaoLoginAllowed("kl-hit", o.hitTokens)
@@ -46,19 +53,34 @@ func runHit(e *env, r *Report) error {
 		return err
 	}
 	defer kl.Close()
-	fake, players, pg, err := e.startAllowed("hit", o.hitTokens, 0, kakaoLoginFlags(kl)...)
+	oidc, err := kakaooidctest.Start()
+	if err != nil {
+		return err
+	}
+	defer oidc.Close()
+	e.logf("hit: signing %s kakao-oidc ID tokens", fmtInt(int64(o.oidcHitTokens)))
+	oidcToks := signOIDC(oidc, 4_000_000_000, o.oidcHitTokens, true)
+	oidcPs := oidcPlayers(oidcToks)
+	flags := append(kakaoLoginFlags(kl), kakaoOIDCFlags(oidc)...)
+	fake, players, pg, err := e.startAllowed("hit", o.hitTokens, 0, append(flags, "-cache-ttl", hitCacheTTL)...)
 	if err != nil {
 		return err
 	}
 	defer fake.Close()
 	defer pg.stop(5 * time.Second)
+	if err := waitOIDCReady(pg); err != nil {
+		return err
+	}
+	oidcFetches0 := oidc.Fetches() // the start-up fetch
 	up := fake.Config()
 	r.setup("%s warm players (each token claims its playerId, platforms cycled), every one cached before the load", fmtInt(int64(len(players))))
 	r.setup("wrk -t%d -c%d, %d round(s) of %v per server (after %v unmeasured warm-up), servers alternated, medians reported",
 		min(o.threads, o.connections), o.connections, o.rounds, o.duration, o.warmup)
-	r.setup("playerguard: built from the tree, defaults but -log-level error, both providers enabled (kakao-games; kakao-login: -kakao-login-app-id %s -kakao-login-api <in-process kakaologintest fake>); ceiling: bench/peers/ceiling answering playerguard's own cache-hit bytes; nginx: bench/peers/nginx.conf.tmpl", klAppID)
+	r.setup("playerguard: built from the tree, defaults but -log-level error -cache-ttl %s (longer than the scenario), three providers enabled (kakao-games; kakao-login: -kakao-login-app-id %s -kakao-login-api <in-process kakaologintest fake>; kakao-oidc: -kakao-oidc-audiences %s -kakao-oidc-jwks-url <in-process kakaooidctest key set>); ceiling: bench/peers/ceiling answering playerguard's own cache-hit bytes; nginx: bench/peers/nginx.conf.tmpl", hitCacheTTL, klAppID, oidcAudience)
 	r.setup("kakao-login /v1/kakao-login/validate: %s more warm Kakao Login tokens (each claims its user id; expires_in %ds, so each allow is cached for -cache-ttl), every one cached before the load, loaded by the same wrk in the same alternated rounds; Kakao Games only for the ceiling, minimal, net/http prototype and nginx peers (none of them has a kakao-login equivalent)",
 		fmtInt(int64(len(klPlayers))), klExpiresIn)
+	r.setup("%s: %s warm Kakao ID tokens (RS256, signed at set-up by the fake's 2048-bit key; each request {\"idToken\",\"playerId\"} claims the token's sub; exp %v ahead, so each allow is cached for -cache-ttl), every one cached before the load, loaded by the same wrk in the same alternated rounds, next to kakao-login (one target from playerguard /v1/validate); playerguard only",
+		oidcHit, fmtInt(int64(len(oidcToks))), oidcLifetime)
 
 	const warmWorkers = 32
 	for _, m := range []mode{modeDropIn, modeV1} {
@@ -97,6 +119,33 @@ func runHit(e *env, r *Report) error {
 		c.close()
 		r.check(kindCorrectness, "kakao-login cache hits carry the token's user ("+klPath+")", `200, X-Playerguard-Source: cache, {"decision":"allow",…,"user":{"id":"<claimed>","appId":`+klAppID+`,…}}`,
 			bad == "", "tokens checked: %d%s", len(ps), bad)
+	}
+	{
+		c := newHClient(pg.api, modeKakaoOIDC, warmWorkers, up)
+		left, err := warm(c, oidcPs, warmWorkers, fromPlayerguardCache)
+		if err != nil {
+			c.close()
+			return err
+		}
+		r.check(kindCorrectness, "warm Kakao ID tokens answered allow from cache ("+oidcPath+")", "all", left == 0,
+			"%s of %s", fmtInt(int64(len(oidcPs)-left)), fmtInt(int64(len(oidcPs))))
+		// The answer is the kakao-oidc provider's: the token's user.
+		ts := []oidcToken{oidcToks[0], oidcToks[len(oidcToks)/2], oidcToks[len(oidcToks)-1]}
+		bad := ""
+		for _, t := range ts {
+			rep, _, err := c.do(t.player, 5*time.Second, true)
+			if err != nil {
+				c.close()
+				return err
+			}
+			if want := oidcCachedBody(t); rep.status != 200 || rep.decision != "allow" || rep.source != "cache" || string(rep.body) != want {
+				bad = fmt.Sprintf(": %d %s/%s %q, want %s", rep.status, rep.decision, rep.source, rep.body, want)
+				break
+			}
+		}
+		c.close()
+		r.check(kindCorrectness, "kakao-oidc cache hits carry the token's user ("+oidcPath+")", `200, X-Playerguard-Source: cache, {"decision":"allow",…,"user":{"id":"<sub>","exp":<exp>,"authTime":…,"nickname":…}}`,
+			bad == "", "tokens checked: %d%s", len(ts), bad)
 	}
 
 	// The ceiling answers playerguard's cache-hit bytes for players[0];
@@ -190,16 +239,22 @@ func runHit(e *env, r *Report) error {
 	var targets []hitTarget
 	add := func(name string, p measured, m mode, addr string, upstream bool) error {
 		ps := players
-		if m == modeKakaoLogin {
+		switch m {
+		case modeKakaoLogin:
 			ps = klPlayers
+		case modeKakaoOIDC:
+			ps = oidcPs
 		}
 		job, err := e.newWrkJob(strings.ReplaceAll(strings.Fields(name)[0], "/", ""), ps, m, addr)
 		targets = append(targets, hitTarget{name: name, proc: p, job: job, upstream: upstream})
 		return err
 	}
-	// kakao-login first: next to playerguard /v1/validate, which it is
-	// compared with, so that the two run back to back in every round.
+	// kakao-oidc and kakao-login first: next to playerguard /v1/validate,
+	// which they are compared with, so that kakao-login and it run back to
+	// back in every round, kakao-oidc one target away (the pairs measured
+	// before it came keep their places).
 	if err := firstErr(
+		add(oidcHit, pg, modeKakaoOIDC, pg.api, true),
 		add(klHit, pg, modeKakaoLogin, pg.api, true),
 		add("playerguard /v1/validate", pg, modeV1, pg.api, true),
 		add("minimal /v1/validate", minimal, modeV1, minimal.addr, false),
@@ -217,8 +272,9 @@ func runHit(e *env, r *Report) error {
 		}
 	}
 
-	// Calls to either fake: a hit load's misses reach one of them.
-	upCalls := func() int64 { return fake.Calls() + kl.Calls() }
+	// Calls to any fake: a hit load's misses reach one of them (a
+	// kakao-oidc miss only when it names a key playerguard does not hold).
+	upCalls := func() int64 { return fake.Calls() + kl.Calls() + oidc.Fetches() }
 	samples := map[string][]hitSample{}
 	for round := range o.rounds {
 		for _, t := range alternate(targets, round) {
@@ -238,18 +294,24 @@ func runHit(e *env, r *Report) error {
 		}
 	}
 
-	allOK, pgCalls, klCalls := true, int64(0), int64(0)
+	allOK, pgCalls, klCalls, oidcCalls := true, int64(0), int64(0), int64(0)
 	var bad []string
-	// The rows: Kakao Games' as before, then kakao-login's.
+	// The rows: Kakao Games' as before, then kakao-login's, then
+	// kakao-oidc's.
 	rowOrder := make([]hitTarget, 0, len(targets))
+	isProvider := func(name string) bool {
+		return strings.HasPrefix(name, klRowPrefix) || strings.HasPrefix(name, oidcRowPrefix)
+	}
 	for _, t := range targets {
-		if !strings.HasPrefix(t.name, klRowPrefix) {
+		if !isProvider(t.name) {
 			rowOrder = append(rowOrder, t)
 		}
 	}
-	for _, t := range targets {
-		if strings.HasPrefix(t.name, klRowPrefix) {
-			rowOrder = append(rowOrder, t)
+	for _, prefix := range []string{klRowPrefix, oidcRowPrefix} {
+		for _, t := range targets {
+			if strings.HasPrefix(t.name, prefix) {
+				rowOrder = append(rowOrder, t)
+			}
 		}
 	}
 	for _, t := range rowOrder {
@@ -277,6 +339,9 @@ func runHit(e *env, r *Report) error {
 		if strings.HasPrefix(t.name, klRowPrefix) {
 			klCalls += calls
 		}
+		if strings.HasPrefix(t.name, oidcRowPrefix) {
+			oidcCalls += calls
+		}
 		if row.Errors != 0 {
 			allOK = false
 			bad = append(bad, fmt.Sprintf("%s: %d", t.name, row.Errors))
@@ -286,6 +351,10 @@ func runHit(e *env, r *Report) error {
 	r.check(kindCorrectness, "every hit answered 200 (allow), on every server", "0 errors", allOK, "%s", orDefault(strings.Join(bad, ", "), "0 errors"))
 	r.check(kindCorrectness, "playerguard made no upstream call during the hit load", "0", pgCalls == 0, "%d", pgCalls)
 	r.check(kindCorrectness, "playerguard made no upstream call during the kakao-login hit load", "0", klCalls == 0, "%d", klCalls)
+	r.check(kindCorrectness, "playerguard made no upstream call (key fetch) during the kakao-oidc hit load", "0", oidcCalls == 0, "%d", oidcCalls)
+	fetches := oidc.Fetches()
+	r.check(kindCorrectness, "kakao-oidc: no key fetch beyond the start-up one (hit)", "1 fetch in all", oidcFetches0 == 1 && fetches == oidcFetches0,
+		"%d in all (%d by the time the provider was ready)", fetches, oidcFetches0)
 
 	// Peer ratios, paired per round.
 	ratio := func(name, a, b string, f func(hitSample) float64) (float64, bool) {
@@ -369,6 +438,9 @@ func runHit(e *env, r *Report) error {
 	// process in the same rounds: informational, no target.
 	ratio("throughput: "+klHit+" ÷ playerguard /v1/validate", klHit, pgV1, rps)
 	ratio("CPU per request: "+klHit+" ÷ playerguard /v1/validate", klHit, pgV1, cpr)
+	// kakao-oidc's the same way.
+	ratio("throughput: "+oidcHit+" ÷ playerguard /v1/validate", oidcHit, pgV1, rps)
+	ratio("CPU per request: "+oidcHit+" ÷ playerguard /v1/validate", oidcHit, pgV1, cpr)
 
 	if o.perf {
 		e.profileHit(r, targets)

@@ -10,10 +10,11 @@
 // and runs it as a subprocess configured through the environment against
 // an in-process fake Kakao upstream (validator/kakaogames/kakaogamestest);
 // hit and miss also enable its kakao-login provider against an in-process
-// Kakao Login fake (validator/kakaologin/kakaologintest). Every load is
-// bounded in count and time and stops by itself. The exit code is 1 if a
-// correctness check failed or a scenario could not run, 2 on bad flags;
-// a missed performance target is reported, not an error.
+// Kakao Login fake (validator/kakaologin/kakaologintest) and its kakao-oidc
+// provider against an in-process key set (validator/kakaooidc/kakaooidctest).
+// Every load is bounded in count and time and stops by itself. The exit
+// code is 1 if a correctness check failed or a scenario could not run, 2
+// on bad flags; a missed performance target is reported, not an error.
 package main
 
 import (
@@ -52,14 +53,16 @@ type options struct {
 	json            bool
 	perf            bool // hit and storm: record the servers with perf
 
-	hitTokens     int
-	stormTokens   int
-	stormRequests int
-	players       int // sanction-wave
-	memEntries    int // memory: players filled into the default-bound cache
-	memBound      int // memory: -cache-max-entries of the bounded run
-	memBoundFill  int // memory: players filled into the bounded cache
-	soakDuration  time.Duration
+	hitTokens      int
+	oidcHitTokens  int // hit: warm kakao-oidc ID tokens
+	oidcMissTokens int // miss: new kakao-oidc ID tokens per round
+	stormTokens    int
+	stormRequests  int
+	players        int // sanction-wave
+	memEntries     int // memory: players filled into the default-bound cache
+	memBound       int // memory: -cache-max-entries of the bounded run
+	memBoundFill   int // memory: players filled into the bounded cache
+	soakDuration   time.Duration
 }
 
 // scenario is one load scenario.
@@ -103,6 +106,8 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.json, "json", false, "print machine-readable results instead of tables")
 	fs.BoolVar(&o.perf, "perf", false, "hit: also record playerguard and its Go peers with perf(1) during one extra run each; storm: playerguard over one extra storm; print their top functions")
 	fs.IntVar(&o.hitTokens, "hit-tokens", 10_000, "hit: distinct warm players the load cycles over")
+	fs.IntVar(&o.oidcHitTokens, "oidc-hit-tokens", 2_000, "hit: distinct warm kakao-oidc ID tokens (each signed at set-up, about 1 ms of CPU each)")
+	fs.IntVar(&o.oidcMissTokens, "oidc-miss-tokens", 1_000, "miss: new kakao-oidc ID tokens sent per round (each signed at set-up)")
 	fs.IntVar(&o.stormTokens, "storm-tokens", 1_000, "storm: distinct tokens")
 	fs.IntVar(&o.stormRequests, "storm-requests", 10_000, "storm: connects launched at once (one connection each)")
 	fs.IntVar(&o.players, "players", 10_000, "sanction-wave: warm players (10% are sanctioned)")
@@ -148,6 +153,8 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-storm-requests: at most 15000 (one connection each; the open-files limit is often 20000)")
 	case o.memEntries < 1 || o.memBound < 1 || o.memBoundFill < 1:
 		return nil, errors.New("-memory-*: must be positive")
+	case o.oidcHitTokens < 1 || o.oidcHitTokens > 100_000 || o.oidcMissTokens < 1 || o.oidcMissTokens > 100_000:
+		return nil, errors.New("-oidc-hit-tokens, -oidc-miss-tokens: must be in [1, 100000] (each token is signed at set-up)")
 	}
 	return o, nil
 }
@@ -163,6 +170,8 @@ func (o *options) applySmoke(given map[string]bool) {
 	set("warmup", func() { o.warmup = 0 })
 	set("rounds", func() { o.rounds = 1 })
 	set("hit-tokens", func() { o.hitTokens = 500 })
+	set("oidc-hit-tokens", func() { o.oidcHitTokens = 100 })
+	set("oidc-miss-tokens", func() { o.oidcMissTokens = 100 })
 	set("storm-tokens", func() { o.stormTokens = 100 })
 	set("storm-requests", func() { o.stormRequests = 1_000 })
 	set("players", func() { o.players = 500 })

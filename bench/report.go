@@ -287,6 +287,10 @@ func writeReport(w io.Writer, r *Report) {
 			for i, v := range ra.Rounds {
 				rounds[i] = fmt.Sprintf("%.3f", v)
 			}
+			if len(rounds) == 0 {
+				fmt.Fprintf(tw, "  %s\t%.3f\t(one run)\n", ra.Name, ra.Value)
+				continue
+			}
 			fmt.Fprintf(tw, "  %s\t%.3f\t(rounds: %s)\n", ra.Name, ra.Value, strings.Join(rounds, " "))
 		}
 		tw.Flush()
