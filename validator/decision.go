@@ -115,6 +115,11 @@ type Result struct {
 	// with a key it may not look up yet), so an allow by stale or open
 	// would let in whoever sends such tokens.
 	NoPolicy bool
+	// Scoped says a kick is about this request's key alone (an age
+	// gate's verdict for one minimum age): it purges nothing else.
+	// CacheKick caches such a kick like an allow (for the cache TTL,
+	// bounded by MaxAge).
+	Scoped, CacheKick bool
 	// HasCode says whether Code is set.
 	HasCode bool
 	// MaxAge, when positive, bounds how long an allow may be cached, in

@@ -170,8 +170,10 @@ func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx, pv *provider) {
 	st := v.getState()
 	defer v.putState(st)
 	var err error
-	f := form{onlyKnown: pv.spec.StrictFields, noPlatform: !pv.spec.Platform, idToken: pv.spec.IDToken}
-	if body := ctx.Request.Body(); len(body) > 0 {
+	f := form{onlyKnown: pv.spec.StrictFields, noPlatform: !pv.spec.Platform, idToken: pv.spec.IDToken, ageGate: pv.spec.AgeGate}
+	if body := ctx.Request.Body(); pv.spec.AgeGate && len(body) == 0 {
+		err = errBodyRequired
+	} else if len(body) > 0 {
 		st.scratch, err = decodeJSON(body, &st.req, st.scratch, f)
 		if err == nil {
 			// One request, one form: a playerId header beside a body would
@@ -238,7 +240,11 @@ const (
 	hdrPlayerIDName = "Playerid"
 	hdrIDTokenName  = "Idtoken"
 	hdrNonceName    = "Nonce"
+	hdrImpUIDName   = "Impuid"
+	hdrMinAgeName   = "Minage"
 )
+
+var errBodyRequired = &RequestError{"this endpoint takes a JSON body (impUid, playerId, minAge), not headers"}
 
 // ReadHeaders fills r from the accessToken, platform and playerId headers
 // (names are case-insensitive), as the drop-in endpoint and header-carried
@@ -319,6 +325,10 @@ func reqHeaderKey(name []byte) int {
 		return reqKeyIDToken
 	case hdrNonceName:
 		return reqKeyNonce
+	case hdrImpUIDName:
+		return reqKeyImpUID
+	case hdrMinAgeName:
+		return reqKeyMinAge
 	}
 	return reqKeyUnknown
 }
@@ -332,11 +342,14 @@ var errReqKeyTwice = func() (e [numReqKeys]*RequestError) {
 
 // errBodyAndHeader[id][k] refuses a JSON body sent with request key k as
 // a header too; id is form.idToken, whose fields the message lists.
-var errBodyAndHeader = func() (e [2][numReqKeys]*RequestError) {
+var errBodyAndHeader = func() (e [3][numReqKeys]*RequestError) {
 	for id, fields := range []string{"accessToken, platform and playerId", "idToken, nonce and playerId"} {
 		for k, name := range reqKeyNames {
 			e[id][k] = &RequestError{"request has a JSON body and a " + name + " header: send " + fields + " in one form, the body or the headers"}
 		}
+	}
+	for k, name := range reqKeyNames {
+		e[2][k] = &RequestError{"request has a JSON body and a " + name + " header: this endpoint takes impUid, playerId and minAge in the JSON body only"}
 	}
 	return e
 }()
@@ -348,8 +361,11 @@ var errBodyAndHeader = func() (e [2][numReqKeys]*RequestError) {
 func headerFields(ctx *fasthttp.RequestCtx, f form) error {
 	h := &ctx.Request.Header
 	id := 0
-	if f.idToken {
+	switch {
+	case f.idToken:
 		id = 1
+	case f.ageGate:
+		id = 2
 	}
 	for k, name := range reqHeaderNameBytes {
 		if f.has(k) && h.PeekCanonical(name) != nil {
@@ -359,7 +375,7 @@ func headerFields(ctx *fasthttp.RequestCtx, f form) error {
 	return nil
 }
 
-var reqHeaderNameBytes = [numReqKeys][]byte{[]byte(hdrTokenName), []byte(hdrPlatformName), []byte(hdrPlayerIDName), []byte(hdrIDTokenName), []byte(hdrNonceName)}
+var reqHeaderNameBytes = [numReqKeys][]byte{[]byte(hdrTokenName), []byte(hdrPlatformName), []byte(hdrPlayerIDName), []byte(hdrIDTokenName), []byte(hdrNonceName), []byte(hdrImpUIDName), []byte(hdrMinAgeName)}
 
 func (v *Validator) observe(pv *provider, a *Answer, start time.Time) {
 	c := pv.counts[a.Verdict][a.Reason][a.Source]
@@ -426,7 +442,9 @@ func renderAnswer(a *Answer) []byte {
 		b = append(b, a.Cause.Reason.String()...)
 		b = append(b, '"')
 	}
-	if f := r.Fields; f != nil && r.Verdict != Unavailable {
+	if f := r.Fields; f != nil && r.Verdict != Unavailable && f.Inline {
+		b = append(b, r.Raw(0)...) // members, each after a comma
+	} else if f != nil && r.Verdict != Unavailable {
 		// A failure's body names no one the answer is about.
 		b = appendRaw(b, f.Names[0], r.Raw(0))
 		if a.Verdict == Kick {

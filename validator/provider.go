@@ -57,6 +57,11 @@ type Spec struct {
 	// instead of an accessToken (and no platform): Request.Token and
 	// Request.Nonce, both covered by the cache key.
 	IDToken bool
+	// AgeGate says its requests are an age gate's: a JSON body (never
+	// headers) of impUid (Request.Token), playerId and minAge
+	// (Request.MinAge, covered by the cache key), and that no outage
+	// policy admits to it: without a verdict it answers unavailable.
+	AgeGate bool
 	// Timeout bounds one call; a call also waits at most this long for
 	// one of MaxCalls call slots (concurrent calls, distinct keys).
 	Timeout  time.Duration
@@ -111,6 +116,10 @@ type Route struct {
 // kicks, the others in kicks only. An allow must carry Raw(0).
 type Fields struct {
 	Names [numRaw]string
+	// Inline: Raw(0) is not a value but object members, each after a
+	// comma (`,"minAge":19,"certifiedAt":1`), written at the top level of
+	// allows and kicks; Names[0] is unused.
+	Inline bool
 }
 
 // numRaw is how many raw values a Result can point at.

@@ -17,6 +17,7 @@ type Request struct {
 	Platform []byte // one of web, launcher, mobile, pc
 	PlayerID []byte // optional; empty when not claimed
 	Nonce    []byte // ID tokens only: optional; empty when not sent
+	MinAge   []byte // age gates only: a JSON integer as sent; empty when not sent
 	Provider []byte // /admin/purge only: the provider a key purge is for
 
 	idToken bool // Token was sent as idToken (/admin/purge tells them apart)
@@ -64,13 +65,15 @@ const (
 	reqKeyPlayerID
 	reqKeyIDToken // the token of a provider of ID tokens (Spec.IDToken)
 	reqKeyNonce
+	reqKeyImpUID // an age gate's verification (Spec.AgeGate), its token
+	reqKeyMinAge
 	numReqKeys
 	// reqKeyProvider is /admin/purge's provider: no header, no error
 	// tables, so after numReqKeys.
 	reqKeyProvider = numReqKeys
 )
 
-var reqKeyNames = [numReqKeys]string{"accessToken", "platform", "playerId", "idToken", "nonce"}
+var reqKeyNames = [numReqKeys]string{"accessToken", "platform", "playerId", "idToken", "nonce", "impUid", "minAge"}
 
 var (
 	reqKeyBytes        [numReqKeys][]byte
@@ -117,12 +120,17 @@ type form struct {
 	idToken bool
 	// purge: /admin/purge's, every key (a token as accessToken or idToken).
 	purge bool
+	// ageGate: the keys are impUid, playerId and minAge (a number).
+	ageGate bool
 }
 
 // has says whether request key k is one of f's.
 func (f form) has(k int) bool {
-	if f.purge {
-		return true
+	switch {
+	case f.purge:
+		return k != reqKeyImpUID && k != reqKeyMinAge
+	case f.ageGate:
+		return k == reqKeyImpUID || k == reqKeyMinAge || k == reqKeyPlayerID
 	}
 	switch k {
 	case reqKeyToken:
@@ -131,6 +139,8 @@ func (f form) has(k int) bool {
 		return !f.idToken && !f.noPlatform
 	case reqKeyIDToken, reqKeyNonce:
 		return f.idToken
+	case reqKeyImpUID, reqKeyMinAge:
+		return false
 	}
 	return true
 }
@@ -213,8 +223,16 @@ func (d *jsonDecoder) request(r *Request) error {
 				}
 				seen[k] = true
 				var v []byte
-				v, err = d.stringOrNull(k)
+				if k == reqKeyMinAge {
+					v, err = d.numberOrNull()
+				} else {
+					v, err = d.stringOrNull(k)
+				}
 				switch k {
+				case reqKeyMinAge:
+					r.MinAge = v
+				case reqKeyImpUID:
+					r.Token = v
 				case reqKeyToken, reqKeyIDToken:
 					if r.Token != nil {
 						return errTwoTokens
@@ -278,6 +296,10 @@ func (d *jsonDecoder) key() (int, error) {
 		k = reqKeyIDToken
 	case "nonce":
 		k = reqKeyNonce
+	case "impUid":
+		k = reqKeyImpUID
+	case "minAge":
+		k = reqKeyMinAge
 	case "provider":
 		if d.provider {
 			k = reqKeyProvider
@@ -325,6 +347,28 @@ func (d *jsonDecoder) stringOrNull(k int) ([]byte, error) {
 		return nil, errBodyInvalidJSON
 	}
 }
+
+// numberOrNull reads minAge's value: a JSON number (its text), or null.
+func (d *jsonDecoder) numberOrNull() ([]byte, error) {
+	if d.i >= len(d.b) {
+		return nil, errBodyNotJSON
+	}
+	switch c := d.b[d.i]; {
+	case c == 'n':
+		return nil, d.literal("null")
+	case c == '-' || isDigit(c):
+		start := d.i
+		if err := d.skipNumber(); err != nil {
+			return nil, err
+		}
+		return d.b[start:d.i:d.i], nil
+	case c == '"' || c == '{' || c == '[' || c == 't' || c == 'f':
+		return nil, errMinAgeNotNumber
+	}
+	return nil, errBodyInvalidJSON
+}
+
+var errMinAgeNotNumber = &RequestError{"minAge must be a JSON number"}
 
 // str reads the string at d.i (a '"'). Without escapes the result aliases
 // the body; otherwise it is unescaped onto the end of d.scratch. Either way

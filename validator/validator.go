@@ -179,7 +179,8 @@ func New(cfg Config, providers ...Provider) (*Validator, error) {
 	for _, p := range providers {
 		s := p.Spec()
 		switch {
-		case s.Name == "" || s.Path == "" || s.Fields == nil || s.Timeout <= 0 || s.MaxCalls <= 0 || s.IDToken && s.Platform:
+		case s.Name == "" || s.Path == "" || s.Fields == nil || s.Timeout <= 0 || s.MaxCalls <= 0 || s.IDToken && s.Platform ||
+			s.AgeGate && (s.Platform || s.IDToken):
 			return nil, fmt.Errorf("provider %q: incomplete spec", s.Name)
 		case seen[s.Name] || seen[s.Path] || s.Path[0] != '/':
 			return nil, fmt.Errorf("provider %q: name or path %q taken or invalid", s.Name, s.Path)
@@ -269,6 +270,9 @@ func (v *Validator) newProvider(p Provider, s Spec) *provider {
 
 // hitPrefix is the cache-hit allow body up to Raw(0), for fields.
 func hitPrefix(f *Fields) []byte {
+	if f.Inline {
+		return []byte(`{"decision":"allow","reason":"ok","source":"cache"`)
+	}
 	return []byte(`{"decision":"allow","reason":"ok","source":"cache","` + f.Names[0] + `":`)
 }
 
@@ -330,9 +334,12 @@ type Answer struct {
 // then the (coalesced, breaker-guarded) upstream, then the outage policy.
 func (v *Validator) validate(pv *provider, st *reqState, now time.Time) Answer {
 	platform := pv.platform(&st.req)
-	if pv.spec.IDToken {
+	switch {
+	case pv.spec.IDToken:
 		st.key = st.kb.NonceKey(platform, st.req.PlayerID, st.req.Token, st.req.Nonce)
-	} else {
+	case pv.spec.AgeGate:
+		st.key = st.kb.NonceKey(platform, st.req.PlayerID, st.req.Token, st.req.MinAge)
+	default:
 		st.key = st.kb.Key(platform, st.req.PlayerID, st.req.Token)
 	}
 	if res, s := v.cache.Get(&st.key, now); s == cache.Fresh {
@@ -366,7 +373,7 @@ func (v *Validator) validate(pv *provider, st *reqState, now time.Time) Answer {
 		return Answer{Res: res, Verdict: res.Verdict, Reason: res.Reason, Source: SourceUpstream}
 	}
 	failure := Answer{Res: res, Verdict: Unavailable, Reason: res.Reason, Source: SourceUpstream}
-	if res.NoPolicy {
+	if res.NoPolicy || pv.spec.AgeGate {
 		return failure
 	}
 	switch v.cfg.Policy {
@@ -424,6 +431,16 @@ func (v *Validator) fetch(pv *provider, st *reqState) (*Result, func()) {
 			return res, func() { v.cache.Set(&key, tags, stamp, fresh, stale, res) }
 		}
 	case Kick:
+		if res.Scoped {
+			// About this request's key alone (an age gate's answer for
+			// one minimum age): nothing else is purged. Cached when the
+			// provider says so.
+			if fresh := v.kickLife(res); res.CacheKick && fresh > 0 {
+				key, tags, stamp := st.key, cache.Tags{Token: st.token}, st.stamp
+				return res, func() { v.cache.Set(&key, tags, stamp, fresh, 0, res) }
+			}
+			return res, nil
+		}
 		// Authoritative. This key's entry goes, and so does every cached
 		// allow of the token (under any claim and platform) and of the
 		// player the verdict is about (Result.Named: never a claim alone,
@@ -452,6 +469,16 @@ func (v *Validator) fetch(pv *provider, st *reqState) (*Result, func()) {
 		}
 	}
 	return res, nil
+}
+
+// kickLife is how long a cacheable kick is cached: the cache TTL, bounded
+// by the Result's MaxAge.
+func (v *Validator) kickLife(res *Result) time.Duration {
+	fresh := v.cfg.CacheTTL
+	if res.MaxAge != 0 {
+		fresh = min(fresh, time.Duration(max(res.MaxAge, 0))*time.Second)
+	}
+	return fresh
 }
 
 // call makes one upstream call within a concurrency slot. Its error is
