@@ -15,6 +15,7 @@ import (
 
 	"playerguard/metrics"
 	"playerguard/validator"
+	"playerguard/validator/iamport"
 	"playerguard/validator/kakaogames"
 	"playerguard/validator/kakaologin"
 	"playerguard/validator/kakaooidc"
@@ -30,6 +31,10 @@ const (
 	envAppSecret  = envPrefix + "APP_SECRET"
 	envAdminKey   = envPrefix + "ADMIN_KEY"
 	envAdminToken = envPrefix + "ADMIN_TOKEN"
+
+	envIamportKey       = envPrefix + "IAMPORT_KEY"
+	envIamportSecret    = envPrefix + "IAMPORT_SECRET"
+	envIamportPersonKey = envPrefix + "IAMPORT_PERSON_KEY_SECRET"
 )
 
 // Config is everything playerguard is started with.
@@ -53,6 +58,13 @@ type Config struct {
 	KakaoOIDCMaxAuthAge   time.Duration
 	KakaoOIDCJWKSRefresh  time.Duration
 	KakaoOIDCJWKSMinGap   time.Duration
+
+	IamportAPI                                           string
+	IamportKeyFile, IamportSecretFile, IamportPersonFile string
+	IamportKeyEnv, IamportSecretEnv, IamportPersonEnv    string
+	AgeGateMinAge                                        int
+	AgeRule                                              string
+	AgeGateMaxCertAge, AgeGateReuseWindow                time.Duration
 
 	AppSecretFile, AdminKeyFile, AdminTokenFile string
 	// The secrets' environment variables (PLAYERGUARD_APP_SECRET, ...) as
@@ -99,6 +111,14 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.KakaoOIDCMaxAuthAge, "kakao-oidc-max-auth-age", 0, "kick ID tokens whose auth_time is older (auth_too_old); 0 means any age")
 	fs.DurationVar(&c.KakaoOIDCJWKSRefresh, "kakao-oidc-jwks-refresh", kakaooidc.DefaultRefresh, "how often the key set is fetched again (sooner when its Cache-Control max-age says so)")
 	fs.DurationVar(&c.KakaoOIDCJWKSMinGap, "kakao-oidc-jwks-min-interval", kakaooidc.DefaultMinInterval, "least time between key fetches for tokens naming an unknown key id (per sidecar)")
+	fs.StringVar(&c.IamportAPI, "iamport-api", iamport.DefaultAPI, "i'mport (PortOne v1) REST API base `URL` for the iamport age gate")
+	fs.StringVar(&c.IamportKeyFile, "iamport-key-file", "", "`file` holding the i'mport REST API key (or set "+envIamportKey+"); with the secret, enables the iamport age gate")
+	fs.StringVar(&c.IamportSecretFile, "iamport-secret-file", "", "`file` holding the i'mport REST API secret (or set "+envIamportSecret+")")
+	fs.StringVar(&c.IamportPersonFile, "iamport-person-key-secret-file", "", "`file` holding the hex key of the age gate's personKey, an HMAC of the CI (or set "+envIamportPersonKey+"); without one no personKey is given")
+	fs.IntVar(&c.AgeGateMinAge, "age-gate-min-age", iamport.DefaultMinAge, "the age gate's minimum age when a request gives none (1-100)")
+	fs.StringVar(&c.AgeRule, "age-rule", "full", "how the age gate counts age: full (full age on today's date in Seoul) or year (born in or before this year minus the minimum age, the Youth Protection Act's rule)")
+	fs.DurationVar(&c.AgeGateMaxCertAge, "age-gate-max-cert-age", 0, "refuse certifications older than this (certification_expired); 0 means any age")
+	fs.DurationVar(&c.AgeGateReuseWindow, "age-gate-reuse-window", iamport.DefaultReuseWindow, "how long an imp_uid stays bound to the player it was first used for (certification_reused for another)")
 	fs.StringVar(&c.UpstreamCAFile, "upstream-ca-file", "", "PEM `file` of CAs to trust for the upstream instead of the system's (TLS is always verified)")
 	fs.StringVar(&c.AppSecretFile, "app-secret-file", "", "`file` holding the app secret (or set "+envAppSecret+")")
 	fs.StringVar(&c.AdminKeyFile, "admin-key-file", "", "`file` holding the upstream admin key, sent as KakaoAK (or set "+envAdminKey+")")
@@ -154,7 +174,7 @@ func parseConfig(args []string, environ []string, usage io.Writer) (*Config, err
 			env[k] = v
 		}
 	}
-	known := map[string]bool{envAppSecret: true, envAdminKey: true, envAdminToken: true}
+	known := map[string]bool{envAppSecret: true, envAdminKey: true, envAdminToken: true, envIamportKey: true, envIamportSecret: true, envIamportPersonKey: true}
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := envName(f.Name)
@@ -178,6 +198,7 @@ func parseConfig(args []string, environ []string, usage io.Writer) (*Config, err
 		errs = append(errs, fmt.Errorf("unknown environment variable %s (see playerguard -h)", k))
 	}
 	c.AppSecretEnv, c.AdminKeyEnv, c.AdminTokenEnv = env[envAppSecret], env[envAdminKey], env[envAdminToken]
+	c.IamportKeyEnv, c.IamportSecretEnv, c.IamportPersonEnv = env[envIamportKey], env[envIamportSecret], env[envIamportPersonKey]
 	return c, errors.Join(errs...)
 }
 
@@ -197,7 +218,7 @@ func printUsage(fs *flag.FlagSet, w io.Writer) {
 		"OpenAPI for the game server beside it. Every flag may also be set in the\n"+
 		"environment as PLAYERGUARD_<FLAG> (upper case, - becomes _); a flag on the\n"+
 		"command line wins. Secrets come only from the environment or files:\n"+
-		"%s, %s, %s.\n\nFlags:\n", envAppSecret, envAdminKey, envAdminToken)
+		"%s, %s, %s, %s, %s, %s.\n\nFlags:\n", envAppSecret, envAdminKey, envAdminToken, envIamportKey, envIamportSecret, envIamportPersonKey)
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 	fs.SetOutput(io.Discard)
@@ -231,8 +252,8 @@ func (c *Config) Validate() error {
 		bad("-demo: cannot be combined with -upstream, -kakao-login-api, -kakao-oidc-jwks-url or upstream secrets (the demo brings its own fake upstreams)")
 	}
 	if !c.Demo {
-		if !c.kakaoGames() && !c.kakaoLogin() && !c.kakaoOIDC() {
-			bad("no provider configured: enable kakao-games with -upstream and -app-id (and its secrets), kakao-login with -kakao-login-app-id, or kakao-oidc with -kakao-oidc-audiences")
+		if !c.kakaoGames() && !c.kakaoLogin() && !c.kakaoOIDC() && !c.iamport() {
+			bad("no provider configured: enable kakao-games with -upstream and -app-id (and its secrets), kakao-login with -kakao-login-app-id, kakao-oidc with -kakao-oidc-audiences, or the iamport age gate with " + envIamportKey + " and " + envIamportSecret)
 		}
 		if c.kakaoGames() {
 			if c.Upstream == "" {
@@ -263,6 +284,21 @@ func (c *Config) Validate() error {
 		bad("-kakao-login-timeout: must not be negative")
 	}
 	errs = append(errs, c.checkKakaoOIDC()...)
+	if err := iamport.CheckMinAge(c.AgeGateMinAge); err != nil {
+		bad("-age-gate-min-age: %v", err)
+	}
+	if _, err := iamport.ParseAgeRule(c.AgeRule); err != nil {
+		bad("-age-rule: %v", err)
+	}
+	if c.AgeGateMaxCertAge < 0 {
+		bad("-age-gate-max-cert-age: must not be negative")
+	}
+	if c.AgeGateReuseWindow <= 0 {
+		bad("-age-gate-reuse-window: must be positive")
+	}
+	if err := validator.CheckUpstreamURL(c.IamportAPI); err != nil {
+		bad("-iamport-api: %v", err)
+	}
 	_, secretErrs := c.resolveSecrets()
 	errs = append(errs, secretErrs...)
 	if err := validator.CheckUpstreamCAFile(c.UpstreamCAFile); err != nil {
@@ -315,7 +351,11 @@ func (c *Config) Validate() error {
 }
 
 // secrets are the secret values playerguard runs with.
-type secrets struct{ appSecret, adminKey, adminToken string }
+type secrets struct {
+	appSecret, adminKey, adminToken string
+	iamportKey, iamportSecret       string
+	personKey                       []byte
+}
 
 // resolveSecrets reads each secret from its environment variable or its
 // file, and returns one error per secret it cannot resolve, each naming
@@ -334,6 +374,22 @@ func (c *Config) resolveSecrets() (secrets, []error) {
 	}
 	if s.adminToken, err = secret(c.AdminTokenEnv, envAdminToken, c.AdminTokenFile, "-admin-token-file", false); err != nil {
 		errs = append(errs, err)
+	}
+	// i'mport's two: either enables the age gate, which needs both.
+	ia := c.iamport()
+	if s.iamportKey, err = secret(c.IamportKeyEnv, envIamportKey, c.IamportKeyFile, "-iamport-key-file", ia); err != nil {
+		errs = append(errs, err)
+	}
+	if s.iamportSecret, err = secret(c.IamportSecretEnv, envIamportSecret, c.IamportSecretFile, "-iamport-secret-file", ia); err != nil {
+		errs = append(errs, err)
+	}
+	var person string
+	if person, err = secret(c.IamportPersonEnv, envIamportPersonKey, c.IamportPersonFile, "-iamport-person-key-secret-file", false); err != nil {
+		errs = append(errs, err)
+	} else if person != "" {
+		if s.personKey, err = iamport.ParsePersonKeySecret(person); err != nil {
+			errs = append(errs, fmt.Errorf("-iamport-person-key-secret-file: %v", err))
+		}
 	}
 	return s, errs
 }
@@ -377,6 +433,12 @@ func secret(fromEnv, envName, file, flagName string, required bool) (string, err
 // kakaoGames says the kakao-games provider is enabled (-upstream or
 // -app-id given: Validate wants both).
 func (c *Config) kakaoGames() bool { return c.Upstream != "" || c.AppID != "" }
+
+// iamport says the iamport age gate is enabled: either of its secrets
+// given (resolveSecrets wants both).
+func (c *Config) iamport() bool {
+	return c.IamportKeyEnv != "" || c.IamportSecretEnv != "" || c.IamportKeyFile != "" || c.IamportSecretFile != ""
+}
 
 // kakaoOIDC says the kakao-oidc provider is enabled.
 func (c *Config) kakaoOIDC() bool {
@@ -497,6 +559,19 @@ func (c *Config) providers(sec secrets, log *slog.Logger, m *metrics.Metrics) ([
 		}
 		ps = append(ps, ko)
 	}
+	if c.iamport() {
+		rule, _ := iamport.ParseAgeRule(c.AgeRule) // checked
+		ia, err := iamport.New(iamport.Config{
+			Key: sec.iamportKey, Secret: sec.iamportSecret, PersonKeySecret: sec.personKey,
+			API: c.IamportAPI, Rule: rule, MinAge: c.AgeGateMinAge, MaxCertAge: c.AgeGateMaxCertAge,
+			ReuseWindow: c.AgeGateReuseWindow, Timeout: c.UpstreamTimeout, MaxConns: c.MaxUpstreamConns, Logger: log,
+		})
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("%s: %w", iamport.Name, err)
+		}
+		ps = append(ps, ia)
+	}
 	return ps, nil
 }
 
@@ -513,6 +588,9 @@ func (c *Config) unconfigured() []validator.Endpoint {
 	}
 	if !c.kakaoOIDC() {
 		es = append(es, validator.Endpoint{Provider: kakaooidc.Name, Path: kakaooidc.Path})
+	}
+	if !c.iamport() {
+		es = append(es, validator.Endpoint{Provider: iamport.Name, Path: iamport.Path})
 	}
 	return es
 }

@@ -87,7 +87,7 @@ func TestSecretsFromFiles(t *testing.T) {
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	if sec != (secrets{"s3cret", "k3y", "adm"}) {
+	if sec.appSecret != "s3cret" || sec.adminKey != "k3y" || sec.adminToken != "adm" || sec.iamportKey != "" || sec.personKey != nil {
 		t.Fatalf("secrets %+v", sec)
 	}
 }
@@ -115,7 +115,7 @@ func TestBadConfig(t *testing.T) {
 		}
 	}
 	f("nothing", nil, nil,
-		"no provider configured: enable kakao-games with -upstream and -app-id (and its secrets), kakao-login with -kakao-login-app-id, or kakao-oidc with -kakao-oidc-audiences")
+		"no provider configured: enable kakao-games with -upstream and -app-id (and its secrets), kakao-login with -kakao-login-app-id, kakao-oidc with -kakao-oidc-audiences, or the iamport age gate with PLAYERGUARD_IAMPORT_KEY and PLAYERGUARD_IAMPORT_SECRET")
 	f("kakao-games without its secrets", nil, []string{"-upstream", "http://h", "-app-id", "1"},
 		"-app-secret-file: required: set PLAYERGUARD_APP_SECRET or -app-secret-file",
 		"-admin-key-file: required: set PLAYERGUARD_ADMIN_KEY or -admin-key-file")
@@ -128,7 +128,7 @@ func TestBadConfig(t *testing.T) {
 	f("kakao-oidc flags without audiences", nil, []string{"-kakao-login-app-id", "123", "-kakao-oidc-leeway", "10s", "-kakao-oidc-require-nonce"},
 		"-kakao-oidc-audiences: required with -kakao-oidc-leeway, -kakao-oidc-require-nonce (the app keys ID tokens may be issued to)")
 	f("kakao-oidc audiences blank", nil, []string{"-kakao-oidc-audiences", " , ", "-kakao-oidc-jwks-url", "http://127.0.0.1:1/jwks"},
-		"no provider configured: enable kakao-games with -upstream and -app-id (and its secrets), kakao-login with -kakao-login-app-id, or kakao-oidc with -kakao-oidc-audiences",
+		"no provider configured: enable kakao-games with -upstream and -app-id (and its secrets), kakao-login with -kakao-login-app-id, kakao-oidc with -kakao-oidc-audiences, or the iamport age gate with PLAYERGUARD_IAMPORT_KEY and PLAYERGUARD_IAMPORT_SECRET",
 		"-kakao-oidc-audiences: required with -kakao-oidc-jwks-url (the app keys ID tokens may be issued to)")
 	f("kakao-oidc jwks url", nil, []string{"-kakao-oidc-audiences", "k1", "-kakao-oidc-jwks-url", "kauth.kakao.com/.well-known/jwks.json"},
 		`-kakao-oidc-jwks-url: "kauth.kakao.com/.well-known/jwks.json" is not an http:// or https:// URL`)
@@ -137,6 +137,13 @@ func TestBadConfig(t *testing.T) {
 	f("kakao-oidc intervals", nil, []string{"-kakao-oidc-audiences", "k1", "-kakao-oidc-jwks-refresh", "10s", "-kakao-oidc-max-auth-age", "-1s"},
 		"-kakao-oidc-max-auth-age: must not be negative", "-kakao-oidc-jwks-refresh: must be at least -kakao-oidc-jwks-min-interval (30s)")
 	f("kakao-oidc min interval", nil, []string{"-kakao-oidc-audiences", "k1", "-kakao-oidc-jwks-min-interval", "0s"}, "-kakao-oidc-jwks-min-interval: must be positive")
+	f("iamport key without its secret", []string{"PLAYERGUARD_IAMPORT_KEY=k"}, nil,
+		"-iamport-secret-file: required: set PLAYERGUARD_IAMPORT_SECRET or -iamport-secret-file")
+	f("iamport person key not hex", []string{"PLAYERGUARD_IAMPORT_KEY=k", "PLAYERGUARD_IAMPORT_SECRET=s", "PLAYERGUARD_IAMPORT_PERSON_KEY_SECRET=xyz"}, nil,
+		"-iamport-person-key-secret-file: must be hex, at least 32 digits (16 bytes)")
+	f("age gate settings", []string{"PLAYERGUARD_IAMPORT_KEY=k", "PLAYERGUARD_IAMPORT_SECRET=s"}, []string{"-age-gate-min-age", "0", "-age-rule", "korean", "-age-gate-reuse-window", "0s", "-iamport-api", "api.iamport.kr"},
+		"-age-gate-min-age: must be from 1 to 100", `-age-rule: unknown age rule "korean" (want full or year)`, "-age-gate-reuse-window: must be positive",
+		`-iamport-api: "api.iamport.kr" is not an http:// or https:// URL`)
 	f("bad upstream", goodEnv, []string{"-upstream", "kakao.com"}, `-upstream: "kakao.com" is not an http:// or https:// URL`)
 	f("upstream without a host", goodEnv, []string{"-upstream", "https://"}, `-upstream: "https://" has no host`)
 	f("unparsable upstream", goodEnv, []string{"-upstream", "http://h:x"}, `-upstream: cannot parse: invalid port ":x" after host`)
@@ -264,6 +271,7 @@ func TestCheckConfigAgreesWithStartup(t *testing.T) {
 		{"kakao-oidc leeway", env, []string{"-kakao-oidc-audiences", "k1", "-kakao-oidc-leeway", "10m"}, "-kakao-oidc-leeway:"},
 		{"kakao-oidc jwks url", env, []string{"-kakao-oidc-audiences", "k1", "-kakao-oidc-jwks-url", "ftp://h/jwks"}, "-kakao-oidc-jwks-url:"},
 		{"kakao-oidc flag without audiences", env, []string{"-kakao-oidc-max-auth-age", "1h"}, "-kakao-oidc-audiences:"},
+		{"iamport secret without its key", append(env, "PLAYERGUARD_IAMPORT_SECRET=s"), nil, "-iamport-key-file:"},
 	}
 	// runBinary runs playerguard and returns its exit code and stderr.
 	runBinary := func(env []string, args ...string) (int, string) {

@@ -29,9 +29,12 @@ const updateDocsEnv = "PLAYERGUARD_UPDATE_DOCS"
 // secretDocs are the rows of the secrets table: each secret's variable, its
 // file flag, and what it is.
 var secretDocs = []struct{ env, fileFlag, what string }{
-	{envAppSecret, "app-secret-file", "app secret, sent as `appSecret` (required unless `-demo`)"},
-	{envAdminKey, "admin-key-file", "admin key, sent as `Authorization: KakaoAK …` (required unless `-demo`)"},
+	{envAppSecret, "app-secret-file", "Kakao Games app secret, sent as `appSecret` (required with kakao-games, unless `-demo`)"},
+	{envAdminKey, "admin-key-file", "Kakao Games admin key, sent as `Authorization: KakaoAK …` (required with kakao-games, unless `-demo`)"},
 	{envAdminToken, "admin-token-file", "bearer token for `/admin/*` on the ops listener (optional: without it `/admin/*` answers 401)"},
+	{envIamportKey, "iamport-key-file", "i'mport REST API key (`imp_key`); with the secret, enables the iamport age gate"},
+	{envIamportSecret, "iamport-secret-file", "i'mport REST API secret (`imp_secret`; required with the key)"},
+	{envIamportPersonKey, "iamport-person-key-secret-file", "hex key (at least 16 bytes) of the age gate's `personKey`, an HMAC-SHA256 of the CI (optional: without it no `personKey`)"},
 }
 
 // mdEscape makes a help string literal text in a Markdown table cell.
@@ -285,6 +288,7 @@ func TestReferenceMatchesHelp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defaults.AppSecretEnv, defaults.AdminKeyEnv, defaults.AdminTokenEnv = "x", "x", "x"
+	defaults.IamportKeyEnv, defaults.IamportSecretEnv, defaults.IamportPersonEnv = "x", "x", "x"
 	if !reflect.DeepEqual(fromEnv, defaults) {
 		t.Errorf("documented defaults, set through the environment, give\n%+v\nnot the built-in defaults\n%+v", fromEnv, defaults)
 	}

@@ -2,15 +2,19 @@ package main
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"playerguard/internal/testkit"
 	"playerguard/validator"
+	"playerguard/validator/iamport"
+	"playerguard/validator/iamport/iamporttest"
 	"playerguard/validator/kakaogames"
 	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/validator/kakaologin"
@@ -141,4 +145,47 @@ func mustGet(t *testing.T, url string) *http.Request {
 		t.Fatal(err)
 	}
 	return req
+}
+
+// TestAgeGateWired: the iamport age gate as cmd wires it from its secrets
+// and flags: the person key, the default minimum age, the year rule.
+func TestAgeGateWired(t *testing.T) {
+	fake, err := iamporttest.Start("ik", "is")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+	born := time.Now().In(iamport.Seoul).Year() - 19 // 19 this year: the year rule admits, full age may not
+	fake.Set("imp_1", iamporttest.Cert{Certified: true, Birthday: strconv.Itoa(born) + "-12-31", CertifiedAt: time.Now().Unix(), UniqueKey: "ci-1"})
+	env := []string{"PLAYERGUARD_IAMPORT_KEY=ik", "PLAYERGUARD_IAMPORT_SECRET=is", "PLAYERGUARD_IAMPORT_PERSON_KEY_SECRET=00112233445566778899aabbccddeeff"}
+	cfg, err := parseConfig([]string{"-iamport-api", fake.URL(), "-age-rule", "year"}, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	sec, errs := cfg.resolveSecrets()
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	ps, err := cfg.providers(sec, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := validator.New(validator.Config{CacheTTL: time.Minute, Unconfigured: cfg.unconfigured()}, ps...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	api := testkit.Serve(t, v.NewServer())
+	req, _ := http.NewRequest("POST", api+iamport.Path, strings.NewReader(`{"impUid":"imp_1","playerId":"p1"}`))
+	r := testkit.Do(t, http.DefaultClient, req)
+	if r.Status != 200 || r.Body["minAge"] != float64(19) || len(r.Body["personKey"].(string)) != 64 {
+		t.Errorf("age gate: %d %s", r.Status, r.Raw)
+	}
+	req, _ = http.NewRequest("POST", api+kakaologin.Path, strings.NewReader(`{"accessToken":"t"}`))
+	if r := testkit.Do(t, http.DefaultClient, req); r.Status != 404 || !strings.Contains(r.Raw, "kakao-login is not configured") {
+		t.Errorf("an unconfigured provider: %d %s", r.Status, r.Raw)
+	}
 }
