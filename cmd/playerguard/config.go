@@ -246,10 +246,11 @@ func (c *Config) Validate() error {
 	}
 
 	if c.Demo && (c.Upstream != "" || c.AppSecretEnv != "" || c.AdminKeyEnv != "" || c.AppSecretFile != "" || c.AdminKeyFile != "" ||
-		c.KakaoLoginAPI != kakaologin.DefaultAPI || c.KakaoOIDCJWKSURL != kakaooidc.DefaultJWKSURL) {
+		c.KakaoLoginAPI != kakaologin.DefaultAPI || c.KakaoOIDCJWKSURL != kakaooidc.DefaultJWKSURL ||
+		c.iamport() || c.IamportAPI != iamport.DefaultAPI) {
 		// A stray PLAYERGUARD_DEMO=true in a real deployment must not
 		// quietly swap the real upstream for the fake one and its players.
-		bad("-demo: cannot be combined with -upstream, -kakao-login-api, -kakao-oidc-jwks-url or upstream secrets (the demo brings its own fake upstreams)")
+		bad("-demo: cannot be combined with -upstream, -kakao-login-api, -kakao-oidc-jwks-url, -iamport-api or upstream secrets (the demo brings its own fake upstreams)")
 	}
 	if !c.Demo {
 		if !c.kakaoGames() && !c.kakaoLogin() && !c.kakaoOIDC() && !c.iamport() {

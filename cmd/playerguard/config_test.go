@@ -173,7 +173,7 @@ func TestBadConfig(t *testing.T) {
 	f("allow status", goodEnv, []string{"-allow-status", " , "}, "-allow-status: must list at least one status")
 	f("entries", goodEnv, []string{"-cache-max-entries", "0"}, "-cache-max-entries: must be positive")
 	f("demo with a real upstream", append(goodEnv, "PLAYERGUARD_DEMO=true"), nil,
-		"-demo: cannot be combined with -upstream, -kakao-login-api, -kakao-oidc-jwks-url or upstream secrets (the demo brings its own fake upstreams)")
+		"-demo: cannot be combined with -upstream, -kakao-login-api, -kakao-oidc-jwks-url, -iamport-api or upstream secrets (the demo brings its own fake upstreams)")
 
 	// -allow-remote lifts the loopback rule.
 	if code, _, errs := runConfig(t, goodEnv, "-listen", "0.0.0.0:7600", "-allow-remote"); code != 0 {

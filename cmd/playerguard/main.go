@@ -28,6 +28,8 @@ import (
 
 	"playerguard/metrics"
 	"playerguard/validator"
+	"playerguard/validator/iamport"
+	"playerguard/validator/iamport/iamporttest"
 	"playerguard/validator/kakaogames"
 	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/validator/kakaologin"
@@ -227,12 +229,16 @@ type demoFakes struct {
 	kg *kakaogamestest.Server
 	kl *kakaologintest.Server
 	ko *kakaooidctest.Server
+	ia *iamporttest.Server
+	// iaCerts are the demo's verifications, loaded at start.
+	iaCerts []iamporttest.DemoCert
 }
 
 func (f *demoFakes) Close() {
 	f.kg.Close()
 	f.kl.Close()
 	f.ko.Close()
+	f.ia.Close()
 }
 
 // demoKakaoLoginAppID is the demo's Kakao Login app id when none is given.
@@ -262,6 +268,13 @@ func startDemo(cfg *Config, sec *secrets) (*demoFakes, error) {
 		kl.Close()
 		return nil, err
 	}
+	ia, err := iamporttest.Start(iamporttest.DemoKey, iamporttest.DemoSecret)
+	if err != nil {
+		kg.Close()
+		kl.Close()
+		ko.Close()
+		return nil, err
+	}
 	kg.LoadDemo(cfg.AppID)
 	kl.LoadDemo(cfg.KakaoLoginAppID)
 	if !cfg.kakaoOIDC() {
@@ -270,8 +283,12 @@ func startDemo(cfg *Config, sec *secrets) (*demoFakes, error) {
 	cfg.Upstream = kg.URL()
 	cfg.KakaoLoginAPI = kl.URL()
 	cfg.KakaoOIDCJWKSURL = ko.URL()
+	cfg.IamportAPI = ia.URL()
+	cfg.IamportKeyEnv, cfg.IamportSecretEnv = iamporttest.DemoKey, iamporttest.DemoSecret
+	sec.iamportKey, sec.iamportSecret = iamporttest.DemoKey, iamporttest.DemoSecret
+	sec.personKey = []byte("playerguard demo person key 0001")
 	sec.appSecret, sec.adminKey = "demo-app-secret", "demo-admin-key"
-	return &demoFakes{kg, kl, ko}, nil
+	return &demoFakes{kg: kg, kl: kl, ko: ko, ia: ia, iaCerts: ia.LoadDemo(time.Now())}, nil
 }
 
 func printDemo(w io.Writer, cfg *Config, fakes *demoFakes, listen, opsListen string) {
@@ -300,6 +317,12 @@ func printDemo(w io.Writer, cfg *Config, fakes *demoFakes, listen, opsListen str
 		fmt.Fprintf(w, "# %s: %s\n", tk.Name, tk.Expect)
 		fmt.Fprintf(w, "curl -s -w ' HTTP %%{http_code}\\n' -X POST http://%s%s -d '{\"idToken\":\"%s\",\"playerId\":\"%s\"}'\n\n",
 			listen, kakaooidc.Path, tk.Token, tk.UserID)
+	}
+	fmt.Fprintf(w, "A fake i'mport API runs at %s; the age gate (minimum age %d, rule %s) answers yes or no, never the personal data.\n\n", cfg.IamportAPI, cfg.AgeGateMinAge, cfg.AgeRule)
+	for _, c := range fakes.iaCerts {
+		fmt.Fprintf(w, "# %s: %s\n", c.Name, c.Expect)
+		fmt.Fprintf(w, "curl -s -w ' HTTP %%{http_code}\\n' -X POST http://%s%s -d '{\"impUid\":\"%s\",\"playerId\":\"demo-player-%s\"}'\n\n",
+			listen, iamport.Path, c.ImpUID, c.ImpUID[len(c.ImpUID)-1:])
 	}
 	fmt.Fprintf(w, "# the key set's health\ncurl -s http://%s/readyz; curl -s http://%s/metrics | grep -E '^playerguard_(keys|key_)'\n\n", opsListen, opsListen)
 	fmt.Fprintf(w, "# metrics\ncurl -s http://%s/metrics | grep '^playerguard_validations_total'\n\n", opsListen)

@@ -376,8 +376,8 @@ func TestDemo(t *testing.T) {
 			}
 		}
 	}
-	if ran < 17 {
-		t.Errorf("ran %d curl lines, want at least 17 (5 Kakao Games players, drop-in, 5 Kakao Login users, 4 ID tokens, key set, metrics):\n%s", ran, out)
+	if ran < 21 {
+		t.Errorf("ran %d curl lines, want at least 21 (5 Kakao Games players, drop-in, 5 Kakao Login users, 4 ID tokens, 4 age gate verifications, key set, metrics):\n%s", ran, out)
 	}
 }
 
