@@ -565,7 +565,7 @@ func (c *Config) providers(sec secrets, log *slog.Logger, m *metrics.Metrics) ([
 		ia, err := iamport.New(iamport.Config{
 			Key: sec.iamportKey, Secret: sec.iamportSecret, PersonKeySecret: sec.personKey,
 			API: c.IamportAPI, Rule: rule, MinAge: c.AgeGateMinAge, MaxCertAge: c.AgeGateMaxCertAge,
-			ReuseWindow: c.AgeGateReuseWindow, Timeout: c.UpstreamTimeout, MaxConns: c.MaxUpstreamConns, Logger: log,
+			ReuseWindow: c.AgeGateReuseWindow, Timeout: c.UpstreamTimeout, MaxConns: c.MaxUpstreamConns, Logger: log, Metrics: m,
 		})
 		if err != nil {
 			closeAll()

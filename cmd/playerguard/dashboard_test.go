@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"playerguard/validator/iamport/iamporttest"
 	"playerguard/validator/kakaologin/kakaologintest"
 )
 
@@ -32,8 +33,15 @@ func TestDashboardMetricsExist(t *testing.T) {
 	// And kakao-oidc, its keys from a fake of Kakao's key endpoint: its key
 	// set series are on /metrics from start-up too.
 	ko := startOIDCFake(t)
-	pg := start(t, upstreamEnv(fake), append([]string{"-breaker-failures", trafficBreakers, "-breaker-timeout", "30s",
-		"-kakao-login-app-id", "100001", "-kakao-login-api", kl.URL()}, oidcArgs(ko)...)...)
+	// And the iamport age gate, never asked: its token refresh series too.
+	ia, err := iamporttest.Start("ik", "is")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ia.Close)
+	pg := start(t, append(upstreamEnv(fake), "PLAYERGUARD_IAMPORT_KEY=ik", "PLAYERGUARD_IAMPORT_SECRET=is"),
+		append([]string{"-breaker-failures", trafficBreakers, "-breaker-timeout", "30s",
+			"-kakao-login-app-id", "100001", "-kakao-login-api", kl.URL(), "-iamport-api", ia.URL()}, oidcArgs(ko)...)...)
 	driveTraffic(t, fake, pg, false)
 	exp := parseExposition(t, scrape(t, pg))
 

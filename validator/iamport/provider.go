@@ -25,8 +25,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
+	"playerguard/metrics"
 	"playerguard/validator"
 )
 
@@ -70,6 +72,9 @@ type Config struct {
 	MaxConns int
 	// Logger receives the failure lines. Nil means discard.
 	Logger *slog.Logger
+	// Metrics is where the token refreshes are counted (the validator's).
+	// Nil means a registry of its own.
+	Metrics *metrics.Metrics
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
 }
@@ -116,6 +121,9 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New(prometheus.NewRegistry(), "")
+	}
 	up, err := validator.NewHTTPUpstream(validator.HTTPUpstreamConfig{
 		URL: cfg.API, Timeout: cfg.Timeout, MaxConns: cfg.MaxConns, MaxBody: 64 << 10,
 		Secrets: []string{cfg.Key, cfg.Secret},
@@ -125,7 +133,7 @@ func New(cfg Config) (*Provider, error) {
 	}
 	return &Provider{
 		cfg: cfg, up: up, log: cfg.Logger,
-		tokens: &tokenSource{up: up, key: cfg.Key, secret: cfg.Secret, now: cfg.Now},
+		tokens: &tokenSource{up: up, key: cfg.Key, secret: cfg.Secret, now: cfg.Now, log: cfg.Logger, refreshes: cfg.Metrics.TokenRefreshes(Name)},
 		reuse:  newReuseTable(cfg.ReuseWindow, cfg.Now),
 	}, nil
 }

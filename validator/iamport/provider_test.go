@@ -58,7 +58,8 @@ func newHarness(t *testing.T, mod func(*Config), eng func(*validator.Config)) *h
 	t.Cleanup(fake.Close)
 	h := &harness{t: t, fake: fake, clk: testkit.NewClock(t0), reg: prometheus.NewRegistry(), logs: &testkit.SyncBuffer{}}
 	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cfg := validator.Config{CacheTTL: 5 * time.Minute, StaleFor: 30 * time.Minute, BreakerFailures: 100, Logger: log, Metrics: metrics.New(h.reg, "test"), Now: h.clk.Now}
+	m := metrics.New(h.reg, "test")
+	cfg := validator.Config{CacheTTL: 5 * time.Minute, StaleFor: 30 * time.Minute, BreakerFailures: 100, Logger: log, Metrics: m, Now: h.clk.Now}
 	if eng != nil {
 		eng(&cfg)
 	}
@@ -68,7 +69,7 @@ func newHarness(t *testing.T, mod func(*Config), eng func(*validator.Config)) *h
 	}
 	t.Cleanup(c.Close)
 	cfg.Cache = c
-	pc := Config{Key: impKey, Secret: impSecret, PersonKeySecret: personSecret, API: fake.URL(), Timeout: time.Second, Logger: log, Now: h.clk.Now}
+	pc := Config{Key: impKey, Secret: impSecret, PersonKeySecret: personSecret, API: fake.URL(), Timeout: time.Second, Logger: log, Metrics: m, Now: h.clk.Now}
 	if mod != nil {
 		mod(&pc)
 	}
@@ -240,6 +241,9 @@ func TestTokenSharedAndRefreshed(t *testing.T) {
 	if n := h.fake.TokenCalls(); n != 3 {
 		t.Errorf("%d getToken calls, want a refresh a minute before expiry", n)
 	}
+	if n := testkit.Metric(t, h.reg, "playerguard_token_refreshes_total", "provider", "iamport", "outcome", "ok"); n != 3 {
+		t.Errorf("token_refreshes_total{outcome=ok} = %v, want 3", n)
+	}
 }
 
 // TestNeverAKickOnFailure: i'mport failing is unavailable, and no outage
@@ -258,6 +262,9 @@ func TestNeverAKickOnFailure(t *testing.T) {
 		h.fake.RevokeTokens()
 		h.fake.SetTokenDown(true)
 		h.expect(h.gate("imp_400", player, 0), 503, "unavailable", "upstream_unavailable", "upstream")
+		if n := testkit.Metric(t, h.reg, "playerguard_token_refreshes_total", "outcome", "error"); n != 1 {
+			t.Errorf("token_refreshes_total{outcome=error} = %v, want 1", n)
+		}
 	}
 	// 401 after the retry: one refresh, one retry, then unavailable.
 	h := newHarness(t, nil, nil)

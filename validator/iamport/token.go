@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
 	"playerguard/validator"
@@ -30,6 +32,8 @@ type tokenSource struct {
 	up          *validator.HTTPUpstream
 	key, secret string
 	now         func() time.Time // time.Now (monotonic), or a test's clock
+	refreshes   map[string]prometheus.Counter
+	log         *slog.Logger
 
 	mu      sync.Mutex
 	tok     string
@@ -70,6 +74,12 @@ func (s *tokenSource) get(stale string) (string, error) {
 
 func (s *tokenSource) refresh(r *refresh) {
 	tok, life, err := s.fetch()
+	if err != nil {
+		s.refreshes["error"].Inc()
+		s.log.Warn("i'mport access token refresh failed", "provider", Name, "error", err.Error())
+	} else {
+		s.refreshes["ok"].Inc()
+	}
 	s.mu.Lock()
 	if err == nil {
 		s.tok, s.got, s.life = tok, s.now(), life
