@@ -453,7 +453,7 @@ func renderAnswer(a *Answer) []byte {
 			}
 		}
 	}
-	if u := upstreamOf(a); u != nil && u.Status != 0 {
+	if u := upstreamOf(a); u != nil && u.Status != 0 && (r.Fields == nil || !r.Fields.Inline) {
 		b = append(b, `,"upstream":{"status":`...)
 		b = strconv.AppendInt(b, int64(u.Status), 10)
 		if u.HasCode {

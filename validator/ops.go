@@ -134,21 +134,15 @@ func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 		// The first configured: Kakao Games when it is, as before
 		// providers; for an idToken, the first provider of ID tokens.
 		pv = v.providers[0]
-		if req.idToken {
-			for _, p := range v.providers {
-				if p.spec.IDToken {
-					pv = p
-					break
-				}
+		for _, p := range v.providers {
+			if req.tokenKey != reqKeyToken && p.tokenKey() == int(req.tokenKey) {
+				pv = p
+				break
 			}
 		}
 	}
-	if req.idToken != pv.spec.IDToken {
-		want := "accessToken"
-		if pv.spec.IDToken {
-			want = "idToken"
-		}
-		opsJSON(w, http.StatusBadRequest, map[string]string{"error": "provider " + pv.spec.Name + " takes " + want})
+	if int(req.tokenKey) != pv.tokenKey() {
+		opsJSON(w, http.StatusBadRequest, map[string]string{"error": "provider " + pv.spec.Name + " takes " + reqKeyNames[pv.tokenKey()]})
 		return
 	}
 	if !pv.spec.Platform && req.Platform != nil {
@@ -167,9 +161,10 @@ func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 		opsJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
-	if pv.spec.IDToken {
-		// Every entry of the ID token, under any nonce and claim (they are
-		// filed under the token's digest): a purge is for the token.
+	if pv.spec.IDToken || pv.spec.AgeGate {
+		// Every entry of the ID token (or verification), under any nonce,
+		// minimum age and claim (they are filed under the token's digest):
+		// a purge is for the token.
 		var none cache.Key
 		v.flights.detach(cache.TokenOf(req.Token), "", &none)
 		v.cache.PurgeToken(cache.TokenOf(req.Token))

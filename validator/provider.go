@@ -118,7 +118,8 @@ type Fields struct {
 	Names [numRaw]string
 	// Inline: Raw(0) is not a value but object members, each after a
 	// comma (`,"minAge":19,"certifiedAt":1`), written at the top level of
-	// allows and kicks; Names[0] is unused.
+	// allows and kicks; Names[0] is unused. Its answers carry no
+	// "upstream" object either: they are exactly the provider's.
 	Inline bool
 }
 
@@ -159,6 +160,17 @@ func (pv *provider) platform(r *Request) []byte {
 }
 
 func (pv *provider) name() string { return pv.spec.Name }
+
+// tokenKey is the request key its token is sent as.
+func (pv *provider) tokenKey() int {
+	switch {
+	case pv.spec.IDToken:
+		return reqKeyIDToken
+	case pv.spec.AgeGate:
+		return reqKeyImpUID
+	}
+	return reqKeyToken
+}
 
 // ready is the provider's Readiness, true for one without.
 func (pv *provider) ready() (bool, string) {

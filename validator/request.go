@@ -20,7 +20,7 @@ type Request struct {
 	MinAge   []byte // age gates only: a JSON integer as sent; empty when not sent
 	Provider []byte // /admin/purge only: the provider a key purge is for
 
-	idToken bool // Token was sent as idToken (/admin/purge tells them apart)
+	tokenKey int8 // the key Token was sent as (/admin/purge tells them apart)
 }
 
 // Limits on caller input.
@@ -52,7 +52,7 @@ var (
 	errMissingToken    = &RequestError{"missing accessToken"}
 	errTokenTooLong    = &RequestError{"accessToken too long (limit " + strconv.Itoa(MaxTokenLen) + " bytes)"}
 	errTokenChars      = &RequestError{"accessToken contains invalid characters (control, space or non-ASCII)"}
-	errTwoTokens       = &RequestError{"send accessToken or idToken, not both"}
+	errTwoTokens       = &RequestError{"send one of accessToken, idToken and impUid"}
 	errPlayerIDTooLong = &RequestError{"playerId too long (limit " + strconv.Itoa(MaxPlayerIDLen) + " bytes)"}
 	errPlayerIDChars   = &RequestError{"playerId contains invalid characters (control, space or non-ASCII)"}
 )
@@ -128,7 +128,7 @@ type form struct {
 func (f form) has(k int) bool {
 	switch {
 	case f.purge:
-		return k != reqKeyImpUID && k != reqKeyMinAge
+		return k != reqKeyMinAge
 	case f.ageGate:
 		return k == reqKeyImpUID || k == reqKeyMinAge || k == reqKeyPlayerID
 	}
@@ -232,12 +232,15 @@ func (d *jsonDecoder) request(r *Request) error {
 				case reqKeyMinAge:
 					r.MinAge = v
 				case reqKeyImpUID:
-					r.Token = v
+					if r.Token != nil {
+						return errTwoTokens
+					}
+					r.Token, r.tokenKey = v, int8(k)
 				case reqKeyToken, reqKeyIDToken:
 					if r.Token != nil {
 						return errTwoTokens
 					}
-					r.Token, r.idToken = v, k == reqKeyIDToken
+					r.Token, r.tokenKey = v, int8(k)
 				case reqKeyNonce:
 					r.Nonce = v
 				case reqKeyPlatform:

@@ -436,7 +436,7 @@ func (v *Validator) fetch(pv *provider, st *reqState) (*Result, func()) {
 			// one minimum age): nothing else is purged. Cached when the
 			// provider says so.
 			if fresh := v.kickLife(res); res.CacheKick && fresh > 0 {
-				key, tags, stamp := st.key, cache.Tags{Token: st.token}, st.stamp
+				key, tags, stamp := st.key, cache.Tags{Player: res.PlayerID, Token: st.token}, st.stamp
 				return res, func() { v.cache.Set(&key, tags, stamp, fresh, 0, res) }
 			}
 			return res, nil

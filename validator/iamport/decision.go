@@ -120,12 +120,12 @@ func readEnvelope(body []byte) (envelope, bool) {
 	hasCode := false
 	err := r.Object(1, envelopeKeys, func(k int) error {
 		switch k {
-		case 0:
-			s, present, err := r.ID()
-			if err != nil || !present {
+		case 0: // an integer, written as one
+			off, end, err := r.Raw(2, nil)
+			if err != nil || end == 0 || !isInteger(body[off:end]) {
 				return errField
 			}
-			n, err := strconv.Atoi(s)
+			n, err := strconv.Atoi(string(body[off:end]))
 			if err != nil {
 				return errField
 			}
@@ -159,12 +159,13 @@ func readCertField(r *validator.JSONReader, body []byte, k int, c *Cert) error {
 			return err
 		}
 		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
+		if err != nil || !isInteger([]byte(s)) {
 			return errField
 		}
-		if k == 1 {
+		switch {
+		case k == 1:
 			c.CertifiedAt = n
-		} else {
+		case n != 0: // 0 is no birth date, not 1 January 1970
 			c.Birth, c.HasBirth = n, true
 		}
 		return nil
@@ -176,6 +177,23 @@ func readCertField(r *validator.JSONReader, body []byte, k int, c *Cert) error {
 		c.UniqueKey = s
 	}
 	return err
+}
+
+// isInteger reports whether b is a JSON integer: -?digits, no sign, no
+// fraction, no exponent.
+func isInteger(b []byte) bool {
+	if len(b) > 0 && b[0] == '-' {
+		b = b[1:]
+	}
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 type fieldError struct{}

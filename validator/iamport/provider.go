@@ -191,6 +191,18 @@ func (p *Provider) Check(r *validator.Request) error {
 	return nil
 }
 
+// CheckPurge implements validator.PurgeChecker: a purge names the
+// imp_uid alone (every entry of it goes, under any player and minimum age).
+func (p *Provider) CheckPurge(r *validator.Request) error {
+	if len(r.PlayerID) == 0 {
+		r.PlayerID = purgePlayer
+		defer func() { r.PlayerID = nil }()
+	}
+	return p.Check(r)
+}
+
+var purgePlayer = []byte("purge")
+
 // parseMinAge reads minAge: an integer 1..100 written plainly.
 func parseMinAge(b []byte) (int, bool) {
 	n, err := strconv.Atoi(string(b))
@@ -205,36 +217,63 @@ func (p *Provider) Call(r *validator.Request) *validator.Result {
 		minAge, _ = parseMinAge(r.MinAge) // checked
 	}
 	res := &validator.Result{PlayerID: player, Fields: fields, Scoped: true}
-	if !p.reuse.free(impUID, player) {
+	// Claimed before the call, atomically: two players presenting one
+	// imp_uid at once must not both get a verdict.
+	ok, fresh := p.reuse.claim(impUID, player)
+	if !ok {
 		res.Verdict, res.Reason = validator.Kick, ReasonCertificationReused
 		res.Body = p.members(minAge, nil)
 		res.SetRaw(0, 0, len(res.Body))
 		return res
 	}
 	status, body, err := p.certification(impUID)
-	if err != nil {
-		res.Verdict, res.Reason, res.Failure, res.Err = validator.Unavailable, validator.ReasonUpstreamUnavailable, true, err
-		p.log.Warn("upstream failure", "provider", Name, "player", player, "reason", res.Reason.String(), "error", err.Error())
-		return res
+	now := p.cfg.Now()
+	d := Decision{Verdict: validator.Unavailable, Reason: validator.ReasonUpstreamUnavailable, Failure: true}
+	if err == nil {
+		d = Decide(status, body, now, Gate{Rule: p.cfg.Rule, MinAge: minAge, MaxCertAge: p.cfg.MaxCertAge})
 	}
-	d := Decide(status, body, p.cfg.Now(), Gate{Rule: p.cfg.Rule, MinAge: minAge, MaxCertAge: p.cfg.MaxCertAge})
-	res.Verdict, res.Reason, res.Failure = d.Verdict, d.Reason, d.Failure
+	if fresh && d.Reason != validator.ReasonOK && d.Reason != ReasonUnderage {
+		// No verdict about this person's age: the imp_uid binds no one.
+		p.reuse.release(impUID, player)
+	}
+	res.Verdict, res.Reason, res.Failure, res.Err = d.Verdict, d.Reason, d.Failure, err
 	res.Status, res.Code, res.HasCode = status, d.Code, d.HasCode
-	switch d.Verdict {
-	case validator.Unavailable:
-		p.log.Warn("upstream failure", "provider", Name, "player", player, "reason", res.Reason.String(), "upstream_status", status)
-		return res
-	case validator.Allow:
-		p.reuse.bind(impUID, player)
-	default:
-		if d.Reason == ReasonUnderage {
-			p.reuse.bind(impUID, player)
-			res.CacheKick = true
+	if d.Verdict == validator.Unavailable {
+		attrs := []any{"provider", Name, "player", player, "reason", res.Reason.String(), "upstream_status", status}
+		if err != nil {
+			attrs = append(attrs, "error", err.Error())
 		}
+		p.log.Warn("upstream failure", attrs...)
+		return res
 	}
+	if d.Reason == ReasonUnderage {
+		res.CacheKick = true
+	}
+	res.MaxAge = p.maxAge(d, now)
 	res.Body = p.members(minAge, &d.Cert)
 	res.SetRaw(0, 0, len(res.Body))
 	return res
+}
+
+// maxAge bounds a verdict's life in the cache, in seconds (0: no bound):
+// an allow not past the certification's maximum age, an underage kick not
+// past midnight in Seoul (the player may be old enough tomorrow).
+func (p *Provider) maxAge(d Decision, now time.Time) int32 {
+	var until time.Time
+	switch {
+	case d.Verdict == validator.Allow && p.cfg.MaxCertAge > 0:
+		until = time.Unix(d.Cert.CertifiedAt, 0).Add(p.cfg.MaxCertAge)
+	case d.Reason == ReasonUnderage:
+		y, m, day := now.In(Seoul).Date()
+		until = time.Date(y, m, day+1, 0, 0, 0, 0, Seoul)
+	default:
+		return 0
+	}
+	left := int64(until.Sub(now) / time.Second)
+	if left < 1 {
+		return -1 // answered, not cached
+	}
+	return int32(min(left, 1<<31-1))
 }
 
 // members are the answer's own fields: minAge, and for a certification

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -69,7 +70,7 @@ func newHarness(t *testing.T, mod func(*Config), eng func(*validator.Config)) *h
 	}
 	t.Cleanup(c.Close)
 	cfg.Cache = c
-	pc := Config{Key: impKey, Secret: impSecret, PersonKeySecret: personSecret, API: fake.URL(), Timeout: time.Second, Logger: log, Metrics: m, Now: h.clk.Now}
+	pc := Config{Key: impKey, Secret: impSecret, PersonKeySecret: personSecret, API: fake.URL(), Timeout: 5 * time.Second, Logger: log, Metrics: m, Now: h.clk.Now}
 	if mod != nil {
 		mod(&pc)
 	}
@@ -388,10 +389,113 @@ func TestDecide(t *testing.T) {
 		{"200 unparsable", 200, `{"code":0,"response":`, g, validator.ReasonUpstreamUnavailable, false},
 		{"200 duplicate certified", 200, ok(`{"certified":false,"certified":true,"birthday":"2000-01-01"}`), g, validator.ReasonUpstreamUnavailable, false},
 		{"200 no code", 200, `{"response":` + adult + `}`, g, validator.ReasonUpstreamUnavailable, false},
+		{"code a string", 200, `{"code":"0","message":null,"response":` + adult + `}`, g, validator.ReasonUpstreamUnavailable, false},
+		{"code 0.0", 200, `{"code":0.0,"message":null,"response":` + adult + `}`, g, validator.ReasonUpstreamUnavailable, false},
+		{"birth 0 and no birthday", 200, ok(`{"certified":true,"birth":0}`), g, validator.ReasonUpstreamUnavailable, false},
 	} {
 		d := Decide(c.status, []byte(c.body), now, c.g)
 		if d.Reason != c.want || (d.Verdict == validator.Kick) != c.kick {
 			t.Errorf("%s: %s %s, want %s (kick %v)", c.name, d.Verdict, d.Reason, c.want, c.kick)
 		}
+	}
+}
+
+// TestReuseRace: two players presenting one imp_uid at once: one verdict,
+// one certification_reused.
+func TestReuseRace(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	h.fake.Set("imp_700", cert("2000-01-01"))
+	h.fake.SetTokenDelay(100 * time.Millisecond) // both wait on the token, then race
+	var wg sync.WaitGroup
+	got := make([]string, 2)
+	for i, pl := range []string{"alice", "mallory"} {
+		wg.Go(func() { got[i] = fmt.Sprint(h.gate("imp_700", pl, 0).Body["reason"]) })
+	}
+	wg.Wait()
+	if !(got[0] == "ok" && got[1] == "certification_reused" || got[0] == "certification_reused" && got[1] == "ok") {
+		t.Errorf("answers %v, want one ok and one certification_reused", got)
+	}
+}
+
+// TestReuseTableBounded: bindings expire from first use, whatever the
+// rebinds, so the table does not grow past what the window holds.
+func TestReuseTableBounded(t *testing.T) {
+	clk := testkit.NewClock(t0)
+	rt := newReuseTable(time.Hour, clk.Now)
+	rt.claim("imp_1", "a")
+	for i := range 1000 {
+		rt.claim(fmt.Sprintf("imp_%d", 1000+i), "b")
+	}
+	for range 3 {
+		clk.Add(50 * time.Minute)
+		if ok, _ := rt.claim("imp_1", "a"); !ok {
+			t.Fatal("the same player refused")
+		}
+	}
+	if n := rt.size(); n > 2 {
+		t.Errorf("%d bindings held, want the expired ones gone", n)
+	}
+	clk.Add(61 * time.Minute)
+	if ok, _ := rt.claim("imp_1", "b"); !ok {
+		t.Error("imp_1 still bound past its window from first use")
+	}
+	rt.release("imp_1", "b")
+	if ok, _ := rt.claim("imp_1", "c"); !ok {
+		t.Error("a released claim still binds")
+	}
+}
+
+// TestCacheBounds: an allow is not cached past the certification's
+// maximum age; an underage kick not past midnight in Seoul.
+func TestCacheBounds(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxCertAge = 61 * time.Minute }, nil)
+	h.fake.Set("imp_800", cert("2000-01-01")) // certified an hour ago
+	h.expect(h.gate("imp_800", player, 0), 200, "allow", "ok", "upstream")
+	h.expect(h.gate("imp_800", player, 0), 200, "allow", "ok", "cache")
+	h.clk.Add(61 * time.Second)
+	h.expect(h.gate("imp_800", player, 0), 403, "kick", "certification_expired", "upstream")
+
+	h2 := newHarness(t, nil, func(c *validator.Config) { c.CacheTTL = 24 * time.Hour })
+	h2.fake.Set("imp_801", cert("2007-06-16")) // 19 tomorrow (t0 is 15 June, noon in Seoul)
+	h2.expect(h2.gate("imp_801", player, 0), 403, "kick", "underage", "upstream")
+	h2.expect(h2.gate("imp_801", player, 0), 403, "kick", "underage", "cache")
+	h2.clk.Add(12 * time.Hour)
+	h2.expect(h2.gate("imp_801", player, 0), 200, "allow", "ok", "upstream")
+}
+
+// TestAgeGatePurge: /admin/purge by impUid drops its entries under every
+// player and minimum age; by playerId, the player's, cached kicks too.
+// Kick answers carry no upstream object.
+func TestAgeGatePurge(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	h.fake.Set("imp_900", cert("2000-01-01"))
+	h.fake.Set("imp_901", cert("2015-01-01"))
+	ops := httptest.NewServer(h.v.OpsHandler(http.NotFoundHandler(), "admintok"))
+	defer ops.Close()
+	purge := func(body string) testkit.Reply {
+		req, _ := http.NewRequest("POST", ops.URL+"/admin/purge", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer admintok")
+		return testkit.Do(t, client, req)
+	}
+	h.gate("imp_900", player, 0)
+	h.gate("imp_900", player, 15)
+	h.expect(h.gate("imp_900", player, 15), 200, "allow", "ok", "cache")
+	if r := purge(`{"impUid":"imp_900"}`); r.Status != 200 || !strings.Contains(r.Raw, "token") {
+		t.Fatalf("purge by impUid: %d %s", r.Status, r.Raw)
+	}
+	h.expect(h.gate("imp_900", player, 0), 200, "allow", "ok", "upstream")
+	h.expect(h.gate("imp_900", player, 15), 200, "allow", "ok", "upstream")
+
+	kick := h.gate("imp_901", player, 0)
+	if _, has := kick.Body["upstream"]; has || len(kick.Body) != 6 {
+		t.Errorf("kick answer %s: want decision, reason, source, minAge, certifiedAt, personKey only", kick.Raw)
+	}
+	h.expect(h.gate("imp_901", player, 0), 403, "kick", "underage", "cache")
+	if r := purge(`{"playerId":"` + player + `"}`); r.Status != 200 {
+		t.Fatalf("purge by player: %d %s", r.Status, r.Raw)
+	}
+	h.expect(h.gate("imp_901", player, 0), 403, "kick", "underage", "upstream")
+	if r := purge(`{"provider":"iamport","accessToken":"imp_901"}`); r.Status != 400 || !strings.Contains(r.Raw, "takes impUid") {
+		t.Errorf("accessToken for iamport: %d %s", r.Status, r.Raw)
 	}
 }

@@ -11,16 +11,16 @@ import (
 // player, which the window was there to stop, so the bound is generous).
 const maxReuseEntries = 1 << 20
 
-// reuseTable binds an imp_uid to the first player a verdict was given for,
-// for a window: one verification, one player. Keys are digests. In memory
-// (the fleet tier will share it).
+// reuseTable binds an imp_uid to the first player it was presented for,
+// for a window from that first use: one verification, one player. Keys
+// are digests. In memory (the fleet tier will share it).
 type reuseTable struct {
 	window time.Duration
 	now    func() time.Time
 
 	mu    sync.Mutex
 	by    map[[sha256.Size]byte]binding
-	order [][sha256.Size]byte // insertion order, for expiry and the bound
+	order [][sha256.Size]byte // by first use, so by expiry too
 }
 
 type binding struct {
@@ -32,35 +32,37 @@ func newReuseTable(window time.Duration, now func() time.Time) *reuseTable {
 	return &reuseTable{window: window, now: now, by: map[[sha256.Size]byte]binding{}}
 }
 
-// free reports whether impUID may be used for player: unbound, bound to
-// player, or bound past its window.
-func (t *reuseTable) free(impUID, player string) bool {
-	k, p := sha256.Sum256([]byte(impUID)), sha256.Sum256([]byte(player))
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	b, ok := t.by[k]
-	return !ok || b.player == p || !t.now().Before(b.until)
-}
-
-// bind binds impUID to player for the window, unless it is bound to
-// another player still.
-func (t *reuseTable) bind(impUID, player string) {
+// claim binds impUID to player, atomically, unless it is bound to
+// another player still: false then. fresh says the binding is new (the
+// caller releases it if the verification turns out to admit no one).
+func (t *reuseTable) claim(impUID, player string) (ok, fresh bool) {
 	k, p := sha256.Sum256([]byte(impUID)), sha256.Sum256([]byte(player))
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.expire(now)
-	if b, ok := t.by[k]; ok && b.player != p && now.Before(b.until) {
-		return
-	}
-	if _, ok := t.by[k]; !ok {
-		t.order = append(t.order, k)
+	if b, bound := t.by[k]; bound && now.Before(b.until) {
+		return b.player == p, false
 	}
 	t.by[k] = binding{player: p, until: now.Add(t.window)}
+	t.order = append(t.order, k)
+	return true, true
 }
 
-// expire drops bindings past their window from the front, and the oldest
-// beyond the bound; t.mu is held.
+// release drops a fresh claim of impUID (by player) that gave no verdict
+// about an age: an unknown or uncertified imp_uid, or no answer.
+func (t *reuseTable) release(impUID, player string) {
+	k, p := sha256.Sum256([]byte(impUID)), sha256.Sum256([]byte(player))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if b, ok := t.by[k]; ok && b.player == p {
+		delete(t.by, k) // its order entry goes when expire reaches it
+	}
+}
+
+// expire drops the bindings past their window, and the oldest beyond the
+// bound; t.mu is held. Bindings never move in order (their window runs
+// from first use), so the live ones are a suffix.
 func (t *reuseTable) expire(now time.Time) {
 	n := 0
 	for _, k := range t.order {
@@ -74,4 +76,11 @@ func (t *reuseTable) expire(now time.Time) {
 		n++
 	}
 	t.order = t.order[n:]
+}
+
+// size is the number of bindings held (tests).
+func (t *reuseTable) size() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.by)
 }

@@ -375,7 +375,7 @@ func TestAdminPurge(t *testing.T) {
 	for body, want := range map[string]string{
 		`{"provider":"kakao-oidc","idToken":"x.y"}`:                         "idToken is not a compact JWS",
 		`{"provider":"kakao-oidc","idToken":"` + tok + `","platform":"pc"}`: "takes no platform",
-		`{"provider":"kakao-oidc","idToken":"a.b.c","accessToken":"d"}`:     "send accessToken or idToken, not both",
+		`{"provider":"kakao-oidc","idToken":"a.b.c","accessToken":"d"}`:     "send one of accessToken, idToken and impUid",
 	} {
 		if s, raw := purge(body); s != 400 || !strings.Contains(raw, want) {
 			t.Errorf("%s: %d %s, want 400 %q", body, s, raw, want)
