@@ -396,3 +396,24 @@ func (m *Metrics) TokenRefreshes(provider string) map[string]prometheus.Counter 
 	}
 	return out
 }
+
+// OTP returns provider's counters of its SMS one-time code endpoints,
+// playerguard_otp_total{provider,step,outcome}, by step ("request",
+// "confirm") and outcome, created at zero.
+func (m *Metrics) OTP(provider string, requestOutcomes, confirmOutcomes []string) (requests, confirms map[string]prometheus.Counter) {
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace:   namespace,
+		Name:        "otp_total",
+		Help:        "SMS one-time code requests and confirmations of the age gate, by provider, step (request, confirm) and outcome (request: sent, limited, rejected, failed, bad_request; confirm: the age gate's reason, unavailable, bad_request).",
+		ConstLabels: prometheus.Labels{LabelProvider: provider},
+	}, []string{"step", LabelOutcome})
+	m.reg.MustRegister(v)
+	requests, confirms = map[string]prometheus.Counter{}, map[string]prometheus.Counter{}
+	for _, o := range requestOutcomes {
+		requests[o] = v.WithLabelValues("request", o)
+	}
+	for _, o := range confirmOutcomes {
+		confirms[o] = v.WithLabelValues("confirm", o)
+	}
+	return requests, confirms
+}

@@ -209,6 +209,10 @@ func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx, pv *provider) {
 // serveRoute is a provider's own endpoint (Route): the route reads the
 // request and writes the answer, the engine does the rest.
 func (v *Validator) serveRoute(ctx *fasthttp.RequestCtx, pv *provider, rt *Route) {
+	if rt.Serve != nil {
+		rt.Serve(ctx)
+		return
+	}
 	start := v.started(ctx)
 	st := v.getState()
 	defer v.putState(st)

@@ -109,6 +109,10 @@ type Route struct {
 	Refuse func(ctx *fasthttp.RequestCtx, err error)
 	// Write answers a for r; the X-Playerguard-* headers are set.
 	Write func(ctx *fasthttp.RequestCtx, r *Request, a *Answer)
+	// Serve, instead of the three above, answers the request whole: an
+	// endpoint that is not a validation (the age gate's SMS code
+	// request); the engine only routes to it.
+	Serve func(ctx *fasthttp.RequestCtx)
 }
 
 // Fields names the raw JSON values a provider's Results hand the caller

@@ -189,7 +189,9 @@ func New(cfg Config, providers ...Provider) (*Validator, error) {
 		pv := v.newProvider(p, s)
 		if r, ok := p.(Router); ok {
 			for _, rt := range r.Routes() {
-				if seen[rt.Path] || rt.Path == "" || rt.Path[0] != '/' || rt.Read == nil || rt.Refuse == nil || rt.Write == nil {
+				whole := rt.Serve != nil && rt.Read == nil && rt.Refuse == nil && rt.Write == nil
+				validates := rt.Serve == nil && rt.Read != nil && rt.Refuse != nil && rt.Write != nil
+				if seen[rt.Path] || rt.Path == "" || rt.Path[0] != '/' || !whole && !validates {
 					return nil, fmt.Errorf("provider %q: route %q taken or incomplete", s.Name, rt.Path)
 				}
 				seen[rt.Path] = true

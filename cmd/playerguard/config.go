@@ -65,6 +65,7 @@ type Config struct {
 	AgeGateMinAge                                        int
 	AgeRule                                              string
 	AgeGateMaxCertAge, AgeGateReuseWindow                time.Duration
+	OTPMaxPerPhone                                       int
 
 	AppSecretFile, AdminKeyFile, AdminTokenFile string
 	// The secrets' environment variables (PLAYERGUARD_APP_SECRET, ...) as
@@ -119,6 +120,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.AgeRule, "age-rule", "full", "how the age gate counts age: full (full age on today's date in Seoul) or year (born in or before this year minus the minimum age, the Youth Protection Act's rule)")
 	fs.DurationVar(&c.AgeGateMaxCertAge, "age-gate-max-cert-age", 0, "refuse certifications older than this (certification_expired); 0 means any age")
 	fs.DurationVar(&c.AgeGateReuseWindow, "age-gate-reuse-window", iamport.DefaultReuseWindow, "how long an imp_uid stays bound to the player it was first used for (certification_reused for another)")
+	fs.IntVar(&c.OTPMaxPerPhone, "otp-max-per-phone", iamport.DefaultOTPMaxPerPhone, "most SMS code requests (/v1/iamport/otp/request) per phone number in 10 minutes; more are a 429, never sent to i'mport")
 	fs.StringVar(&c.UpstreamCAFile, "upstream-ca-file", "", "PEM `file` of CAs to trust for the upstream instead of the system's (TLS is always verified)")
 	fs.StringVar(&c.AppSecretFile, "app-secret-file", "", "`file` holding the app secret (or set "+envAppSecret+")")
 	fs.StringVar(&c.AdminKeyFile, "admin-key-file", "", "`file` holding the upstream admin key, sent as KakaoAK (or set "+envAdminKey+")")
@@ -296,6 +298,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AgeGateReuseWindow <= 0 {
 		bad("-age-gate-reuse-window: must be positive")
+	}
+	if c.OTPMaxPerPhone <= 0 {
+		bad("-otp-max-per-phone: must be positive")
 	}
 	if err := validator.CheckUpstreamURL(c.IamportAPI); err != nil {
 		bad("-iamport-api: %v", err)
@@ -565,7 +570,7 @@ func (c *Config) providers(sec secrets, log *slog.Logger, m *metrics.Metrics) ([
 		ia, err := iamport.New(iamport.Config{
 			Key: sec.iamportKey, Secret: sec.iamportSecret, PersonKeySecret: sec.personKey,
 			API: c.IamportAPI, Rule: rule, MinAge: c.AgeGateMinAge, MaxCertAge: c.AgeGateMaxCertAge,
-			ReuseWindow: c.AgeGateReuseWindow, Timeout: c.UpstreamTimeout, MaxConns: c.MaxUpstreamConns, Logger: log, Metrics: m,
+			ReuseWindow: c.AgeGateReuseWindow, OTPMaxPerPhone: c.OTPMaxPerPhone, Timeout: c.UpstreamTimeout, MaxConns: c.MaxUpstreamConns, Logger: log, Metrics: m,
 		})
 		if err != nil {
 			closeAll()
@@ -591,7 +596,9 @@ func (c *Config) unconfigured() []validator.Endpoint {
 		es = append(es, validator.Endpoint{Provider: kakaooidc.Name, Path: kakaooidc.Path})
 	}
 	if !c.iamport() {
-		es = append(es, validator.Endpoint{Provider: iamport.Name, Path: iamport.Path})
+		es = append(es, validator.Endpoint{Provider: iamport.Name, Path: iamport.Path},
+			validator.Endpoint{Provider: iamport.Name, Path: iamport.OTPRequestPath},
+			validator.Endpoint{Provider: iamport.Name, Path: iamport.OTPConfirmPath})
 	}
 	return es
 }

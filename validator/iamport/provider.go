@@ -66,6 +66,9 @@ type Config struct {
 	// ReuseWindow is how long an imp_uid stays bound to the first player
 	// it admitted or refused. Zero means DefaultReuseWindow.
 	ReuseWindow time.Duration
+	// OTPMaxPerPhone caps SMS code requests per phone number in OTPWindow.
+	// Zero means DefaultOTPMaxPerPhone.
+	OTPMaxPerPhone int
 	// Timeout bounds every i'mport call. Zero means 2s.
 	Timeout time.Duration
 	// MaxConns caps connections and concurrent calls. Zero means 64.
@@ -85,6 +88,7 @@ type Provider struct {
 	up     *validator.HTTPUpstream
 	tokens *tokenSource
 	reuse  *reuseTable
+	otp    otpState
 	log    *slog.Logger
 }
 
@@ -95,7 +99,7 @@ func New(cfg Config) (*Provider, error) {
 		return nil, errors.New("iamport key and secret are both required")
 	case cfg.MinAge < 0 || cfg.MinAge > 100:
 		return nil, errors.New("iamport minimum age must be between 1 and 100")
-	case cfg.MaxCertAge < 0 || cfg.ReuseWindow < 0 || cfg.Timeout < 0 || cfg.MaxConns < 0:
+	case cfg.MaxCertAge < 0 || cfg.ReuseWindow < 0 || cfg.Timeout < 0 || cfg.MaxConns < 0 || cfg.OTPMaxPerPhone < 0:
 		return nil, errors.New("iamport durations and limits must not be negative")
 	case cfg.Rule != RuleFull && cfg.Rule != RuleYear:
 		return nil, errors.New("unknown age rule")
@@ -111,6 +115,9 @@ func New(cfg Config) (*Provider, error) {
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 2 * time.Second
+	}
+	if cfg.OTPMaxPerPhone == 0 {
+		cfg.OTPMaxPerPhone = DefaultOTPMaxPerPhone
 	}
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = 64
@@ -131,11 +138,14 @@ func New(cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, errors.New("iamport " + err.Error())
 	}
-	return &Provider{
+	p := &Provider{
 		cfg: cfg, up: up, log: cfg.Logger,
 		tokens: &tokenSource{up: up, key: cfg.Key, secret: cfg.Secret, now: cfg.Now, log: cfg.Logger, refreshes: cfg.Metrics.TokenRefreshes(Name)},
 		reuse:  newReuseTable(cfg.ReuseWindow, cfg.Now),
-	}, nil
+		otp:    otpState{limit: newPhoneLimit(cfg.OTPMaxPerPhone, OTPWindow, cfg.Now)},
+	}
+	p.otp.requests, p.otp.confirms = cfg.Metrics.OTP(Name, otpRequestOutcomes, otpConfirmOutcomes)
+	return p, nil
 }
 
 // fields: the answer's members, inline.
@@ -165,17 +175,8 @@ var (
 
 // Check implements validator.Provider.
 func (p *Provider) Check(r *validator.Request) error {
-	imp := r.Token
-	switch {
-	case len(imp) == 0:
-		return errMissingImp
-	case len(imp) <= 4 || len(imp) > 4+maxImpUIDDigits || string(imp[:4]) != "imp_":
-		return errImpUID
-	}
-	for _, c := range imp[4:] {
-		if c < '0' || c > '9' {
-			return errImpUID
-		}
+	if err := checkImpUID(r.Token); err != nil {
+		return err
 	}
 	if len(r.PlayerID) == 0 {
 		return errMissingID
@@ -202,6 +203,22 @@ func (p *Provider) CheckPurge(r *validator.Request) error {
 }
 
 var purgePlayer = []byte("purge")
+
+// checkImpUID: imp_ and 1 to 32 digits.
+func checkImpUID(imp []byte) error {
+	switch {
+	case len(imp) == 0:
+		return errMissingImp
+	case len(imp) <= 4 || len(imp) > 4+maxImpUIDDigits || string(imp[:4]) != "imp_":
+		return errImpUID
+	}
+	for _, c := range imp[4:] {
+		if c < '0' || c > '9' {
+			return errImpUID
+		}
+	}
+	return nil
+}
 
 // parseMinAge reads minAge: an integer 1..100 written plainly.
 func parseMinAge(b []byte) (int, bool) {
@@ -299,17 +316,27 @@ func (p *Provider) members(minAge int, c *Cert) []byte {
 	return b
 }
 
-// certification fetches GET /certifications/{imp_uid} with the access
-// token, and on a 401 once more with a fresh one.
+// certification fetches GET /certifications/{imp_uid}.
 func (p *Provider) certification(impUID string) (int, []byte, error) {
+	return p.call(fasthttp.MethodGet, CertPath+impUID, nil)
+}
+
+// call makes one i'mport call with the access token, and on a 401 once
+// more with a fresh one. A body that echoes the token, or is over the
+// cap, comes back nil (unreadable).
+func (p *Provider) call(method, path string, body []byte) (int, []byte, error) {
 	stale := ""
 	for attempt := 0; ; attempt++ {
 		tok, err := p.tokens.get(stale)
 		if err != nil {
 			return 0, nil, err
 		}
-		req := p.up.NewRequest(fasthttp.MethodGet, CertPath+impUID)
+		req := p.up.NewRequest(method, path)
 		req.Header.Set("Authorization", tok)
+		if body != nil {
+			req.Header.SetContentType("application/json")
+			req.SetBody(body)
+		}
 		ex, err := p.up.Do(req, []byte(tok))
 		if err != nil {
 			return 0, nil, err
@@ -318,11 +345,11 @@ func (p *Provider) certification(impUID string) (int, []byte, error) {
 			stale = tok
 			continue
 		}
-		body := ex.Body
+		got := ex.Body
 		if ex.TokenEcho || ex.Dropped != nil {
-			body = nil // unreadable: unavailable
+			got = nil
 		}
-		return ex.Status, body, nil
+		return ex.Status, got, nil
 	}
 }
 

@@ -49,6 +49,106 @@ type Server struct {
 	status  int           // forced status of certification calls (0: none)
 	delay   time.Duration // before answering getToken
 	tokDown bool          // getToken answers 500
+
+	people  map[string]Cert   // by phone digits: who an SMS code request matches
+	pending map[string]string // imp_uid -> phone digits, awaiting its code
+	sms     atomic.Int64
+}
+
+// OTPCode is the code every fake SMS carries.
+const OTPCode = "123456"
+
+// SetPerson makes SMS code requests for phone (its digits) match c (the
+// request's name must be c.Name).
+func (s *Server) SetPerson(phoneDigits string, c Cert) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.people == nil {
+		s.people, s.pending = map[string]Cert{}, map[string]string{}
+	}
+	s.people[phoneDigits] = c
+}
+
+// SMSSent counts the codes the fake "sent".
+func (s *Server) SMSSent() int64 { return s.sms.Load() }
+
+func (s *Server) authorized(r *http.Request) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	exp, ok := s.tokens[r.Header.Get("Authorization")]
+	return ok && time.Now().Add(s.skew).Unix() < exp
+}
+
+// otpRequest answers POST /certifications/otp/request (seed 004): the
+// person must be known by phone and name, else code -1 with a message.
+func (s *Server) otpRequest(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) {
+		answer(w, 401, -1, "Unauthorized", nil)
+		return
+	}
+	var body struct {
+		Name        string `json:"name"`
+		Phone       string `json:"phone"`
+		Birth       string `json:"birth"`
+		GenderDigit string `json:"gender_digit"`
+		Carrier     string `json:"carrier"`
+		IsMvno      bool   `json:"is_mvno"`
+	}
+	if json.NewDecoder(r.Body).Decode(&body) != nil || body.Name == "" || body.Phone == "" || body.Birth == "" || body.GenderDigit == "" || body.Carrier == "" {
+		answer(w, 400, -1, "필수 파라메터가 누락되었습니다", nil)
+		return
+	}
+	digits := strings.Map(func(c rune) rune {
+		if c >= '0' && c <= '9' {
+			return c
+		}
+		return -1
+	}, body.Phone)
+	s.mu.Lock()
+	c, ok := s.people[digits]
+	if !ok || c.Name != body.Name {
+		s.mu.Unlock()
+		// Quoting what it was sent, as an API might.
+		answer(w, 200, -1, "본인인증 정보가 일치하지 않습니다: "+body.Name, nil)
+		return
+	}
+	s.seq++
+	imp := "imp_9" + strconv.Itoa(100000+s.seq)
+	s.pending[imp] = digits
+	s.mu.Unlock()
+	s.sms.Add(1)
+	answer(w, 200, 0, "", map[string]any{"imp_uid": imp})
+}
+
+// otpConfirm answers POST /certifications/otp/confirm/{imp_uid}: the
+// right code gives the certification; a wrong one HTTP 400 with code -1
+// (an assumption: the seed does not say).
+func (s *Server) otpConfirm(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) {
+		answer(w, 401, -1, "Unauthorized", nil)
+		return
+	}
+	var body struct {
+		OTP string `json:"otp"`
+	}
+	json.NewDecoder(r.Body).Decode(&body)
+	imp := r.PathValue("imp_uid")
+	s.mu.Lock()
+	digits, ok := s.pending[imp]
+	c := s.people[digits]
+	s.mu.Unlock()
+	switch {
+	case !ok:
+		answer(w, 404, -1, "인증결과가 존재하지 않습니다", nil)
+	case body.OTP != OTPCode:
+		answer(w, 400, -1, "인증번호가 일치하지 않습니다", nil)
+	default:
+		resp := map[string]any{}
+		b, _ := json.Marshal(c)
+		json.Unmarshal(b, &resp)
+		resp["imp_uid"] = imp
+		answer(w, 200, 0, "", resp)
+	}
 }
 
 // Start starts the fake on a free loopback port, accepting key and secret.
@@ -61,6 +161,8 @@ func Start(key, secret string) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /users/getToken", s.getToken)
 	mux.HandleFunc("GET /certifications/{imp_uid}", s.certification)
+	mux.HandleFunc("POST /certifications/otp/request", s.otpRequest)
+	mux.HandleFunc("POST /certifications/otp/confirm/{imp_uid}", s.otpConfirm)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go s.srv.Serve(ln)
 	return s, nil
