@@ -47,10 +47,17 @@ const (
 	// modeKakaoOIDC is playerguard's kakao-oidc provider: POST
 	// /v1/kakao-oidc/validate with {"idToken", "playerId"} (no nonce).
 	modeKakaoOIDC
+	// modeIamport is playerguard's iamport age gate: POST
+	// /v1/iamport/age-gate with {"impUid", "playerId", "minAge"}.
+	modeIamport
+	// modeIamportDirect is what a game server sends to i'mport itself:
+	// GET /certifications/{imp_uid} with "Authorization: <access token>"
+	// (hclient.auth, fetched once and reused).
+	modeIamportDirect
 )
 
 func (m mode) String() string {
-	return [...]string{"/v1/validate", "drop-in", "direct", "kakao-login", "direct kakao-login", "kakao-oidc"}[m]
+	return [...]string{"/v1/validate", "drop-in", "direct", "kakao-login", "direct kakao-login", "kakao-oidc", "iamport", "direct iamport"}[m]
 }
 
 // doer sends one validation: an hclient, or a peer that validates in the
@@ -72,6 +79,7 @@ type hclient struct {
 	hc   *fasthttp.HostClient
 	mode mode
 	up   kakaogamestest.Config // secrets for modeDirect
+	auth string                // modeIamportDirect's access token
 }
 
 func newHClient(addr string, m mode, conns int, up kakaogamestest.Config) *hclient {
@@ -146,6 +154,14 @@ func (c *hclient) do(p player, timeout time.Duration, keepBody bool) (reply, tim
 		req.SetRequestURI(oidcPath)
 		req.Header.SetContentType("application/json")
 		req.SetBodyRaw(oidcBody(p))
+	case modeIamport:
+		req.SetRequestURI(iaPath)
+		req.Header.SetContentType("application/json")
+		req.SetBodyRaw(iaBody(p))
+	case modeIamportDirect:
+		req.Header.SetMethod(fasthttp.MethodGet)
+		req.SetRequestURI(iaCertPath + p.token)
+		req.Header.Set("Authorization", c.auth)
 	}
 	start := time.Now()
 	err := c.hc.DoTimeout(req, resp, timeout)

@@ -141,6 +141,12 @@ type playerguard struct {
 // production; flags carries the scenario's own settings. Logging is at
 // error level so that log lines do not distort the numbers.
 func (e *env) startPlayerguard(up kakaogamestest.Config, upURL string, flags ...string) (*playerguard, error) {
+	return e.startPlayerguardEnv(up, upURL, nil, flags...)
+}
+
+// startPlayerguardEnv is startPlayerguard with extraEnv (KEY=value) added
+// to playerguard's environment: the secrets of further providers.
+func (e *env) startPlayerguardEnv(up kakaogamestest.Config, upURL string, extraEnv []string, flags ...string) (*playerguard, error) {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		ports, err := freePorts(2)
@@ -162,6 +168,7 @@ func (e *env) startPlayerguard(up kakaogamestest.Config, upURL string, flags ...
 			"PLAYERGUARD_OPS_LISTEN="+ops,
 			"PLAYERGUARD_LOG_LEVEL=error",
 		)
+		cmd.Env = append(cmd.Env, extraEnv...)
 		p, err := startProcess("playerguard", cmd)
 		if err != nil {
 			return nil, err

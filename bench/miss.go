@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"playerguard/validator/iamport/iamporttest"
 	"playerguard/validator/kakaogames/kakaogamestest"
 	"playerguard/validator/kakaologin/kakaologintest"
 	"playerguard/validator/kakaooidc/kakaooidctest"
@@ -30,7 +31,10 @@ type missSample struct {
 // no-sidecar peer against the Kakao Login fake) in a phase of its own, and
 // then over kakao-oidc: -oidc-miss-tokens ID tokens never seen before,
 // signed at set-up, interleaved with a no-sidecar peer that verifies each
-// token in the bench's own process.
+// token in the bench's own process; and then over the iamport age gate:
+// every request an imp_uid never sent before, against an i'mport fake
+// behind a proxy that adds the same latency, interleaved with a
+// no-sidecar peer calling the fake (through the same proxy) itself.
 func runMiss(e *env, r *Report) error {
 	o := e.o
 	lat := o.latencyOr(30 * time.Millisecond)
@@ -71,7 +75,30 @@ func runMiss(e *env, r *Report) error {
 	if err != nil {
 		return err
 	}
-	pg, err := e.startPlayerguard(up, fake.URL(), append(kakaoLoginFlags(kl), kakaoOIDCFlags(oidc)...)...)
+	// iamport: the fake answers at once, so a delaying proxy in front of
+	// it adds the upstream latency, for playerguard and the direct peer
+	// alike. Every request is a new imp_uid, a certified adult, made known
+	// to the fake just before it is sent. The direct peer's access token
+	// is fetched once, before playerguard starts (so the fake's one other
+	// token call is playerguard's).
+	ia, err := iamporttest.Start(iaKey, iaSecret)
+	if err != nil {
+		return err
+	}
+	defer ia.Close()
+	iaProxy, err := startDelayProxy(ia.URL(), lat)
+	if err != nil {
+		return err
+	}
+	defer iaProxy.Close()
+	iaAuth, err := iaToken(iaProxy.URL())
+	if err != nil {
+		return err
+	}
+	iaTokens0 := ia.TokenCalls() // the direct peer's
+	iaCertAt := time.Now().Add(-time.Minute).Unix()
+	pgFlags := append(append(kakaoLoginFlags(kl), kakaoOIDCFlags(oidc)...), iamportFlags(iaProxy.URL())...)
+	pg, err := e.startPlayerguardEnv(up, fake.URL(), iamportEnv(), pgFlags...)
 	if err != nil {
 		return err
 	}
@@ -88,10 +115,13 @@ func runMiss(e *env, r *Report) error {
 		klAppID, klMiss, klMissDirect, klInfoPath, klExpiresIn, lat)
 	r.setup("kakao-oidc: playerguard also runs -kakao-oidc-audiences %s -kakao-oidc-jwks-url <in-process kakaooidctest key set>; each round, after the kakao-login phase, the same workers and think time in a phase of its own, two targets interleaved request by request: %s ({\"idToken\"} only, each a token never sent before: %s per round, signed at set-up with the fake's 2048-bit key, every one an allow), and %s, the same worker verifying a token itself with golang-jwt (RS256; iss, aud, exp, iat) in the bench's process, no network; the phase ends after %s requests to playerguard (plus %d unmeasured in its warm-up) or -duration, whichever comes first",
 		oidcAudience, oidcMiss, fmtInt(int64(o.oidcMissTokens)), oidcMissDirect, fmtInt(int64(o.oidcMissTokens)), oidcWarm)
+	r.setup("iamport: playerguard also runs the age gate (PLAYERGUARD_IAMPORT_KEY, PLAYERGUARD_IAMPORT_SECRET, -iamport-api <a delaying proxy in front of the in-process iamporttest fake>; the fake answers at once, the proxy (bench/delayproxy.go) holds every request %v first); each round, after the kakao-oidc phase, the same load as kakao-login's (workers, think time, warm-up, duration) in a phase of its own, two targets interleaved request by request: %s ({\"impUid\",\"playerId\",\"minAge\":%d}, every request an imp_uid never sent before, each a certified adult born %s, each with its own playerId: every answer must be exactly %s) and %s, the same client calling GET %s{imp_uid} through the same proxy itself, with an access token it fetched once at set-up",
+		lat, iaMiss, iaMinAge, iaBirthday, iaAllowBody(iaCertAt), iaMissDirect, iaCertPath)
 	if o.errorRate > 0 {
 		r.setup("-error-rate %.3f: that share of tokens is answered 500 upstream (expected: 503 from /v1/validate, the 500 passed through by drop-in and direct)", o.errorRate)
 		r.setup("kakao-login, -error-rate %.3f: the same share of its tokens answered 500 by the Kakao Login fake (expected: 503 from %s, the 500 passed through by %s)", o.errorRate, klPath, klMissDirect)
 		r.setup("kakao-oidc: -error-rate does not apply (no upstream call per token)")
+		r.setup("iamport: -error-rate does not apply (the fake fails every certification or none)")
 	}
 
 	type target struct {
@@ -122,10 +152,12 @@ func runMiss(e *env, r *Report) error {
 		// count, if positive, bounds each measured run's requests (and
 		// warm, the warm-up's) besides the duration.
 		count, warm int64
-		// precise: playerguard's CPU from its CPU-time clock (ns), not
-		// /proc ticks (10 ms), and each worker starting after a think
-		// time, not all at once: short runs.
-		precise  bool
+		// preciseCPU: playerguard's CPU from its CPU-time clock (ns), not
+		// /proc ticks (10 ms); spread: each worker starting after a think
+		// time, not all at once (short runs).
+		preciseCPU, spread bool
+		// keepBody: read each answer's body (for allow).
+		keepBody bool
 		next     atomic.Int64 // token number: never reused in the run
 		samples  map[string][]missSample
 		warmErrs int64
@@ -179,9 +211,28 @@ func runMiss(e *env, r *Report) error {
 		calls: oidc.Fetches,
 		// Two targets alternate: twice as many requests as tokens.
 		count: 2 * int64(o.oidcMissTokens), warm: 2 * int64(oidcWarm),
-		precise: true,
+		preciseCPU: true, spread: true,
 	}
-	phases := []*phase{kg, klm, om}
+	iaDirect := newHClient(iaProxy.Addr(), modeIamportDirect, o.connections, up)
+	iaDirect.auth = iaAuth
+	iaWant := iaAllowBody(iaCertAt)
+	iam := &phase{
+		label: "miss iamport",
+		targets: []target{
+			{iaMiss, newHClient(pg.api, modeIamport, o.connections, up), true, 0, func(rep reply) bool { return rep.status == 200 && string(rep.body) == iaWant }},
+			{iaMissDirect, iaDirect, false, 0, status200},
+		},
+		// Request number i of the phase: imp_uid number i, made known to
+		// the fake now.
+		newP: func(_ int, i int64) player {
+			ia.Set(iaPlayer(i).token, iaCert(i, iaCertAt))
+			return iaPlayer(i)
+		},
+		calls:      ia.CertCalls,
+		preciseCPU: true,
+		keepBody:   true,
+	}
+	phases := []*phase{kg, klm, om, iam}
 	defer func() {
 		for _, ph := range phases {
 			for _, t := range ph.targets {
@@ -216,7 +267,7 @@ func runMiss(e *env, r *Report) error {
 	drive := func(ph *phase, dur time.Duration, n int64, outs []*outcome) {
 		started := make([]bool, o.connections)
 		loop(o.connections, dur, n, func(w int, k int64) {
-			if ph.precise && !started[w] {
+			if ph.spread && !started[w] {
 				// Spread the start: 64 requests at once would be a
 				// burst of queued verifications in a short run.
 				started[w] = true
@@ -232,7 +283,7 @@ func runMiss(e *env, r *Report) error {
 			if fails {
 				ph.fail(p.token)
 			}
-			rep, d, err := t.c.do(p, 10*time.Second, false)
+			rep, d, err := t.c.do(p, 10*time.Second, ph.keepBody)
 			out.requests.Add(1)
 			if err != nil || (fails && rep.status != t.failWant) || (!fails && !t.allow(rep)) {
 				out.errors.Add(1)
@@ -262,7 +313,7 @@ func runMiss(e *env, r *Report) error {
 			}
 			outs := newOutcomes(ph)
 			cpuNow := func() float64 { return snapshot(pg).cpu }
-			if ph.precise {
+			if ph.preciseCPU {
 				cpuNow = func() float64 { return cpuClock(pg) }
 			}
 			u0, c0 := cpuNow(), ph.calls()
@@ -312,9 +363,9 @@ func runMiss(e *env, r *Report) error {
 			if t.pg {
 				row.CPUSeconds, row.CPUusPerReq, row.PeakRSSMiB = f64(median(cpu)), f64(median(ph.pgCPU)), mib(peakRSS(pg))
 				switch ph {
-				case klm:
-					// kakao-login is the only playerguard target of its
-					// phase: the rest of the fake's calls are its own.
+				case klm, iam:
+					// kakao-login (iamport) is the only playerguard target
+					// of its phase: the rest of the fake's calls are its own.
 					row.UpstreamCalls = i64(ph.totalCalls - (ph.totalReqs - ph.pgReqs))
 				case om:
 					row.UpstreamCalls = i64(ph.totalCalls) // key fetches
@@ -381,6 +432,13 @@ func runMiss(e *env, r *Report) error {
 	r.check(kindCorrectness, "kakao-oidc: every request a token never sent before", "≤ the tokens signed", oidcNext.Load() <= int64(len(oidcToks)),
 		"%s sent of %s signed", fmtInt(oidcNext.Load()), fmtInt(int64(len(oidcToks))))
 	r.check(kindCorrectness, "kakao-oidc warm-up answers as expected", "0 errors", om.warmErrs == 0, "%d errors", om.warmErrs)
+	r.setup("%s: its CPU is playerguard's over the iamport phase, per age gate request (every one a miss), from playerguard's CPU-time clock as kakao-oidc's; its upstream calls are the i'mport fake's certification calls in the measured runs, less the direct ones", iaMiss)
+	r.check(kindCorrectness, "iamport: one certification call per miss (GET "+iaCertPath+"{imp_uid})", "calls = requests", iam.totalCalls-(iam.totalReqs-iam.pgReqs) == iam.pgReqs,
+		"%s calls for %s requests", fmtInt(iam.totalCalls-(iam.totalReqs-iam.pgReqs)), fmtInt(iam.pgReqs))
+	iaTokens := ia.TokenCalls()
+	r.check(kindCorrectness, "iamport: 1 getToken call in all by playerguard (the token reused)", "1 call", iaTokens0 == 1 && iaTokens-iaTokens0 == 1,
+		"%d (the fake's TokenCalls() %d in all, %d of them the direct peer's, at set-up)", iaTokens-iaTokens0, iaTokens, iaTokens0)
+	r.check(kindCorrectness, "iamport warm-up answers as expected", "0 errors", iam.warmErrs == 0, "%d errors", iam.warmErrs)
 
 	direct := kg.samples["direct (no sidecar)"]
 	for _, name := range []string{"playerguard drop-in", "playerguard /v1/validate"} {
@@ -438,6 +496,24 @@ func runMiss(e *env, r *Report) error {
 		r.note("%s: %.1f µs of playerguard CPU per miss over all measured rounds (%.3f CPU s for %s misses; per round, median %.1f µs): %s verifications per second per core at this load (%d workers, think time); saturated: %.1f µs per miss, %s per second per core; the Go benchmark of the verification alone (BenchmarkVerify, -cpu 1) is about 24,000/s",
 			oidcMiss, perMiss*1e6, om.pgCPUs, fmtInt(om.pgReqs), median(om.pgCPU), fmtInt(int64(math.Round(1/perMiss))), o.connections,
 			satCPU/float64(sat.Requests)*1e6, fmtInt(int64(math.Round(float64(sat.Requests)/satCPU))))
+	}
+	// iamport against its own no-sidecar peer, and its CPU per miss:
+	// reported, no target.
+	{
+		iDirect := iam.samples[iaMissDirect]
+		var added []float64
+		for i, s := range iam.samples[iaMiss] {
+			if i < len(iDirect) {
+				added = append(added, s.d.P50-iDirect[i].d.P50)
+			}
+		}
+		v := median(added)
+		r.Ratios = append(r.Ratios, Ratio{Name: "added p50 latency, µs: " + iaMiss + " - " + iaMissDirect, Value: v, Rounds: added})
+		overConfigured := median(collect(iam.samples[iaMiss], func(s missSample) float64 { return s.d.P50 })) - float64(lat/time.Microsecond)
+		r.note("%s: median latency added over the upstream's %s vs %s (%s over the proxy's configured %v); no target set for this provider",
+			iaMiss, fmtUs(v), iaMissDirect, fmtUs(overConfigured), lat)
+		r.note("%s: %.1f µs of playerguard CPU per miss over all measured rounds (%.3f CPU s for %s misses; per round, median %.1f µs)",
+			iaMiss, iam.pgCPUs/float64(iam.pgReqs)*1e6, iam.pgCPUs, fmtInt(iam.pgReqs), median(iam.pgCPU))
 	}
 	return nil
 }
