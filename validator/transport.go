@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -16,6 +18,16 @@ import (
 // included), or bytes after the response. The connection may hold another
 // request's answer; it is closed and the call fails.
 var errOutOfStep = errors.New("upstream connection out of step")
+
+// errClosedUnanswered: the upstream closed the connection (EOF, reset,
+// broken pipe) before the first byte of an answer.
+var errClosedUnanswered = errors.New("upstream closed the connection before answering")
+
+// closedUnanswered reports whether err is the peer closing the connection
+// (not a timeout).
+func closedUnanswered(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
 
 // maxInterim bounds the 100/102/103 responses accepted before the final one.
 const maxInterim = 8
@@ -35,7 +47,13 @@ const maxInterim = 8
 //     the call with errOutOfStep and close the connection;
 //   - a body over maxBody drops the body, keeps the status (a kick is a
 //     kick however long its body: the status line is the verdict), closes
-//     the connection and returns errTooLarge with resp's status set.
+//     the connection and returns errTooLarge with resp's status set;
+//   - a request on a pooled connection that the upstream closes before
+//     the first byte of an answer (EOF, reset, broken pipe: its idle close
+//     crossed the request) is sent once more on a fresh connection, the
+//     only resend there is: an upstream with a keep-alive timeout shorter
+//     than MaxIdleConnDuration would otherwise fail such calls, and open
+//     the breaker (bench/RESULTS.md, issue 14).
 //
 // Every call is bounded by timeout from the moment it starts, waiting for
 // a connection included.
@@ -46,6 +64,7 @@ type strictTransport struct {
 
 func (t *strictTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (bool, error) {
 	deadline := time.Now().Add(t.timeout)
+	resent := false
 	for attempt := 0; ; attempt++ {
 		wait := time.Until(deadline)
 		if wait <= 0 {
@@ -67,11 +86,21 @@ func (t *strictTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Reque
 			}
 			return false, fmt.Errorf("%w: every pooled connection had unread data", errOutOfStep)
 		}
+		pooled := !cc.LastUseTime().IsZero()
 		keep, err := t.exchange(hc, conn, req, resp, deadline)
 		if keep {
 			hc.ReleaseConn(cc)
 		} else {
 			hc.CloseConn(cc)
+		}
+		if pooled && !resent && errors.Is(err, errClosedUnanswered) {
+			// The upstream closed an idle connection as the request went
+			// out on it (a keep-alive timeout shorter than ours, the close
+			// in flight when the peek above looked): it never answered,
+			// so the request goes once more, on a fresh connection.
+			resent = true
+			resp.Reset()
+			continue
 		}
 		return false, err
 	}
@@ -90,11 +119,17 @@ func (t *strictTransport) exchange(hc *fasthttp.HostClient, conn net.Conn, req *
 	}
 	hc.ReleaseWriter(bw)
 	if err != nil {
+		if closedUnanswered(err) {
+			err = fmt.Errorf("%w: %w", errClosedUnanswered, err)
+		}
 		return false, err
 	}
 
 	br := hc.AcquireReader(conn)
 	defer hc.ReleaseReader(br)
+	if _, err := br.Peek(1); err != nil && closedUnanswered(err) {
+		return false, fmt.Errorf("%w: %w", errClosedUnanswered, err)
+	}
 	if hc.DisableHeaderNamesNormalizing {
 		resp.Header.DisableNormalizing()
 	}
