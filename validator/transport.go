@@ -48,12 +48,13 @@ const maxInterim = 8
 //   - a body over maxBody drops the body, keeps the status (a kick is a
 //     kick however long its body: the status line is the verdict), closes
 //     the connection and returns errTooLarge with resp's status set;
-//   - a request on a pooled connection that the upstream closes before
-//     the first byte of an answer (EOF, reset, broken pipe: its idle close
-//     crossed the request) is sent once more on a fresh connection, the
+//   - a GET on a pooled connection that the upstream closes before the
+//     first byte of an answer (EOF, reset, broken pipe: its idle close
+//     crossed the request) is sent once more on another connection, the
 //     only resend there is: an upstream with a keep-alive timeout shorter
 //     than MaxIdleConnDuration would otherwise fail such calls, and open
-//     the breaker (bench/RESULTS.md, issue 14).
+//     the breaker (bench/RESULTS.md, issue 14). A POST is never resent:
+//     the upstream may have acted on it before the connection went.
 //
 // Every call is bounded by timeout from the moment it starts, waiting for
 // a connection included.
@@ -93,11 +94,13 @@ func (t *strictTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Reque
 		} else {
 			hc.CloseConn(cc)
 		}
-		if pooled && !resent && errors.Is(err, errClosedUnanswered) {
+		if pooled && !resent && req.Header.IsGet() && errors.Is(err, errClosedUnanswered) {
 			// The upstream closed an idle connection as the request went
 			// out on it (a keep-alive timeout shorter than ours, the close
-			// in flight when the peek above looked): it never answered,
-			// so the request goes once more, on a fresh connection.
+			// in flight when the peek above looked), or died after reading
+			// it: a GET asks again (it changes nothing upstream); a POST
+			// may have been acted on (an SMS sent, a one-time code used),
+			// so it never is. The next connection is checked as any other.
 			resent = true
 			resp.Reset()
 			continue

@@ -67,14 +67,15 @@ func (s *closingServer) upstream(t *testing.T) *HTTPUpstream {
 	return u
 }
 
-// TestResendOnIdleClose: a request on a pooled connection that the
-// upstream closes before answering goes once more, on a fresh connection;
-// on a fresh connection it does not (that is an upstream failure).
+// TestResendOnIdleClose: a GET on a pooled connection that the upstream
+// closes before answering goes once more, on another connection; on a
+// fresh connection it does not (that is an upstream failure), and a POST
+// never is (the upstream may have acted on it: an SMS sent).
 func TestResendOnIdleClose(t *testing.T) {
 	s := startClosingServer(t, true)
 	u := s.upstream(t)
 	for i := range 3 {
-		ex, err := u.Do(u.NewRequest(fasthttp.MethodPost, "/v"), nil)
+		ex, err := u.Do(u.NewRequest(fasthttp.MethodGet, "/v"), nil)
 		if err != nil || ex.Status != 200 {
 			t.Fatalf("call %d: %v %d", i, err, ex.Status)
 		}
@@ -85,9 +86,21 @@ func TestResendOnIdleClose(t *testing.T) {
 		t.Errorf("%d requests reached the upstream, want 5", n)
 	}
 
+	post := startClosingServer(t, true)
+	pu := post.upstream(t)
+	if _, err := pu.Do(pu.NewRequest(fasthttp.MethodPost, "/v"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pu.Do(pu.NewRequest(fasthttp.MethodPost, "/v"), nil); !errors.Is(err, errConnection) {
+		t.Errorf("a POST closed unanswered: %v, want a connection error", err)
+	}
+	if n := post.requests.Load(); n != 2 {
+		t.Errorf("%d POSTs reached the upstream, want 2: none resent", n)
+	}
+
 	never := startClosingServer(t, false)
 	nu := never.upstream(t)
-	_, err := nu.Do(nu.NewRequest(fasthttp.MethodPost, "/v"), nil)
+	_, err := nu.Do(nu.NewRequest(fasthttp.MethodGet, "/v"), nil)
 	if err == nil || !errors.Is(err, errConnection) {
 		t.Errorf("a fresh connection closed unanswered: %v, want a connection error", err)
 	}

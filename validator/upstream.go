@@ -37,7 +37,7 @@ type HTTPUpstreamConfig struct {
 // HTTPUpstream is the hardened HTTP client every provider calling an API
 // uses: one host, strictTransport (no connection out of step carries
 // another call, a body over the cap keeps its status), no retries (but
-// one resend of a request the upstream's idle close left unanswered), no
+// one resend of a GET the upstream's idle close left unanswered), no
 // redirects followed, bodies echoing the credentials or the access token
 // dropped, error texts scrubbed of them. Safe for concurrent use.
 type HTTPUpstream struct {

@@ -47,6 +47,11 @@ func (p *Provider) Routes() []validator.Route {
 	}
 }
 
+// maxPhones bounds the phones phoneLimit follows at once: past it (a
+// flood of distinct numbers within a window), new numbers are refused like
+// a number over its limit until old ones age out.
+const maxPhones = 1 << 18
+
 // phoneLimit counts code requests per phone number (a digest of its
 // digits: 010-5555-1234 and 01055551234 are one phone) in a sliding
 // window.
@@ -71,7 +76,7 @@ func (l *phoneLimit) take(digits string) bool {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if now.Sub(l.sweep) > l.window { // drop phones quiet for a window
+	if now.Sub(l.sweep) > l.window || len(l.sent) >= maxPhones && now.Sub(l.sweep) > time.Second { // drop phones quiet for a window
 		for pk, ts := range l.sent {
 			if len(ts) == 0 || now.Sub(ts[len(ts)-1]) >= l.window {
 				delete(l.sent, pk)
@@ -79,7 +84,10 @@ func (l *phoneLimit) take(digits string) bool {
 		}
 		l.sweep = now
 	}
-	ts := l.sent[k]
+	ts, known := l.sent[k]
+	if !known && len(l.sent) >= maxPhones {
+		return false
+	}
 	i := 0
 	for i < len(ts) && now.Sub(ts[i]) >= l.window {
 		i++
@@ -229,7 +237,7 @@ func (p *Provider) serveOTPRequest(ctx *fasthttp.RequestCtx) {
 			attrs = append(attrs, "error", err.Error())
 		}
 		p.log.Warn("upstream failure", attrs...)
-		validator.WriteError(ctx, fasthttp.StatusServiceUnavailable, "i'mport unavailable: no code was sent; try again")
+		validator.WriteError(ctx, fasthttp.StatusServiceUnavailable, "i'mport unavailable: a code may or may not have been sent; try again later")
 	case *doc.Code == 0 && doc.Response != nil && validImpUID(doc.Response.ImpUID):
 		count["sent"].Inc()
 		ctx.SetStatusCode(fasthttp.StatusOK)
@@ -238,23 +246,54 @@ func (p *Provider) serveOTPRequest(ctx *fasthttp.RequestCtx) {
 		ctx.SetBody(b)
 	default:
 		count["rejected"].Inc()
-		m := "i'mport refused the request"
+		m := "i'mport refused the request (code " + strconv.Itoa(*doc.Code) + ")"
 		if doc.Message != nil && *doc.Message != "" {
-			m = scrub(*doc.Message, q.Name, q.Phone, digits, q.Birth)
+			m = scrub(*doc.Message, q.Name) + " (code " + strconv.Itoa(*doc.Code) + ")"
 		}
 		validator.WriteError(ctx, fasthttp.StatusUnprocessableEntity, m)
 	}
 }
 
-// scrub removes the caller's personal data from i'mport's message, should
-// it quote them.
+// scrub removes personal data from i'mport's message, should it quote
+// them: the caller's name (and the other strings given), and every run of
+// six or more digits, separators allowed between them (a phone number or
+// a birth date in any spelling: 010-5555-1234, 2000.01.01).
 func scrub(msg string, data ...string) string {
 	for _, d := range data {
 		if len(d) >= 2 {
 			msg = strings.ReplaceAll(msg, d, "[redacted]")
 		}
 	}
-	return msg
+	var b strings.Builder
+	for i := 0; i < len(msg); {
+		if msg[i] < '0' || msg[i] > '9' {
+			b.WriteByte(msg[i])
+			i++
+			continue
+		}
+		// A run: digits, with single separators between them.
+		j, digits, end := i, 0, i
+		for j < len(msg) {
+			switch c := msg[j]; {
+			case c >= '0' && c <= '9':
+				digits++
+				j++
+				end = j
+				continue
+			case (c == '-' || c == '.' || c == '/' || c == ' ') && j+1 < len(msg) && msg[j+1] >= '0' && msg[j+1] <= '9':
+				j++
+				continue
+			}
+			break
+		}
+		if digits >= 6 {
+			b.WriteString("[redacted]")
+		} else {
+			b.WriteString(msg[i:end])
+		}
+		i = end
+	}
+	return b.String()
 }
 
 func validImpUID(s string) bool { return checkImpUID([]byte(s)) == nil }

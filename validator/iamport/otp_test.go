@@ -3,6 +3,7 @@ package iamport
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -51,7 +52,7 @@ func TestOTPFlow(t *testing.T) {
 
 	// Not the person i'mport knows: its message, without the name.
 	r = h.post(OTPRequestPath, otpBody("010-1111-2222", nil))
-	if r.Status != 422 || strings.Contains(r.Raw, pName) || !strings.Contains(r.Raw, "[redacted]") {
+	if r.Status != 422 || strings.Contains(r.Raw, pName) || !strings.Contains(r.Raw, "[redacted]") || !strings.Contains(r.Raw, "(code -1)") {
 		t.Errorf("refused request: %d %s", r.Status, r.Raw)
 	}
 	if n := testkit.Metric(t, h.reg, "playerguard_otp_total", "step", "request", "outcome", "sent"); n != 1 {
@@ -125,5 +126,39 @@ func TestOTPBadInput(t *testing.T) {
 	}
 	if h.fake.TokenCalls() != 0 {
 		t.Error("a bad request reached i'mport")
+	}
+}
+
+// TestScrub: personal data in any spelling leaves i'mport's message.
+func TestScrub(t *testing.T) {
+	for in, want := range map[string]string{
+		"no match for 010-5555-1234 born 2000-01-01": "no match for [redacted] born [redacted]",
+		"no match for 01055551234 (20000101)":        "no match for [redacted] ([redacted])",
+		"홍길동SECRETNAME 님, 2000.01.01 생":              "[redacted] 님, [redacted] 생",
+		"error 42: try again in 10 minutes":          "error 42: try again in 10 minutes",
+		"code -1, 3 attempts":                        "code -1, 3 attempts",
+	} {
+		if got := scrub(in, pName); got != want {
+			t.Errorf("scrub(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestPhoneLimitBounded: a flood of distinct numbers is held to maxPhones.
+func TestPhoneLimitBounded(t *testing.T) {
+	clk := testkit.NewClock(t0)
+	l := newPhoneLimit(5, OTPWindow, clk.Now)
+	for i := range maxPhones {
+		l.take("0101" + strconv.Itoa(1000000+i))
+	}
+	if l.take("01099999999") {
+		t.Error("a new number past maxPhones was let through")
+	}
+	if !l.take("01011000000") {
+		t.Error("a known number under its limit was refused")
+	}
+	clk.Add(OTPWindow + 2*time.Second)
+	if !l.take("01099999999") {
+		t.Error("a new number refused after the window")
 	}
 }
