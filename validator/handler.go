@@ -191,16 +191,14 @@ func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx, pv *provider) {
 		return
 	}
 	a := v.validate(pv, st, start)
-	writeAnswerHeaders(ctx, &a)
 	if raw := a.Res.Raw(0); a.Source == SourceCache && a.Verdict == Allow && raw != nil {
 		// The hot path: no allocation.
+		writeAnswerHeaders(ctx, &a)
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		ctx.Response.Header.SetContentTypeBytes(ctJSON)
 		writeCacheHit(&ctx.Response, pv.hitPrefix, raw)
 	} else {
-		ctx.SetStatusCode(statusFor(a.Verdict))
-		ctx.Response.Header.SetContentTypeBytes(ctJSON)
-		ctx.Response.SetBodyRaw(renderAnswer(&a))
+		WriteAnswer(ctx, &a)
 		v.audit(pv, st, &a)
 	}
 	v.observe(pv, &a, start)
@@ -423,6 +421,17 @@ func statusFor(v Verdict) int {
 		return fasthttp.StatusForbidden
 	}
 	return fasthttp.StatusServiceUnavailable
+}
+
+// WriteAnswer writes a as every validation endpoint answers: the status
+// (200 allow, 403 kick, 503 unavailable), the X-Playerguard-* headers and
+// the JSON body of RenderAnswer. A provider's own endpoint that decides
+// outside the engine (the age gate's SMS code confirmation) answers so.
+func WriteAnswer(ctx *fasthttp.RequestCtx, a *Answer) {
+	writeAnswerHeaders(ctx, a)
+	ctx.SetStatusCode(statusFor(a.Verdict))
+	ctx.Response.Header.SetContentTypeBytes(ctJSON)
+	ctx.Response.SetBodyRaw(renderAnswer(a))
 }
 
 // RenderAnswer renders the /v1 answer body of a (for anything but a

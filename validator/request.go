@@ -745,8 +745,11 @@ func (r *Request) checkPlayerID() error {
 	return nil
 }
 
-// visibleASCII reports whether every byte of b is in 0x21..0x7E: no control
-// characters, space, DEL or non-ASCII.
+// VisibleASCII reports whether every byte of b is in 0x21..0x7E: no
+// control characters, space, DEL or non-ASCII (what a provider's Check
+// wants of a field of its own, as CheckToken of the token).
+func VisibleASCII(b []byte) bool { return visibleASCII(b) }
+
 func visibleASCII(b []byte) bool {
 	// A word at a time (SWAR bit tricks from "Bit Twiddling Hacks":
 	// hasless/hasmore), four words to a branch: tokens are ~200 bytes and

@@ -341,59 +341,22 @@ func (p *Provider) serveOTPConfirm(ctx *fasthttp.RequestCtx) {
 	} else {
 		count["unavailable"].Inc()
 	}
-	a := validator.Answer{Res: res, Verdict: res.Verdict, Reason: res.Reason, Source: validator.SourceUpstream}
-	switch res.Verdict {
-	case validator.Allow:
-		ctx.SetStatusCode(fasthttp.StatusOK)
-	case validator.Kick:
-		ctx.SetStatusCode(fasthttp.StatusForbidden)
-	default:
-		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-	}
-	ctx.Response.Header.Set("X-Playerguard-Decision", res.Verdict.String())
-	ctx.Response.Header.Set("X-Playerguard-Reason", res.Reason.String())
-	ctx.Response.Header.Set("X-Playerguard-Source", validator.SourceUpstream.String())
-	ctx.SetContentType("application/json")
-	ctx.SetBody(validator.RenderAnswer(&a))
+	validator.WriteAnswer(ctx, &validator.Answer{Res: res, Verdict: res.Verdict, Reason: res.Reason, Source: validator.SourceUpstream})
 }
 
 // confirm sends the code and judges the certification it returns as the
 // age gate does. A code i'mport refuses (a non-zero code in its own
-// answer, whatever the 4xx) is not_certified: the client may ask again.
+// answer, whatever the 4xx but 401, 408 and 429) is not_certified: the
+// client may ask again.
 func (p *Provider) confirm(impUID, player, otp string, minAge int) *validator.Result {
-	res := &validator.Result{PlayerID: player, Fields: fields, Scoped: true}
-	ok, fresh := p.reuse.claim(impUID, player)
-	if !ok {
-		res.Verdict, res.Reason = validator.Kick, ReasonCertificationReused
-		res.Body = p.members(minAge, nil)
-		res.SetRaw(0, 0, len(res.Body))
-		return res
-	}
-	body, _ := json.Marshal(map[string]string{"otp": otp})
-	status, got, err := p.call(fasthttp.MethodPost, otpConfirmUpstream+impUID, body)
-	now := p.cfg.Now()
-	d := Decision{Verdict: validator.Unavailable, Reason: validator.ReasonUpstreamUnavailable, Failure: true}
-	if err == nil {
-		if env, isEnv := readEnvelope(got); isEnv && env.code != 0 && status >= 400 && status < 500 && status != 401 && status != 408 && status != 429 {
-			status = 404 // i'mport's refusal of the code: Decide's not_certified
+	return p.gate(impUID, player, minAge, "otp_confirm", func() (int, []byte, error) {
+		body, _ := json.Marshal(map[string]string{"otp": otp})
+		status, got, err := p.call(fasthttp.MethodPost, otpConfirmUpstream+impUID, body)
+		if env, isEnv := readEnvelope(got); err == nil && isEnv && env.code != 0 && status >= 400 && status < 500 && status != 401 && status != 408 && status != 429 {
+			status = 404 // Decide's not_certified: i'mport's refusal
 		}
-		d = Decide(status, got, now, Gate{Rule: p.cfg.Rule, MinAge: minAge, MaxCertAge: p.cfg.MaxCertAge})
-	}
-	if fresh && d.Reason != validator.ReasonOK && d.Reason != ReasonUnderage {
-		p.reuse.release(impUID, player)
-	}
-	res.Verdict, res.Reason, res.Failure, res.Err = d.Verdict, d.Reason, d.Failure, err
-	if d.Verdict == validator.Unavailable {
-		attrs := []any{"provider", Name, "step", "otp_confirm", "player", player, "upstream_status", status}
-		if err != nil {
-			attrs = append(attrs, "error", err.Error())
-		}
-		p.log.Warn("upstream failure", attrs...)
-		return res
-	}
-	res.Body = p.members(minAge, &d.Cert)
-	res.SetRaw(0, 0, len(res.Body))
-	return res
+		return status, got, err
+	})
 }
 
 // otpState is the provider's SMS code state and series.

@@ -193,16 +193,14 @@ func (p *Provider) Check(r *validator.Request) error {
 }
 
 // CheckPurge implements validator.PurgeChecker: a purge names the
-// imp_uid alone (every entry of it goes, under any player and minimum age).
+// imp_uid alone (every entry of it goes, under any player and minimum
+// age); a playerId, if given, is checked as a validation's.
 func (p *Provider) CheckPurge(r *validator.Request) error {
-	if len(r.PlayerID) == 0 {
-		r.PlayerID = purgePlayer
-		defer func() { r.PlayerID = nil }()
+	if err := checkImpUID(r.Token); err != nil {
+		return err
 	}
-	return p.Check(r)
+	return r.CheckPlayerID()
 }
-
-var purgePlayer = []byte("purge")
 
 // checkImpUID: imp_ and 1 to 32 digits.
 func checkImpUID(imp []byte) error {
@@ -233,9 +231,16 @@ func (p *Provider) Call(r *validator.Request) *validator.Result {
 	if len(r.MinAge) > 0 {
 		minAge, _ = parseMinAge(r.MinAge) // checked
 	}
+	return p.gate(impUID, player, minAge, "age_gate", func() (int, []byte, error) { return p.certification(impUID) })
+}
+
+// gate is the age gate on the certification fetch returns, for both ways
+// to one (the imp_uid of a completed verification, an SMS code
+// confirmed): the reuse claim, taken before the call, atomically (two
+// players presenting one imp_uid at once must not both get a verdict),
+// Decide, and the answer's members.
+func (p *Provider) gate(impUID, player string, minAge int, step string, fetch func() (int, []byte, error)) *validator.Result {
 	res := &validator.Result{PlayerID: player, Fields: fields, Scoped: true}
-	// Claimed before the call, atomically: two players presenting one
-	// imp_uid at once must not both get a verdict.
 	ok, fresh := p.reuse.claim(impUID, player)
 	if !ok {
 		res.Verdict, res.Reason = validator.Kick, ReasonCertificationReused
@@ -243,7 +248,7 @@ func (p *Provider) Call(r *validator.Request) *validator.Result {
 		res.SetRaw(0, 0, len(res.Body))
 		return res
 	}
-	status, body, err := p.certification(impUID)
+	status, body, err := fetch()
 	now := p.cfg.Now()
 	d := Decision{Verdict: validator.Unavailable, Reason: validator.ReasonUpstreamUnavailable, Failure: true}
 	if err == nil {
@@ -256,16 +261,14 @@ func (p *Provider) Call(r *validator.Request) *validator.Result {
 	res.Verdict, res.Reason, res.Failure, res.Err = d.Verdict, d.Reason, d.Failure, err
 	res.Status, res.Code, res.HasCode = status, d.Code, d.HasCode
 	if d.Verdict == validator.Unavailable {
-		attrs := []any{"provider", Name, "player", player, "reason", res.Reason.String(), "upstream_status", status}
+		attrs := []any{"provider", Name, "step", step, "player", player, "reason", res.Reason.String(), "upstream_status", status}
 		if err != nil {
 			attrs = append(attrs, "error", err.Error())
 		}
 		p.log.Warn("upstream failure", attrs...)
 		return res
 	}
-	if d.Reason == ReasonUnderage {
-		res.CacheKick = true
-	}
+	res.CacheKick = d.Reason == ReasonUnderage
 	res.MaxAge = p.maxAge(d, now)
 	res.Body = p.members(minAge, &d.Cert)
 	res.SetRaw(0, 0, len(res.Body))

@@ -274,7 +274,13 @@ var (
 
 // Check implements validator.Provider: an idToken of the compact form, an
 // optional nonce, an optional playerId (compared with sub).
-func (p *Provider) Check(r *validator.Request) error {
+func (p *Provider) Check(r *validator.Request) error { return p.check(r, p.cfg.RequireNonce) }
+
+// CheckPurge implements validator.PurgeChecker: Check, but a purge needs
+// no nonce (it drops the token's entries under every nonce).
+func (p *Provider) CheckPurge(r *validator.Request) error { return p.check(r, false) }
+
+func (p *Provider) check(r *validator.Request, needNonce bool) error {
 	t := r.Token
 	switch {
 	case len(t) == 0:
@@ -287,7 +293,7 @@ func (p *Provider) Check(r *validator.Request) error {
 	// what is wrong.
 	h, pl, sig, ok := splitToken(t)
 	if !ok || !isBase64URL(h) || !isBase64URL(pl) || !isBase64URL(sig) {
-		if !visible(t) {
+		if !validator.VisibleASCII(t) {
 			return errTokenChars
 		}
 		return errTokenForm
@@ -295,34 +301,12 @@ func (p *Provider) Check(r *validator.Request) error {
 	switch n := r.Nonce; {
 	case len(n) > MaxNonceLen:
 		return errNonceTooLong
-	case !visible(n):
+	case !validator.VisibleASCII(n):
 		return errNonceChars
-	case len(n) == 0 && p.cfg.RequireNonce:
+	case len(n) == 0 && needNonce:
 		return errNonceRequired
 	}
 	return r.CheckPlayerID()
-}
-
-// CheckPurge implements validator.PurgeChecker: Check, but a purge needs
-// no nonce (it drops the token's entries under every nonce).
-func (p *Provider) CheckPurge(r *validator.Request) error {
-	if len(r.Nonce) == 0 && p.cfg.RequireNonce {
-		r.Nonce = purgeNonce
-		defer func() { r.Nonce = nil }()
-	}
-	return p.Check(r)
-}
-
-var purgeNonce = []byte("purge")
-
-// visible reports whether every byte of b is visible ASCII (0x21..0x7e).
-func visible(b []byte) bool {
-	for _, c := range b {
-		if c < 0x21 || c > 0x7e {
-			return false
-		}
-	}
-	return true
 }
 
 // Call implements validator.Provider: the verification, with no upstream

@@ -235,14 +235,13 @@ func (s *Server) getToken(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) certification(w http.ResponseWriter, r *http.Request) {
 	s.certCalls.Add(1)
+	authorized := s.authorized(r)
 	s.mu.Lock()
-	exp, ok := s.tokens[r.Header.Get("Authorization")]
-	now := time.Now().Add(s.skew).Unix()
 	status := s.status
 	c, known := s.certs[r.PathValue("imp_uid")]
 	s.mu.Unlock()
 	switch {
-	case !ok || now >= exp:
+	case !authorized:
 		answer(w, 401, -1, "Unauthorized", nil)
 	case status != 0:
 		answer(w, status, -1, http.StatusText(status), nil)

@@ -1,5 +1,0 @@
-//go:build !race
-
-package kakaogames
-
-const raceEnabled = false

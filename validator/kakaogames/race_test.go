@@ -1,7 +1,0 @@
-//go:build race
-
-package kakaogames
-
-// raceEnabled: the race detector makes sync.Pool drop items at random, so
-// allocation counts mean nothing under -race.
-const raceEnabled = true

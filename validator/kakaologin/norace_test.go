@@ -1,5 +1,0 @@
-//go:build !race
-
-package kakaologin_test
-
-const raceEnabled = false

@@ -1,5 +1,0 @@
-//go:build !race
-
-package kakaooidc
-
-const raceEnabled = false
