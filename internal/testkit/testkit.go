@@ -127,3 +127,44 @@ func Serve(t testing.TB, srv *fasthttp.Server) string {
 	})
 	return "http://" + ln.Addr().String()
 }
+
+// HitCtx returns a request context whose validation is a cache hit: it
+// builds the request with build, serves it with handler (the answer must
+// be a 200), waits for the cache write (settle), and serves it again,
+// which must be answered from the cache. Serve it again after
+// ctx.Response.Reset().
+func HitCtx(tb testing.TB, handler fasthttp.RequestHandler, settle func(), build func(r *fasthttp.Request)) *fasthttp.RequestCtx {
+	tb.Helper()
+	ctx := &fasthttp.RequestCtx{}
+	ctx.Init(&fasthttp.Request{}, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1234}, nil)
+	ctx.Request.Header.SetMethod("POST")
+	build(&ctx.Request)
+	handler(ctx)
+	if ctx.Response.StatusCode() != 200 {
+		tb.Fatalf("warm-up: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	settle()
+	ctx.Response.Reset()
+	handler(ctx)
+	if h := ctx.Response.Header.Peek("X-Playerguard-Source"); string(h) != "cache" {
+		tb.Fatalf("second validation from %q, want cache: %s", h, ctx.Response.Body())
+	}
+	return ctx
+}
+
+// ZeroAllocs fails t unless serving ctx with handler allocates nothing.
+// Under -race it skips: the race detector makes sync.Pool drop items at
+// random, so allocation counts mean nothing there (CI runs these without
+// it).
+func ZeroAllocs(t *testing.T, handler fasthttp.RequestHandler, ctx *fasthttp.RequestCtx) {
+	t.Helper()
+	if RaceEnabled {
+		t.Skip("allocation counts are meaningless under -race (sync.Pool drops items); run without -race")
+	}
+	if n := testing.AllocsPerRun(1000, func() {
+		ctx.Response.Reset()
+		handler(ctx)
+	}); n != 0 {
+		t.Errorf("%v allocations per cache hit, want 0", n)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
 
 	"playerguard/cache"
 	"playerguard/internal/testkit"
@@ -498,4 +499,19 @@ func TestAgeGatePurge(t *testing.T) {
 	if r := purge(`{"provider":"iamport","accessToken":"imp_901"}`); r.Status != 400 || !strings.Contains(r.Raw, "takes impUid") {
 		t.Errorf("accessToken for iamport: %d %s", r.Status, r.Raw)
 	}
+}
+
+// TestCacheHitZeroAllocs: an age gate answered from the cache (the
+// inline answer members) allocates nothing.
+func TestCacheHitZeroAllocs(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	h.fake.Set("imp_1000", cert("2000-01-01"))
+	ctx := testkit.HitCtx(t, h.v.Handler, h.v.Settle, func(r *fasthttp.Request) {
+		r.SetRequestURI(Path)
+		r.SetBodyString(`{"impUid":"imp_1000","playerId":"` + player + `","minAge":19}`)
+	})
+	if b := string(ctx.Response.Body()); !strings.HasPrefix(b, `{"decision":"allow","reason":"ok","source":"cache","minAge":19,"certifiedAt":`) {
+		t.Errorf("cache hit body %s", b)
+	}
+	testkit.ZeroAllocs(t, h.v.Handler, ctx)
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"playerguard/internal/testkit"
 	"playerguard/validator"
 	"playerguard/validator/kakaologin"
 	"playerguard/validator/kakaologin/kakaologintest"
@@ -30,36 +31,18 @@ func hitValidator(tb testing.TB) (*validator.Validator, *fasthttp.RequestCtx) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(v.Close)
-	ctx := &fasthttp.RequestCtx{}
-	ctx.Request.Header.SetMethod("POST")
-	ctx.Request.SetRequestURI(kakaologin.Path)
-	ctx.Request.SetBodyString(`{"accessToken":"` + tokenA + `","playerId":"` + userA + `"}`)
-	v.Handler(ctx)
-	if ctx.Response.StatusCode() != 200 {
-		tb.Fatalf("warm-up: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
-	}
-	v.Settle()
-	ctx.Response.Reset()
-	v.Handler(ctx)
-	if h := ctx.Response.Header.Peek("X-Playerguard-Source"); string(h) != "cache" {
-		tb.Fatalf("second validation from %q, want cache", h)
-	}
+	ctx := testkit.HitCtx(tb, v.Handler, v.Settle, func(r *fasthttp.Request) {
+		r.SetRequestURI(kakaologin.Path)
+		r.SetBodyString(`{"accessToken":"` + tokenA + `","playerId":"` + userA + `"}`)
+	})
 	return v, ctx
 }
 
 // TestCacheHitZeroAllocs: a Kakao Login cache hit, through the real
 // handler, allocates nothing.
 func TestCacheHitZeroAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocation counts are meaningless under -race (sync.Pool drops items); run without -race")
-	}
 	v, ctx := hitValidator(t)
-	if n := testing.AllocsPerRun(1000, func() {
-		ctx.Response.Reset()
-		v.Handler(ctx)
-	}); n != 0 {
-		t.Errorf("%v allocations per cache hit, want 0", n)
-	}
+	testkit.ZeroAllocs(t, v.Handler, ctx)
 }
 
 // BenchmarkHandlerCacheHit is the Kakao Login hot path.

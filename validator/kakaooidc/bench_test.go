@@ -6,6 +6,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"playerguard/internal/testkit"
 	"playerguard/validator"
 	"playerguard/validator/kakaooidc/kakaooidctest"
 )
@@ -63,36 +64,18 @@ func hitValidator(tb testing.TB) (*validator.Validator, *fasthttp.RequestCtx) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(v.Close)
-	ctx := &fasthttp.RequestCtx{}
-	ctx.Request.Header.SetMethod("POST")
-	ctx.Request.SetRequestURI(Path)
-	ctx.Request.SetBodyString(`{"idToken":"` + tok + `","nonce":"n-0123456789","playerId":"` + userA + `"}`)
-	v.Handler(ctx)
-	if ctx.Response.StatusCode() != 200 {
-		tb.Fatalf("warm-up: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
-	}
-	v.Settle()
-	ctx.Response.Reset()
-	v.Handler(ctx)
-	if h := ctx.Response.Header.Peek("X-Playerguard-Source"); string(h) != "cache" {
-		tb.Fatalf("second validation from %q, want cache", h)
-	}
+	ctx := testkit.HitCtx(tb, v.Handler, v.Settle, func(r *fasthttp.Request) {
+		r.SetRequestURI(Path)
+		r.SetBodyString(`{"idToken":"` + tok + `","nonce":"n-0123456789","playerId":"` + userA + `"}`)
+	})
 	return v, ctx
 }
 
 // TestCacheHitZeroAllocs: a kakao-oidc cache hit, through the real
 // handler, allocates nothing.
 func TestCacheHitZeroAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocation counts are meaningless under -race (sync.Pool drops items); run without -race")
-	}
 	v, ctx := hitValidator(t)
-	if n := testing.AllocsPerRun(1000, func() {
-		ctx.Response.Reset()
-		v.Handler(ctx)
-	}); n != 0 {
-		t.Errorf("%v allocations per cache hit, want 0", n)
-	}
+	testkit.ZeroAllocs(t, v.Handler, ctx)
 }
 
 // BenchmarkHandlerCacheHit is the kakao-oidc hot path (a Kakao-sized ID

@@ -1,0 +1,6 @@
+//go:build race
+
+package testkit
+
+// RaceEnabled says the race detector is on.
+const RaceEnabled = true
