@@ -30,7 +30,8 @@ type Provider interface {
 	// upstream failure (the breaker counts it); one that is Unavailable
 	// without Failure is an answer about playerguard's own request or
 	// setup (no breaker failure). The outage policy answers every
-	// Unavailable result alike. Result.Status is the upstream's HTTP status (0
+	// Unavailable result alike, but one with NoPolicy (and every one of
+	// an AgeGate provider). Result.Status is the upstream's HTTP status (0
 	// with Err set: no response); a Result with neither made no call.
 	Call(r *Request) *Result
 	// Close releases the provider's connections; no Call is under way.
