@@ -97,22 +97,21 @@ const (
 // key returns the public key named kid, fetching the set first when kid
 // is unknown and the limit allows (or a fetch is under way).
 func (s *keySet) key(kid string) (*rsa.PublicKey, found) {
-	if k := s.cur.Load(); k != nil {
-		if pk := k.byKID[kid]; pk != nil {
-			return pk, keyFound
-		}
+	if pk := s.lookup(kid); pk != nil {
+		return pk, keyFound
 	}
 	s.mu.Lock()
+	if pk := s.lookup(kid); pk != nil { // a fetch ended since
+		s.mu.Unlock()
+		return pk, keyFound
+	}
 	f := s.fetching
 	if f == nil {
 		if !s.last.IsZero() && s.now().Sub(s.last) < s.minGap {
-			lastOK := s.lastOK
+			usable := s.lastOK && s.cur.Load() != nil
 			s.mu.Unlock()
 			s.m.RefreshesSkipped.Inc()
-			if k := s.cur.Load(); k != nil && k.byKID[kid] != nil {
-				return k.byKID[kid], keyFound // a fetch ended meanwhile
-			}
-			if !lastOK || s.cur.Load() == nil {
+			if !usable {
 				return nil, keysUnavailable
 			}
 			return nil, keyLimited
@@ -121,15 +120,21 @@ func (s *keySet) key(kid string) (*rsa.PublicKey, found) {
 	}
 	s.mu.Unlock()
 	<-f.done // the fetch is bounded by the upstream timeout
-	if k := s.cur.Load(); k != nil {
-		if pk := k.byKID[kid]; pk != nil {
-			return pk, keyFound
-		}
+	if pk := s.lookup(kid); pk != nil {
+		return pk, keyFound
 	}
 	if !f.ok {
 		return nil, keysUnavailable
 	}
 	return nil, keyUnknown
+}
+
+// lookup is the held set's key named kid, nil if none.
+func (s *keySet) lookup(kid string) *rsa.PublicKey {
+	if k := s.cur.Load(); k != nil {
+		return k.byKID[kid]
+	}
+	return nil
 }
 
 // startLocked starts a fetch; s.mu is held.
