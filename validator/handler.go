@@ -170,7 +170,7 @@ func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx, pv *provider) {
 	st := v.getState()
 	defer v.putState(st)
 	var err error
-	f := form{onlyKnown: pv.spec.StrictFields, noPlatform: !pv.spec.Platform, idToken: pv.spec.IDToken, ageGate: pv.spec.AgeGate}
+	f := pv.form
 	if body := ctx.Request.Body(); pv.spec.AgeGate && len(body) == 0 {
 		err = errBodyRequired
 	} else if len(body) > 0 {
@@ -254,17 +254,14 @@ var errBodyRequired = &RequestError{"this endpoint takes a JSON body (impUid, pl
 // field sent on two header lines is a *RequestError: which line counts
 // would be up to each reader, and a game server keeping the last
 // "playerId" would act on a claim nobody checked.
-func ReadHeaders(ctx *fasthttp.RequestCtx, r *Request) error { return readHeaders(ctx, r, form{}) }
+func ReadHeaders(ctx *fasthttp.RequestCtx, r *Request) error { return readHeaders(ctx, r, defaultForm) }
 
 // readHeaders is ReadHeaders for the fields of f: a header of a field
 // that is not f's (platform for a provider without platforms) is none of
 // the provider's, a header of the caller's own, neither read nor refused.
 func readHeaders(ctx *fasthttp.RequestCtx, r *Request, f form) error {
 	*r = Request{}
-	var seen [numReqKeys]bool
-	for k := range seen {
-		seen[k] = !f.has(k) // and so never looked for in a trailer
-	}
+	seen := ^f.mask // keys not of the form: never looked for in a trailer
 	// One pass over the headers, in the form fasthttp stores their names
 	// (it normalizes them as it parses): cheaper than a lookup each, and
 	// it sees a second line of the same name, which a lookup would not.
@@ -273,10 +270,10 @@ func readHeaders(ctx *fasthttp.RequestCtx, r *Request, f form) error {
 		if k == reqKeyUnknown || !f.has(k) {
 			continue
 		}
-		if seen[k] {
+		if seen>>k&1 != 0 {
 			return errReqKeyTwice[k]
 		}
-		seen[k] = true
+		seen |= 1 << k
 		switch k {
 		case reqKeyToken, reqKeyIDToken:
 			r.Token = value
@@ -288,7 +285,7 @@ func readHeaders(ctx *fasthttp.RequestCtx, r *Request, f form) error {
 			r.PlayerID = value
 		}
 	}
-	return trailerFields(ctx, &seen)
+	return trailerFields(ctx, seen)
 }
 
 // trailerFields refuses a field sent in a chunked request's trailer, which
@@ -296,10 +293,10 @@ func readHeaders(ctx *fasthttp.RequestCtx, r *Request, f form) error {
 // to: a claim there would be read by others and checked by nobody. seen
 // marks the fields found among the headers (and those not of the form);
 // only the others are looked up.
-func trailerFields(ctx *fasthttp.RequestCtx, seen *[numReqKeys]bool) error {
+func trailerFields(ctx *fasthttp.RequestCtx, seen uint16) error {
 	h := &ctx.Request.Header
 	for k, name := range reqHeaderNameBytes {
-		if !seen[k] && h.PeekCanonical(name) != nil {
+		if seen>>k&1 == 0 && h.PeekCanonical(name) != nil {
 			return errReqKeyTrailer[k]
 		}
 	}

@@ -104,7 +104,7 @@ func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req Request
-	if _, err := decodeJSON(raw, &req, nil, form{onlyKnown: true, provider: true, purge: true}); err != nil {
+	if _, err := decodeJSON(raw, &req, nil, form{onlyKnown: true, provider: true, purge: true}.sealed()); err != nil {
 		opsJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}

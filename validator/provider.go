@@ -143,6 +143,8 @@ type provider struct {
 	hitPrefix []byte
 	// routes are the provider's own (Router).
 	routes []Route
+	// form is the request keys of Path.
+	form form
 
 	breaker *gobreaker.CircuitBreaker[*Result]
 	// breakerState mirrors the breaker's state as of its last transition

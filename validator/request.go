@@ -107,7 +107,7 @@ func init() {
 // "ſtatus"-style Unicode folding) is refused: skipping it would drop the
 // claim the caller meant to make.
 func DecodeJSON(body []byte, r *Request, scratch []byte) ([]byte, error) {
-	return decodeJSON(body, r, scratch, form{})
+	return decodeJSON(body, r, scratch, defaultForm)
 }
 
 // form says which request keys a body may have.
@@ -122,10 +122,31 @@ type form struct {
 	purge bool
 	// ageGate: the keys are impUid, playerId and minAge (a number).
 	ageGate bool
+
+	// mask has a bit per request key of the form (1<<k): computed once by
+	// sealed, so that the request path tests a bit rather than the flags.
+	mask uint16
 }
 
-// has says whether request key k is one of f's.
-func (f form) has(k int) bool {
+// sealed is f with its key set computed; every form in use is sealed.
+func (f form) sealed() form {
+	f.mask = 0
+	for k := range numReqKeys {
+		if f.derive(k) {
+			f.mask |= 1 << k
+		}
+	}
+	return f
+}
+
+// defaultForm is Kakao Games': accessToken, platform, playerId.
+var defaultForm = form{}.sealed()
+
+// has says whether request key k is one of f's (f is sealed).
+func (f form) has(k int) bool { return f.mask>>k&1 != 0 }
+
+// derive says from f's flags whether request key k is one of f's.
+func (f form) derive(k int) bool {
 	switch {
 	case f.purge:
 		return k != reqKeyMinAge

@@ -297,7 +297,7 @@ func viewWithStdlib(t *testing.T, body []byte) stdlibView {
 			t.Fatalf("encoding/json: Valid but Token: %v", err)
 		}
 		key := tok.(string)
-		if seen[key] && slices.Contains((form{}).names(), key) {
+		if seen[key] && slices.Contains(defaultForm.names(), key) {
 			v.dupKnown = true
 		}
 		seen[key] = true
@@ -371,7 +371,7 @@ func FuzzDecodeJSON(f *testing.F) {
 			if v.depth > maxJSONDepth || v.dupKnown || len(body) > MaxBodyLen {
 				t.Fatalf("DecodeJSON accepted %q: depth %d, duplicate known key %v, %d bytes", body, v.depth, v.dupKnown, len(body))
 			}
-			for k, name := range (form{}).names() {
+			for k, name := range defaultForm.names() {
 				got := [][]byte{r.Token, r.Platform, r.PlayerID}[k]
 				val, present := v.obj[name]
 				switch val := val.(type) {
@@ -393,13 +393,13 @@ func FuzzDecodeJSON(f *testing.F) {
 			return
 		}
 		for k := range v.obj {
-			for _, name := range (form{}).names() {
+			for _, name := range defaultForm.names() {
 				if k != name && strings.EqualFold(k, name) {
 					return // refused on purpose: a case variant of a known key
 				}
 			}
 		}
-		for _, name := range (form{}).names() {
+		for _, name := range defaultForm.names() {
 			switch v.obj[name].(type) {
 			case string, nil:
 			default:

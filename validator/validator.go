@@ -229,6 +229,7 @@ func New(cfg Config, providers ...Provider) (*Validator, error) {
 func (v *Validator) newProvider(p Provider, s Spec) *provider {
 	pv := &provider{
 		p: p, spec: s, path: []byte(s.Path), ns: []byte(s.Name),
+		form:      form{onlyKnown: s.StrictFields, noPlatform: !s.Platform, idToken: s.IDToken, ageGate: s.AgeGate}.sealed(),
 		hitPrefix: hitPrefix(s.Fields),
 		slots:     make(chan struct{}, s.MaxCalls),
 	}
