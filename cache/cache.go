@@ -116,6 +116,7 @@ type Cache[V any] struct {
 	tokens  map[TokenID]*entry[V] // the first entry of each token's list
 	purged  [purgeBuckets]uint64  // the newest purge's seq, per bucket (see bucket)
 	inUse   int                   // buckets with a purge
+	all     uint64                // the seq of the last PurgeAll
 
 	purges                       atomic.Uint64
 	evictions, rejections, drops atomic.Uint64
@@ -375,7 +376,7 @@ func deadline(now int64, d time.Duration) int64 {
 // after stamp s, or may have (a bucket shared by chance). c.mu must be
 // held.
 func (c *Cache[V]) purgedSince(s Stamp, k *Key, tags Tags) bool {
-	if c.purged[bucket(purgedKey, k.hash())] > uint64(s) || c.purged[bucket(purgedToken, uint64(tags.Token))] > uint64(s) {
+	if c.all > uint64(s) || c.purged[bucket(purgedKey, k.hash())] > uint64(s) || c.purged[bucket(purgedToken, uint64(tags.Token))] > uint64(s) {
 		return true
 	}
 	return tags.Player != "" && c.purged[bucket(purgedPlayer, c.playerHash(tags.Player))] > uint64(s)
@@ -506,6 +507,36 @@ func (c *Cache[V]) purge(r purgeRecord, first func() *entry[V], next func(*entry
 		e.gone.Store(true) // before c.mu is let go: no Get serves it from here on
 		c.unlink(e)
 		e = n
+	}
+	c.mu.Unlock()
+	for _, e := range victims {
+		c.drop(e)
+	}
+}
+
+// PurgeAll drops every entry and refuses Sets stamped before now: what a
+// sidecar does when it may have missed purges (a fleet tier that lost its
+// subscription). It takes the index lock for as long as it walks the
+// entries (about 100 ns each).
+func (c *Cache[V]) PurgeAll() {
+	c.purges.Add(1)
+	var victims []*entry[V]
+	c.mu.Lock()
+	seq := c.seq.Load() + 1
+	c.all = seq
+	c.seq.Store(seq)
+	for _, head := range c.tokens {
+		for e := head; e != nil; e = e.byToken.next {
+			e.gone.Store(true)
+			victims = append(victims, e)
+		}
+	}
+	// Every filed entry is in its token's list (see filed): emptying the
+	// lists unlinks them all.
+	clear(c.tokens)
+	clear(c.players)
+	for _, e := range victims {
+		e.byPlayer, e.byToken = links[V]{}, links[V]{}
 	}
 	c.mu.Unlock()
 	for _, e := range victims {

@@ -405,6 +405,39 @@ func TestPurgeToken(t *testing.T) {
 	}
 }
 
+// TestPurgeAll: every entry goes, fresh or stale, and a value stamped
+// before the purge is refused; one stamped after is kept, and the player
+// and token indexes are empty (a later purge of a dropped player finds
+// nothing and breaks nothing).
+func TestPurgeAll(t *testing.T) {
+	c, clk := newTestCache(t, Config{})
+	s := c.Stamp()
+	var keys []Key
+	for i := range 50 {
+		k := key("mobile", fmt.Sprint("p", i%7), fmt.Sprint("tok", i))
+		keys = append(keys, k)
+		mustSet(t, c, k, fmt.Sprint("p", i%7), s, time.Minute, time.Hour, "v")
+	}
+	clk.Add(2 * time.Minute) // some readers would see these stale
+	c.PurgeAll()
+	for _, k := range keys {
+		expect(t, c, k, "", Miss)
+	}
+	if c.Set(&keys[0], Tags{Player: "p0"}, s, time.Minute, 0, "late") {
+		t.Fatal("Set with a stamp from before PurgeAll accepted")
+	}
+	mustSet(t, c, keys[1], "p1", c.Stamp(), time.Minute, 0, "after")
+	expect(t, c, keys[1], "after", Fresh)
+	c.PurgePlayer("p1")
+	expect(t, c, keys[1], "", Miss)
+	c.mu.Lock()
+	players, tokens := len(c.players), len(c.tokens)
+	c.mu.Unlock()
+	if players != 0 || tokens != 0 {
+		t.Errorf("index holds %d players, %d tokens after the purges, want none", players, tokens)
+	}
+}
+
 // TestPurgesNeverEvictOthers: however many players and tokens are purged,
 // an entry of none of them stays; the purge index holds only what is
 // cached, and the purge table is bounded.

@@ -158,6 +158,10 @@ type Result struct {
 	// Err is the transport error, or why the body was dropped, for logs;
 	// nil when a whole response arrived.
 	Err error
+
+	// fleet marks an allow another sidecar shared (answered as a cache
+	// hit: no upstream call was made for it).
+	fleet bool
 }
 
 // failed returns the Result for a call that got no response at all.

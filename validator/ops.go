@@ -126,6 +126,9 @@ func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 		}
 		player := string(req.PlayerID)
 		v.cache.PurgePlayer(player)
+		if v.fleet != nil {
+			v.fleet.Kick(FleetPurge{Player: player})
+		}
 		v.log.Info("admin purge", "player", player)
 		opsJSON(w, http.StatusOK, map[string]string{"purged": "player", "playerId": player})
 		return
@@ -168,6 +171,9 @@ func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 		var none cache.Key
 		v.flights.detach(cache.TokenOf(req.Token), "", &none)
 		v.cache.PurgeToken(cache.TokenOf(req.Token))
+		if v.fleet != nil {
+			v.fleet.Kick(FleetPurge{Token: cache.TokenOf(req.Token), HasToken: true})
+		}
 		v.log.Info("admin purge", "provider", pv.spec.Name, "scope", "token")
 		opsJSON(w, http.StatusOK, map[string]string{"purged": "token"})
 		return
@@ -179,8 +185,11 @@ func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 	v.cache.Delete(&k)
 	// And the token's cached invalid_token kick on that platform, if any
 	// (-negative-ttl files it under the platform and token alone).
-	k = st.kb.TokenKey(platform, req.Token)
-	v.cache.Delete(&k)
+	neg := st.kb.TokenKey(platform, req.Token)
+	v.cache.Delete(&neg)
+	if v.fleet != nil {
+		v.fleet.Kick(FleetPurge{Token: cache.TokenOf(req.Token), Keys: []cache.Key{k, neg}})
+	}
 	attrs := []any{"provider", pv.spec.Name, "player", string(req.PlayerID)}
 	if pv.spec.Platform {
 		attrs = append(attrs, "platform", string(req.Platform))

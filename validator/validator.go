@@ -52,6 +52,7 @@ type Cache interface {
 	Delete(k *cache.Key)
 	PurgePlayer(player string)
 	PurgeToken(t cache.TokenID)
+	PurgeAll()
 }
 
 // Config configures a Validator's engine; each Provider has its own
@@ -86,6 +87,9 @@ type Config struct {
 
 	// Cache, if set, is used instead of a cache New builds from CacheMaxEntries.
 	Cache Cache
+	// Fleet, if set, is the tier shared with the other sidecars (package
+	// fleet); nil means this sidecar learns alone.
+	Fleet Fleet
 	// Logger receives kick, degraded-allow and saturation lines. Nil
 	// means discard.
 	Logger *slog.Logger
@@ -106,6 +110,7 @@ type Validator struct {
 	providers []*provider
 	cache     Cache
 	own       *cache.Cache[*Result] // the cache New built, if any
+	fleet     Fleet
 	flights   flightGroup
 	log       *slog.Logger
 	m         *metrics.Metrics
@@ -168,6 +173,7 @@ func New(cfg Config, providers ...Provider) (*Validator, error) {
 	v := &Validator{
 		cfg:   cfg,
 		cache: cfg.Cache,
+		fleet: cfg.Fleet,
 		log:   cfg.Logger,
 		m:     cfg.Metrics,
 		// With the real clock, a request's start is fasthttp's own
@@ -372,6 +378,9 @@ func (v *Validator) validate(pv *provider, st *reqState, now time.Time) Answer {
 	case shared:
 		pv.m.Coalesced.Inc()
 	}
+	if res.fleet {
+		return Answer{Res: res, Verdict: Allow, Reason: ReasonOK, Source: SourceCache}
+	}
 	if res.Verdict != Unavailable {
 		return Answer{Res: res, Verdict: res.Verdict, Reason: res.Reason, Source: SourceUpstream}
 	}
@@ -402,6 +411,29 @@ func (v *Validator) validate(pv *provider, st *reqState, now time.Time) Answer {
 // applies its effects on the cache.
 func (v *Validator) fetch(pv *provider, st *reqState) (*Result, func()) {
 	claimed := string(st.req.PlayerID)
+	var sf SharedFlight
+	if v.fleet != nil && !pv.spec.AgeGate {
+		// The fleet next: another sidecar's allow, or its call under way.
+		// (The age gate's answers stay per sidecar: its reuse rule is
+		// claimed per verification, see package iamport.)
+		// Stamped before asking: a kick that reaches this sidecar after
+		// the fleet answered refuses the shared allow's local copy.
+		st.stamp = v.cache.Stamp()
+		sf = v.fleet.Look(&st.key, claimed, st.token)
+		b, expires := sf.Value()
+		if b == nil && !sf.Led() {
+			b, expires = sf.Wait()
+		}
+		if res := v.shared(pv, st, b, expires); res != nil {
+			sf.Done()
+			return res, nil
+		}
+		defer func() {
+			if sf != nil {
+				sf.Done()
+			}
+		}()
+	}
 	res, err := pv.breaker.Execute(func() (*Result, error) {
 		return v.call(pv, st)
 	})
@@ -431,6 +463,18 @@ func (v *Validator) fetch(pv *provider, st *reqState) (*Result, func()) {
 			// predates it); like a purge during the upstream call, it does
 			// not take back answers already shared.
 			key, tags, stamp := st.key, cache.Tags{Player: res.PlayerID, Token: st.token}, st.stamp
+			if sf != nil && shareable(pv, res) {
+				// Shared after the local write, in the same settle: a
+				// sidecar that finds it can only be later than this
+				// one's own callers. Readers check it against every kick
+				// since this flight's Look (package fleet).
+				shared, expires := sf, v.cfg.Now().Add(fresh)
+				sf = nil
+				return res, func() {
+					v.cache.Set(&key, tags, stamp, fresh, stale, res)
+					shared.Store(encodeShared(pv, res, stale), res.PlayerID, expires)
+				}
+			}
 			return res, func() { v.cache.Set(&key, tags, stamp, fresh, stale, res) }
 		}
 	case Kick:
@@ -462,6 +506,9 @@ func (v *Validator) fetch(pv *provider, st *reqState) (*Result, func()) {
 			v.cache.PurgeToken(token)
 		}
 		v.cache.PurgePlayer(res.Named)
+		if v.fleet != nil {
+			v.fleet.Kick(FleetPurge{Player: res.Named, Token: token, HasToken: res.Reason != ReasonPlayerMismatch})
+		}
 		if v.cfg.NegativeTTL > 0 && res.Reason == ReasonInvalidToken {
 			k := st.kb.TokenKey(pv.platform(&st.req), st.req.Token)
 			v.cache.Set(&k, cache.Tags{Token: token}, v.cache.Stamp(), v.cfg.NegativeTTL, 0, res)
@@ -472,6 +519,27 @@ func (v *Validator) fetch(pv *provider, st *reqState) (*Result, func()) {
 		}
 	}
 	return res, nil
+}
+
+// shared is the allow another sidecar shared (b, fresh until expires),
+// cached here for what remains of its life; nil if there is none or it
+// does not decode.
+func (v *Validator) shared(pv *provider, st *reqState, b []byte, expires time.Time) *Result {
+	if b == nil {
+		return nil
+	}
+	res, stale, err := decodeShared(pv, b)
+	if err != nil || st.req.PlayerID != nil && res.PlayerID != string(st.req.PlayerID) {
+		v.fleet.Ignored()
+		return nil
+	}
+	res.fleet = true
+	if fresh := expires.Sub(v.cfg.Now()); fresh > 0 {
+		// With the stamp taken before Look: a kick that lands here since
+		// refuses it; one before Look made the fleet refuse the value.
+		v.cache.Set(&st.key, cache.Tags{Player: res.PlayerID, Token: st.token}, st.stamp, fresh, stale, res)
+	}
+	return res
 }
 
 // kickLife is how long a cacheable kick is cached: the cache TTL, bounded

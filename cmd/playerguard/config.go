@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"playerguard/fleet"
 	"playerguard/metrics"
 	"playerguard/validator"
 	"playerguard/validator/iamport"
@@ -35,6 +38,9 @@ const (
 	envIamportKey       = envPrefix + "IAMPORT_KEY"
 	envIamportSecret    = envPrefix + "IAMPORT_SECRET"
 	envIamportPersonKey = envPrefix + "IAMPORT_PERSON_KEY_SECRET"
+
+	envRedisPassword = envPrefix + "REDIS_PASSWORD"
+	envFleetKey      = envPrefix + "FLEET_KEY"
 )
 
 // Config is everything playerguard is started with.
@@ -68,6 +74,13 @@ type Config struct {
 	OTPMaxPerPhone                                       int
 
 	AppSecretFile, AdminKeyFile, AdminTokenFile string
+
+	RedisAddr, RedisUsername, RedisPrefix string
+	RedisPasswordFile, FleetKeyFile       string
+	RedisPasswordEnv, FleetKeyEnv         string
+	RedisTLS                              bool
+	RedisCAFile                           string
+	RedisTimeout                          time.Duration
 	// The secrets' environment variables (PLAYERGUARD_APP_SECRET, ...) as
 	// given; resolveSecrets weighs them against the files.
 	AppSecretEnv, AdminKeyEnv, AdminTokenEnv string
@@ -120,6 +133,14 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.AgeRule, "age-rule", "full", "how the age gate counts age: full (full age on today's date in Seoul) or year (born in or before this year minus the minimum age, the Youth Protection Act's rule)")
 	fs.DurationVar(&c.AgeGateMaxCertAge, "age-gate-max-cert-age", 0, "refuse certifications older than this (certification_expired); 0 means any age")
 	fs.DurationVar(&c.AgeGateReuseWindow, "age-gate-reuse-window", iamport.DefaultReuseWindow, "how long an imp_uid stays bound to the player it was first used for (certification_reused for another)")
+	fs.StringVar(&c.RedisAddr, "redis-addr", "", "Redis or Valkey `host:port` of the fleet tier (comma-separated for a cluster's seeds): verdicts, flights and kicks shared by every sidecar; none means this sidecar learns alone")
+	fs.StringVar(&c.RedisUsername, "redis-username", "", "Redis ACL `user` (password in "+envRedisPassword+" or -redis-password-file)")
+	fs.StringVar(&c.RedisPasswordFile, "redis-password-file", "", "`file` holding the Redis password (or set "+envRedisPassword+")")
+	fs.BoolVar(&c.RedisTLS, "redis-tls", false, "connect to Redis over TLS (verified against the system CAs or -redis-ca-file)")
+	fs.StringVar(&c.RedisCAFile, "redis-ca-file", "", "PEM `file` of CAs trusted for Redis instead of the system pool (implies -redis-tls)")
+	fs.DurationVar(&c.RedisTimeout, "redis-timeout", 50*time.Millisecond, "the most one validation waits on Redis, in all; beyond it the sidecar goes on as if alone")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", "pg:", "prefix of every Redis key and channel of the fleet tier (one per game, if games share a Redis)")
+	fs.StringVar(&c.FleetKeyFile, "fleet-key-file", "", "`file` holding the fleet key, at least 32 bytes, the same on every sidecar (or set "+envFleetKey+"); required with -redis-addr")
 	fs.IntVar(&c.OTPMaxPerPhone, "otp-max-per-phone", iamport.DefaultOTPMaxPerPhone, "most SMS code requests (/v1/iamport/otp/request) per phone number in 10 minutes; more are a 429, never sent to i'mport")
 	fs.StringVar(&c.UpstreamCAFile, "upstream-ca-file", "", "PEM `file` of CAs to trust for the upstream instead of the system's (TLS is always verified)")
 	fs.StringVar(&c.AppSecretFile, "app-secret-file", "", "`file` holding the app secret (or set "+envAppSecret+")")
@@ -176,7 +197,7 @@ func parseConfig(args []string, environ []string, usage io.Writer) (*Config, err
 			env[k] = v
 		}
 	}
-	known := map[string]bool{envAppSecret: true, envAdminKey: true, envAdminToken: true, envIamportKey: true, envIamportSecret: true, envIamportPersonKey: true}
+	known := map[string]bool{envAppSecret: true, envAdminKey: true, envAdminToken: true, envIamportKey: true, envIamportSecret: true, envIamportPersonKey: true, envRedisPassword: true, envFleetKey: true}
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := envName(f.Name)
@@ -201,6 +222,7 @@ func parseConfig(args []string, environ []string, usage io.Writer) (*Config, err
 	}
 	c.AppSecretEnv, c.AdminKeyEnv, c.AdminTokenEnv = env[envAppSecret], env[envAdminKey], env[envAdminToken]
 	c.IamportKeyEnv, c.IamportSecretEnv, c.IamportPersonEnv = env[envIamportKey], env[envIamportSecret], env[envIamportPersonKey]
+	c.RedisPasswordEnv, c.FleetKeyEnv = env[envRedisPassword], env[envFleetKey]
 	return c, errors.Join(errs...)
 }
 
@@ -220,7 +242,7 @@ func printUsage(fs *flag.FlagSet, w io.Writer) {
 		"OpenAPI for the game server beside it. Every flag may also be set in the\n"+
 		"environment as PLAYERGUARD_<FLAG> (upper case, - becomes _); a flag on the\n"+
 		"command line wins. Secrets come only from the environment or files:\n"+
-		"%s, %s, %s, %s, %s, %s.\n\nFlags:\n", envAppSecret, envAdminKey, envAdminToken, envIamportKey, envIamportSecret, envIamportPersonKey)
+		"%s, %s, %s, %s, %s, %s, %s, %s.\n\nFlags:\n", envAppSecret, envAdminKey, envAdminToken, envIamportKey, envIamportSecret, envIamportPersonKey, envRedisPassword, envFleetKey)
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 	fs.SetOutput(io.Discard)
@@ -307,6 +329,7 @@ func (c *Config) Validate() error {
 	}
 	_, secretErrs := c.resolveSecrets()
 	errs = append(errs, secretErrs...)
+	c.validateFleet(bad)
 	if err := validator.CheckUpstreamCAFile(c.UpstreamCAFile); err != nil {
 		bad("-upstream-ca-file: %v", err)
 	}
@@ -356,11 +379,68 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// validateFleet checks the fleet tier's settings (its secrets are
+// resolveSecrets').
+func (c *Config) validateFleet(bad func(string, ...any)) {
+	if c.RedisAddr == "" {
+		if c.RedisUsername != "" || c.RedisPasswordFile != "" || c.RedisPasswordEnv != "" || c.RedisTLS || c.RedisCAFile != "" ||
+			c.FleetKeyFile != "" || c.FleetKeyEnv != "" {
+			bad("-redis-username, -redis-password-file, -redis-tls, -redis-ca-file, -fleet-key-file, %s and %s need -redis-addr", envRedisPassword, envFleetKey)
+		}
+		return
+	}
+	for _, a := range c.redisAddrs() {
+		if err := fleet.CheckAddr(a); err != nil {
+			bad("-redis-addr: %v", err)
+		}
+	}
+	if c.RedisTimeout <= 0 || c.RedisTimeout > 5*time.Second {
+		bad("-redis-timeout: must be positive and at most 5s")
+	}
+	if c.RedisPrefix == "" || strings.ContainsAny(c.RedisPrefix, " \t\r\n") || len(c.RedisPrefix) > 64 {
+		bad("-redis-prefix: must be 1 to 64 bytes without white space")
+	}
+	if _, err := c.redisTLS(); err != nil {
+		bad("-redis-ca-file: %v", err)
+	}
+}
+
+// redisAddrs is -redis-addr's list.
+func (c *Config) redisAddrs() []string {
+	var out []string
+	for _, a := range strings.Split(c.RedisAddr, ",") {
+		out = append(out, strings.TrimSpace(a))
+	}
+	return out
+}
+
+// redisTLS is the TLS configuration for Redis: nil without -redis-tls or
+// -redis-ca-file.
+func (c *Config) redisTLS() (*tls.Config, error) {
+	if !c.RedisTLS && c.RedisCAFile == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.RedisCAFile != "" {
+		pem, err := os.ReadFile(c.RedisCAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", c.RedisCAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
+}
+
 // secrets are the secret values playerguard runs with.
 type secrets struct {
 	appSecret, adminKey, adminToken string
 	iamportKey, iamportSecret       string
 	personKey                       []byte
+	redisPassword, fleetKey         string
 }
 
 // resolveSecrets reads each secret from its environment variable or its
@@ -382,6 +462,15 @@ func (c *Config) resolveSecrets() (secrets, []error) {
 		errs = append(errs, err)
 	}
 	// i'mport's two: either enables the age gate, which needs both.
+	fl := c.RedisAddr != ""
+	if s.redisPassword, err = secret(c.RedisPasswordEnv, envRedisPassword, c.RedisPasswordFile, "-redis-password-file", false); err != nil {
+		errs = append(errs, err)
+	}
+	if s.fleetKey, err = secret(c.FleetKeyEnv, envFleetKey, c.FleetKeyFile, "-fleet-key-file", fl); err != nil {
+		errs = append(errs, err)
+	} else if fl && len(s.fleetKey) < 32 {
+		errs = append(errs, fmt.Errorf("-fleet-key-file: the fleet key must be at least 32 bytes (%d given); make one with: openssl rand -base64 48", len(s.fleetKey)))
+	}
 	ia := c.iamport()
 	if s.iamportKey, err = secret(c.IamportKeyEnv, envIamportKey, c.IamportKeyFile, "-iamport-key-file", ia); err != nil {
 		errs = append(errs, err)

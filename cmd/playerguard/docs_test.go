@@ -35,6 +35,8 @@ var secretDocs = []struct{ env, fileFlag, what string }{
 	{envIamportKey, "iamport-key-file", "i'mport REST API key (`imp_key`); with the secret, enables the iamport age gate"},
 	{envIamportSecret, "iamport-secret-file", "i'mport REST API secret (`imp_secret`; required with the key)"},
 	{envIamportPersonKey, "iamport-person-key-secret-file", "hex key (at least 16 bytes) of the age gate's `personKey`, an HMAC-SHA256 of the CI (optional: without it no `personKey`)"},
+	{envRedisPassword, "redis-password-file", "password of the Redis ACL user of the fleet tier (optional)"},
+	{envFleetKey, "fleet-key-file", "the fleet key, at least 32 bytes, the same on every sidecar: names Redis keys and authenticates and encrypts what is shared (required with `-redis-addr`)"},
 }
 
 // mdEscape makes a help string literal text in a Markdown table cell.
@@ -289,6 +291,7 @@ func TestReferenceMatchesHelp(t *testing.T) {
 	}
 	defaults.AppSecretEnv, defaults.AdminKeyEnv, defaults.AdminTokenEnv = "x", "x", "x"
 	defaults.IamportKeyEnv, defaults.IamportSecretEnv, defaults.IamportPersonEnv = "x", "x", "x"
+	defaults.RedisPasswordEnv, defaults.FleetKeyEnv = "x", "x"
 	if !reflect.DeepEqual(fromEnv, defaults) {
 		t.Errorf("documented defaults, set through the environment, give\n%+v\nnot the built-in defaults\n%+v", fromEnv, defaults)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"playerguard/fleet"
 	"playerguard/metrics"
 	"playerguard/validator"
 	"playerguard/validator/iamport"
@@ -99,7 +100,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		}
 		defer fakes.Close()
 	}
-	return serve(ctx, cfg, sec, log, stdout, fakes)
+	return serve(ctx, cfg, sec, log, stdout, stderr, fakes)
 }
 
 // printProblems prints each configuration problem on its own line.
@@ -115,7 +116,7 @@ func printProblems(w io.Writer, err error) {
 }
 
 // serve runs playerguard; fakes are the demo's (nil without -demo).
-func serve(ctx context.Context, cfg *Config, sec secrets, log *slog.Logger, stdout io.Writer, fakes *demoFakes) int {
+func serve(ctx context.Context, cfg *Config, sec secrets, log *slog.Logger, stdout, stderr io.Writer, fakes *demoFakes) int {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, buildVersion())
 	policy, _ := validator.ParsePolicy(cfg.OnFailure)
@@ -123,6 +124,27 @@ func serve(ctx context.Context, cfg *Config, sec secrets, log *slog.Logger, stdo
 	if err != nil {
 		log.Error("cannot start a provider", "error", err.Error())
 		return 2
+	}
+	var tier *fleet.Tier
+	if cfg.RedisAddr != "" {
+		tlsCfg, _ := cfg.redisTLS() // checked
+		tier, err = fleet.New(fleet.Config{
+			Addrs: cfg.redisAddrs(), Username: cfg.RedisUsername, Password: sec.redisPassword, TLS: tlsCfg,
+			Timeout: cfg.RedisTimeout, Prefix: cfg.RedisPrefix, Key: []byte(sec.fleetKey),
+			FlightTTL: cfg.UpstreamTimeout, MaxTTL: cfg.CacheTTL, Logger: log, Registerer: reg,
+		})
+		if err != nil {
+			for _, p := range providers {
+				p.Close()
+			}
+			fmt.Fprintf(stderr, "playerguard: -redis-addr: %v\n", err)
+			return 2
+		}
+		defer tier.Close()
+	}
+	var shared validator.Fleet
+	if tier != nil {
+		shared = tier
 	}
 	v, err := validator.New(validator.Config{
 		CacheTTL:        cfg.CacheTTL,
@@ -133,6 +155,7 @@ func serve(ctx context.Context, cfg *Config, sec secrets, log *slog.Logger, stdo
 		BreakerFailures: uint32(cfg.BreakerFailures),
 		BreakerTimeout:  cfg.BreakerTimeout,
 		Unconfigured:    cfg.unconfigured(),
+		Fleet:           shared,
 		Logger:          log,
 		Metrics:         m,
 	}, providers...)
@@ -144,6 +167,9 @@ func serve(ctx context.Context, cfg *Config, sec secrets, log *slog.Logger, stdo
 		return 2
 	}
 	defer v.Close()
+	if tier != nil {
+		tier.Start(v)
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -188,7 +214,7 @@ func serve(ctx context.Context, cfg *Config, sec secrets, log *slog.Logger, stdo
 		log.Warn("validation API exposed beyond loopback (-allow-remote): anyone who can reach it can use it", "listen", apiLn.Addr().String())
 	}
 	log.Info("playerguard started", "version", buildVersion(), "listen", apiLn.Addr().String(), "ops_listen", opsLn.Addr().String(),
-		"providers", strings.Join(v.Providers(), ","), "upstream", cfg.Upstream, "app_id", cfg.AppID, "kakao_login_app_id", cfg.KakaoLoginAppID, "policy", cfg.OnFailure, "cache_ttl", cfg.CacheTTL.String(), "demo", cfg.Demo)
+		"providers", strings.Join(v.Providers(), ","), "upstream", cfg.Upstream, "app_id", cfg.AppID, "kakao_login_app_id", cfg.KakaoLoginAppID, "policy", cfg.OnFailure, "cache_ttl", cfg.CacheTTL.String(), "fleet", cfg.RedisAddr != "", "demo", cfg.Demo)
 	if fakes != nil {
 		printDemo(stdout, cfg, fakes, apiLn.Addr().String(), opsLn.Addr().String())
 	}

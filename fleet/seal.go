@@ -1,0 +1,214 @@
+package fleet
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"strconv"
+	"time"
+
+	"playerguard/cache"
+	"playerguard/validator"
+)
+
+// keys are the fleet key's subkeys, one per use, so no two uses share one.
+type keys struct {
+	names []byte       // HMAC key for Redis key names
+	mac   []byte       // HMAC key for shared values
+	block cipher.Block // AES-256 for shared values' contents (CTR)
+	kicks cipher.AEAD  // AES-256-GCM for kick messages
+}
+
+func deriveKeys(fleetKey []byte) keys {
+	sub := func(use string) []byte {
+		m := hmac.New(sha256.New, fleetKey)
+		m.Write([]byte("playerguard fleet " + use))
+		return m.Sum(nil)
+	}
+	block, err := aes.NewCipher(sub("value contents"))
+	if err != nil {
+		panic(err) // a 32-byte key is always valid
+	}
+	kb, err := aes.NewCipher(sub("kick messages"))
+	if err != nil {
+		panic(err)
+	}
+	gcm, err := cipher.NewGCM(kb)
+	if err != nil {
+		panic(err)
+	}
+	return keys{names: sub("key names"), mac: sub("value mac"), block: block, kicks: gcm}
+}
+
+// name is the Redis key for kind and id under prefix: an HMAC of them
+// under the fleet key, so a key tells nothing of the token, player or
+// verification behind it, even to one who can guess them.
+func (k *keys) name(prefix, kind string, id []byte) string {
+	m := hmac.New(sha256.New, k.names)
+	m.Write([]byte(kind))
+	m.Write([]byte{0})
+	m.Write(id)
+	var sum [sha256.Size]byte
+	return prefix + kind + ":" + base64.RawURLEncoding.EncodeToString(m.Sum(sum[:0])[:18])
+}
+
+func tokenID(t cache.TokenID) []byte { return binary.LittleEndian.AppendUint64(nil, uint64(t)) }
+
+// A shared value, as stored:
+//
+//	version (1) | expires, unix ms (8) | looked up, unix µs (8) | IV (16)
+//	| AES-CTR(player length (2) | player | payload) | HMAC-SHA256 (32)
+//
+// The HMAC is over the Redis key the value is stored under, then
+// everything before it: a value written without the fleet key, altered,
+// or copied under another key fails it. "Looked up" is when the writer
+// asked the fleet before its upstream call: a kick of the player or the
+// token since then (less the clock skew allowed) makes it stale.
+const (
+	valueVersion = 1
+	valueHeader  = 1 + 8 + 8 + aes.BlockSize
+	// MaxValueLen bounds what is read back: an upstream body is capped
+	// well below it.
+	MaxValueLen = 256 << 10
+)
+
+var (
+	errForged    = errors.New("forged")
+	errMalformed = errors.New("malformed")
+	errTooLarge  = errors.New("too_large")
+	errExpired   = errors.New("expired")
+)
+
+func (k *keys) seal(rkey string, expires time.Time, lookedUp time.Time, player string, payload []byte) []byte {
+	b := make([]byte, valueHeader, valueHeader+2+len(player)+len(payload)+sha256.Size)
+	b[0] = valueVersion
+	binary.BigEndian.PutUint64(b[1:], uint64(expires.UnixMilli()))
+	binary.BigEndian.PutUint64(b[9:], uint64(lookedUp.UnixMicro()))
+	iv := b[17:valueHeader]
+	rand.Read(iv)
+	start := len(b)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(player)))
+	b = append(b, player...)
+	b = append(b, payload...)
+	cipher.NewCTR(k.block, iv).XORKeyStream(b[start:], b[start:])
+	return append(b, k.sum(rkey, b)...)
+}
+
+func (k *keys) sum(rkey string, b []byte) []byte {
+	m := hmac.New(sha256.New, k.mac)
+	m.Write([]byte(rkey))
+	m.Write([]byte{0})
+	m.Write(b)
+	return m.Sum(nil)
+}
+
+// opened is a shared value that passed its HMAC.
+type opened struct {
+	expires  time.Time
+	lookedUp int64 // unix µs
+	player   string
+	payload  []byte
+}
+
+// open checks b, read under rkey, and decrypts it; the error names why
+// it is ignored (the values_ignored metric's label).
+func (k *keys) open(rkey string, b []byte, now time.Time) (opened, error) {
+	switch {
+	case len(b) > MaxValueLen:
+		return opened{}, errTooLarge
+	case len(b) < valueHeader+2+sha256.Size:
+		return opened{}, errMalformed
+	}
+	body, mac := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
+	if !hmac.Equal(mac, k.sum(rkey, body)) {
+		return opened{}, errForged
+	}
+	if body[0] != valueVersion {
+		return opened{}, errMalformed
+	}
+	o := opened{
+		expires:  time.UnixMilli(int64(binary.BigEndian.Uint64(body[1:]))),
+		lookedUp: int64(binary.BigEndian.Uint64(body[9:])),
+	}
+	if !now.Before(o.expires) {
+		return opened{}, errExpired
+	}
+	plain := make([]byte, len(body)-valueHeader)
+	cipher.NewCTR(k.block, body[17:valueHeader]).XORKeyStream(plain, body[valueHeader:])
+	n := int(binary.BigEndian.Uint16(plain))
+	if 2+n > len(plain) {
+		return opened{}, errMalformed
+	}
+	o.player, o.payload = string(plain[2:2+n]), plain[2+n:]
+	return o, nil
+}
+
+// A kick message, as published:
+//
+//	version (1) | sender (8) | nonce (12) | AES-GCM(kind (1) | token (8)
+//	| key count (1) | keys (32 each) | player), with the channel as
+//	additional data
+//
+// so a message that anyone without the fleet key wrote is dropped, and a
+// player id never crosses Redis in the clear.
+const (
+	kickVersion = 1
+	kickToken   = 1 << 0
+)
+
+func (k *keys) sealKick(channel string, sender uint64, p validator.FleetPurge) []byte {
+	plain := make([]byte, 0, 10+len(p.Keys)*32+len(p.Player))
+	var kind byte
+	if p.HasToken {
+		kind |= kickToken
+	}
+	plain = append(plain, kind)
+	plain = binary.BigEndian.AppendUint64(plain, uint64(p.Token))
+	plain = append(plain, byte(len(p.Keys)))
+	for _, key := range p.Keys {
+		plain = append(plain, key[:]...)
+	}
+	plain = append(plain, p.Player...)
+	b := make([]byte, 1+8+12, 1+8+12+len(plain)+k.kicks.Overhead())
+	b[0] = kickVersion
+	binary.BigEndian.PutUint64(b[1:], sender)
+	rand.Read(b[9:21])
+	return k.kicks.Seal(b, b[9:21], plain, []byte(channel))
+}
+
+func (k *keys) openKick(channel string, b []byte) (sender uint64, p validator.FleetPurge, err error) {
+	if len(b) < 21+k.kicks.Overhead() || b[0] != kickVersion {
+		return 0, p, errMalformed
+	}
+	plain, err := k.kicks.Open(nil, b[9:21], b[21:], []byte(channel))
+	if err != nil {
+		return 0, p, errForged
+	}
+	if len(plain) < 10 || len(plain) < 10+int(plain[9])*32 {
+		return 0, p, errMalformed
+	}
+	p.HasToken = plain[0]&kickToken != 0
+	p.Token = cache.TokenID(binary.BigEndian.Uint64(plain[1:]))
+	n := int(plain[9])
+	rest := plain[10:]
+	for i := range n {
+		var key cache.Key
+		copy(key[:], rest[i*32:])
+		p.Keys = append(p.Keys, key)
+	}
+	p.Player = string(rest[n*32:])
+	return binary.BigEndian.Uint64(b[1:]), p, nil
+}
+
+// A kick marker (a player's or a token's) holds the kick's time, unix µs,
+// in decimal. It is not authenticated: a forged or altered one can only
+// make values look stale (an upstream call), never current.
+func parseMarker(s string) (int64, bool) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil && n > 0
+}
