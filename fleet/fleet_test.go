@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
 
 	"playerguard/cache"
 	"playerguard/internal/redistest"
@@ -563,4 +564,22 @@ func TestBadConfig(t *testing.T) {
 		t.Error("connected to nothing")
 	}
 	tier.Close()
+}
+
+// TestCacheHitZeroAllocsWithFleet: with the fleet tier configured, a local
+// hit never reaches Redis and allocates nothing (CI runs it without -race:
+// go test -run Allocs).
+func TestCacheHitZeroAllocsWithFleet(t *testing.T) {
+	ft := newFleet(t, 1, nil)
+	s := ft.cars[0]
+	ft.allow("tok-alloc", "1234")
+	ctx := testkit.HitCtx(t, s.v.Handler, s.v.Settle, func(r *fasthttp.Request) {
+		r.SetRequestURI(kakaogames.Path)
+		r.SetBodyString(`{"accessToken":"tok-alloc","platform":"mobile","playerId":"1234"}`)
+	})
+	looks := s.metric("playerguard_redis_operations_total", "op", "look", "outcome", "ok")
+	testkit.ZeroAllocs(t, s.v.Handler, ctx)
+	if got := s.metric("playerguard_redis_operations_total", "op", "look", "outcome", "ok"); got != looks {
+		t.Errorf("local hits made %v Redis lookups", got-looks)
+	}
 }
