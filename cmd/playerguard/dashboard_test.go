@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"playerguard/fleet"
 	"playerguard/validator/iamport/iamporttest"
 	"playerguard/validator/kakaologin/kakaologintest"
 )
@@ -20,7 +23,8 @@ const dashboardFile = "../../deploy/grafana/playerguard.json"
 // values the queries select on; the dashboard has its datasource and
 // instance variables, every query uses both, and every query of a
 // per-provider metric picks its providers; panel ids are unique, and the
-// key set's series (kakao-oidc) are all on a panel.
+// key set's series (kakao-oidc) and the fleet tier's (-redis-addr) are all
+// on a panel.
 func TestDashboardMetricsExist(t *testing.T) {
 	fake := startFake(t)
 	// The kakao-login provider too, never asked: its series are on /metrics
@@ -39,9 +43,15 @@ func TestDashboardMetricsExist(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(ia.Close)
-	pg := start(t, append(upstreamEnv(fake), "PLAYERGUARD_IAMPORT_KEY=ik", "PLAYERGUARD_IAMPORT_SECRET=is"),
+	// And the fleet tier, its Redis an address nobody listens on: a Redis
+	// that is down is no error (the tier runs local-only, and keeps
+	// trying), and the tier's series are on /metrics from start-up, their
+	// label values created up front, so no Redis is needed to check them.
+	noRedis, fleetKey := freeAddr(t), strings.Repeat("k", 32)
+	pg := start(t, append(upstreamEnv(fake), "PLAYERGUARD_IAMPORT_KEY=ik", "PLAYERGUARD_IAMPORT_SECRET=is", "PLAYERGUARD_FLEET_KEY="+fleetKey),
 		append([]string{"-breaker-failures", trafficBreakers, "-breaker-timeout", "30s",
-			"-kakao-login-app-id", "100001", "-kakao-login-api", kl.URL(), "-iamport-api", ia.URL()}, oidcArgs(ko)...)...)
+			"-kakao-login-app-id", "100001", "-kakao-login-api", kl.URL(), "-iamport-api", ia.URL(),
+			"-redis-addr", noRedis}, oidcArgs(ko)...)...)
 	driveTraffic(t, fake, pg, false)
 	exp := parseExposition(t, scrape(t, pg))
 
@@ -186,6 +196,43 @@ func TestDashboardMetricsExist(t *testing.T) {
 	}
 	if keySeries == 0 {
 		t.Errorf("no playerguard_key* series on /metrics of a playerguard with kakao-oidc")
+	}
+
+	// The fleet tier's series are exactly those package fleet registers (a
+	// tier of the test's own, on a registry of its own, with the same
+	// unreachable Redis), and each is on some panel.
+	reg := prometheus.NewRegistry()
+	tier, err := fleet.New(fleet.Config{Addrs: []string{noRedis}, Key: []byte(fleetKey), Registerer: reg})
+	if err != nil {
+		t.Fatalf("fleet.New with Redis down: %v", err)
+	}
+	tier.Close()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var registered, exposed []string
+	for _, f := range families {
+		registered = append(registered, f.GetName())
+	}
+	for name := range exp.types {
+		if strings.HasPrefix(name, "playerguard_redis_") || strings.HasPrefix(name, "playerguard_fleet_") {
+			exposed = append(exposed, name)
+		}
+	}
+	slices.Sort(registered)
+	slices.Sort(exposed)
+	if len(registered) == 0 || !slices.Equal(exposed, registered) {
+		t.Errorf("fleet series on /metrics of a playerguard with -redis-addr: %q; package fleet registers %q", exposed, registered)
+	}
+	for _, name := range registered {
+		queried := onDashboard[name]
+		if exp.types[name] == "histogram" {
+			queried = onDashboard[name+"_bucket"] || onDashboard[name+"_count"] || onDashboard[name+"_sum"]
+		}
+		if !queried {
+			t.Errorf("%s: no panel queries %s", dashboardFile, name)
+		}
 	}
 
 	// No two panels overlap on Grafana's 24-column grid.
