@@ -11,6 +11,8 @@
 // context, probes on the pg-ops port, secrets only through the Secret, a
 // grace period longer than the drain, the PodMonitor selecting the pods, and
 // playerguard itself accepting each manifest's configuration (-check-config).
+// The fleet tier's example (fleet_test.go) has checks of its own: its Redis
+// and its ACL, run against a real redis-server where one is installed.
 //
 // This is its own module so that k8s.io/api stays out of playerguard's
 // go.mod: run it with (cd deploy/kubernetes && go test ./...).
@@ -295,6 +297,10 @@ func TestStrictDecodeCatches(t *testing.T) {
 	f("gameserver template", "apiVersion: agones.dev/v1\nkind: GameServer\nmetadata:\n  name: x\nspec:\n  template:\n    spec:\n      containers:\n        - name: a\n          imagePolicy: Always\n", "imagePolicy")
 }
 
+// withoutPlayerguard are the files whose workloads run no playerguard: the
+// fleet tier's Redis. Every other workload must hold one.
+var withoutPlayerguard = map[string]bool{fleetRedis: true}
+
 // pod is one pod template holding playerguard.
 type pod struct {
 	from   object
@@ -304,9 +310,15 @@ type pod struct {
 	native bool // in initContainers
 }
 
-func pods(t *testing.T, objs []object) []pod {
-	t.Helper()
-	var out []pod
+// workload is one object with a pod template.
+type workload struct {
+	object
+	tmpl *corev1.PodTemplateSpec
+}
+
+// templates are the objects with a pod template, in order.
+func templates(objs []object) []workload {
+	var out []workload
 	for _, o := range objs {
 		var tmpl *corev1.PodTemplateSpec
 		switch v := o.obj.(type) {
@@ -321,6 +333,16 @@ func pods(t *testing.T, objs []object) []pod {
 		default:
 			continue
 		}
+		out = append(out, workload{o, tmpl})
+	}
+	return out
+}
+
+func pods(t *testing.T, objs []object) []pod {
+	t.Helper()
+	var out []pod
+	for _, w := range templates(objs) {
+		o, tmpl := w.object, w.tmpl
 		p := pod{from: o, meta: tmpl.ObjectMeta, spec: tmpl.Spec}
 		found := 0
 		for _, c := range tmpl.Spec.InitContainers {
@@ -334,6 +356,9 @@ func pods(t *testing.T, objs []object) []pod {
 				p.pg = c
 				found++
 			}
+		}
+		if found == 0 && withoutPlayerguard[o.file] {
+			continue
 		}
 		if found != 1 {
 			t.Errorf("%s: %d containers named playerguard, want 1", o, found)
@@ -553,7 +578,7 @@ func TestPlayerguardContainers(t *testing.T) {
 			t.Errorf("%s: %s", p.from, problem)
 		}
 	}
-	for _, want := range []string{"gameserver-deployment.yaml", "examples/gameserver-deployment-classic.yaml", "examples/agones-gameserver.yaml"} {
+	for _, want := range []string{"gameserver-deployment.yaml", "examples/gameserver-deployment-classic.yaml", "examples/agones-gameserver.yaml", fleetGameserver} {
 		if !files[want] {
 			t.Errorf("%s: no pod template with a playerguard container", want)
 		}
@@ -564,9 +589,16 @@ func TestPlayerguardContainers(t *testing.T) {
 			t.Errorf("%s: playerguard native sidecar = %v, want %v", p.from, p.native, want)
 		}
 	}
-	// The examples configure playerguard identically, but for being native.
+	// The fleet tier's settings are in its example only.
+	for _, p := range ps {
+		if inFleet, c := strings.HasPrefix(p.from.file, fleetDir), withoutFleet(p.pg); !inFleet && !reflect.DeepEqual(c, p.pg) {
+			t.Errorf("%s: fleet tier settings (PLAYERGUARD_REDIS_*, PLAYERGUARD_FLEET_*, -redis-*, -fleet-*) outside %s", p.from, fleetDir)
+		}
+	}
+	// The examples configure playerguard identically, but for being native
+	// and for the fleet tier's settings.
 	for _, p := range ps[1:] {
-		a, b := ps[0].pg, p.pg
+		a, b := withoutFleet(ps[0].pg), withoutFleet(p.pg)
 		a.RestartPolicy, b.RestartPolicy = nil, nil
 		if !reflect.DeepEqual(a, b) {
 			ja, _ := json.MarshalIndent(a, "", "  ")
@@ -722,6 +754,28 @@ func TestNoSecretsOutsideTheExample(t *testing.T) {
 			}
 		}
 	}
+	// Workloads without playerguard (the fleet tier's Redis) too; those
+	// with it below.
+	for _, w := range templates(objs) {
+		all := append(slices.Clone(w.tmpl.Spec.InitContainers), w.tmpl.Spec.Containers...)
+		if slices.ContainsFunc(all, func(c corev1.Container) bool { return c.Name == "playerguard" }) {
+			continue
+		}
+		for _, c := range all {
+			for _, e := range c.Env {
+				if e.Value != "" && secretWord.MatchString(e.Name) {
+					t.Errorf("%s: container %s: %s has a literal value: take it from a Secret", w, c.Name, e.Name)
+				}
+			}
+			for _, a := range c.Args {
+				// --tls-key-file /etc/...: a file's name and its path are
+				// not secrets.
+				if secretWord.MatchString(a) && !strings.HasSuffix(a, "-file") && !strings.HasPrefix(a, "/") {
+					t.Errorf("%s: container %s: argument %q looks like a secret on the command line", w, c.Name, a)
+				}
+			}
+		}
+	}
 	for _, p := range pods(t, objs) {
 		var all []corev1.Container
 		all = append(all, p.spec.InitContainers...)
@@ -823,6 +877,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// testSecret is the value a secret of key gets in TestPlayerguardAcceptsManifests:
+// visible ASCII and at least 32 bytes (the fleet key's minimum).
+func testSecret(key string) string { return "test-" + key + "-0123456789abcdef0123456789abcdef" }
+
 // TestPlayerguardAcceptsManifests runs the real playerguard -check-config
 // with each manifest's arguments and environment: secretKeyRefs become test
 // values, mounted secret files become files in a temporary directory. It
@@ -840,7 +898,7 @@ func TestPlayerguardAcceptsManifests(t *testing.T) {
 		for _, e := range p.pg.Env {
 			switch {
 			case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
-				env = append(env, e.Name+"=test-"+e.ValueFrom.SecretKeyRef.Key)
+				env = append(env, e.Name+"="+testSecret(e.ValueFrom.SecretKeyRef.Key))
 			case e.ValueFrom != nil:
 				t.Errorf("%s: %s: only literal values and secretKeyRefs are handled here", p.from, e.Name)
 			default:
@@ -855,7 +913,7 @@ func TestPlayerguardAcceptsManifests(t *testing.T) {
 						if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 							t.Fatal(err)
 						}
-						if err := os.WriteFile(path, []byte("test-"+it.Key), 0o600); err != nil {
+						if err := os.WriteFile(path, []byte(testSecret(it.Key)), 0o600); err != nil {
 							t.Fatal(err)
 						}
 					}
