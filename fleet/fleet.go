@@ -322,6 +322,9 @@ func (t *Tier) subscribe() {
 			}
 		})
 		err := c.Receive(ctx, c.B().Subscribe().Channel(t.chann).Build(), t.received)
+		if t.ctx.Err() != nil {
+			return // closing
+		}
 		if t.subscribed.Swap(false) {
 			t.log.Warn("redis subscription lost: local-only until it is back", "error", errString(err))
 		}
@@ -358,6 +361,11 @@ func (t *Tier) rejoined() {
 	t.m.flushes.Inc()
 	t.setConnected()
 	t.log.Info("redis subscription in place: in the fleet", "local_entries", "dropped")
+	t.replay()
+}
+
+// replay queues the kicks kept for when Redis is back.
+func (t *Tier) replay() {
 	t.mu.Lock()
 	p := t.pending
 	t.pending = nil
@@ -486,12 +494,19 @@ func (t *Tier) bounded(c rueidis.Client, d time.Duration, cmds rueidis.Commands)
 // probe lets the breaker close without validations to carry it: while it
 // is not closed, a PING each Retry (the one request half-open lets
 // through). Without it a sidecar with no local misses would stay
-// local-only after Redis is back.
+// local-only after Redis is back. While in the fleet, it replays kicks
+// that failed to go out.
 func (t *Tier) probe() {
 	defer t.wg.Done()
 	for t.ctx.Err() == nil {
 		t.sleep(t.cfg.Retry)
 		if t.breaker.State() == gobreaker.StateClosed {
+			// A kick whose round trip failed while the subscription
+			// stayed up (a timeout, a full Redis) goes out again here,
+			// not only on the next resubscription.
+			if t.Connected() {
+				t.replay()
+			}
 			continue
 		}
 		c, done, ok := t.use()

@@ -586,3 +586,49 @@ func TestCacheHitZeroAllocsWithFleet(t *testing.T) {
 		t.Errorf("local hits made %v Redis lookups", got-looks)
 	}
 }
+
+// TestFailedKickRetried: a kick whose round trip fails while the
+// subscriptions stay up (Redis out of memory refuses the markers' SETs) is
+// sent again once Redis takes writes, without waiting for a
+// resubscription: its markers are what keep the other sidecars from
+// serving a shared allow from before the kick.
+func TestFailedKickRetried(t *testing.T) {
+	ft := newFleet(t, 2, nil)
+	a, b := ft.cars[0], ft.cars[1]
+	ft.allow("tok-f", "9101")
+	ft.fake.Set("tok-f2", kakaogamestest.Lockout(testApp, "9101"))
+	a.check("tok-f", "9101")
+	flushes := b.metric("playerguard_fleet_flushes_total")
+	ft.redis.Do("CONFIG", "SET", "maxmemory-policy", "noeviction")
+	ft.redis.Do("CONFIG", "SET", "maxmemory", "1")
+	if _, d, _ := b.check("tok-f2", "9101"); d != "kick" {
+		t.Fatalf("B: %s, want kick", d)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for b.metric("playerguard_redis_operations_total", "op", "kick", "outcome", "error") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("B's kick did not fail with Redis out of memory (test setup)")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if keys := ft.redis.Do("KEYS", "pg:p:*"); keys != "*0" {
+		t.Fatalf("markers written with Redis out of memory: %q", keys)
+	}
+	ft.redis.Do("CONFIG", "SET", "maxmemory", "0")
+	deadline = time.Now().Add(5 * time.Second)
+	for ft.redis.Do("KEYS", "pg:p:*") == "*0" {
+		if time.Now().After(deadline) {
+			t.Fatal("B's failed kick was never sent again")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := b.metric("playerguard_fleet_flushes_total"); got != flushes {
+		t.Errorf("B resubscribed (%v -> %v): the retry should not need it", flushes, got)
+	}
+	// The shared allow from before the kick is stale for A too.
+	k := key("tok-f", "9101")
+	a.cache.Delete(&k)
+	if _, _, src := a.check("tok-f", "9101"); src != "upstream" {
+		t.Errorf("A after the kick: source %s, want upstream", src)
+	}
+}

@@ -151,8 +151,8 @@ func (k *keys) open(rkey string, b []byte, now time.Time) (opened, error) {
 // A kick message, as published:
 //
 //	version (1) | sender (8) | nonce (12) | AES-GCM(kind (1) | token (8)
-//	| key count (1) | keys (32 each) | player), with the channel as
-//	additional data
+//	| key count (1) | keys (32 each) | player), with the channel, the
+//	version and the sender as additional data
 //
 // so a message that anyone without the fleet key wrote is dropped, and a
 // player id never crosses Redis in the clear.
@@ -178,14 +178,18 @@ func (k *keys) sealKick(channel string, sender uint64, p validator.FleetPurge) [
 	b[0] = kickVersion
 	binary.BigEndian.PutUint64(b[1:], sender)
 	rand.Read(b[9:21])
-	return k.kicks.Seal(b, b[9:21], plain, []byte(channel))
+	return k.kicks.Seal(b, b[9:21], plain, kickAAD(channel, b[:9]))
 }
+
+// kickAAD is what a kick message's seal covers besides its contents: the
+// channel, the version and the sender.
+func kickAAD(channel string, head []byte) []byte { return append([]byte(channel), head...) }
 
 func (k *keys) openKick(channel string, b []byte) (sender uint64, p validator.FleetPurge, err error) {
 	if len(b) < 21+k.kicks.Overhead() || b[0] != kickVersion {
 		return 0, p, errMalformed
 	}
-	plain, err := k.kicks.Open(nil, b[9:21], b[21:], []byte(channel))
+	plain, err := k.kicks.Open(nil, b[9:21], b[21:], kickAAD(channel, b[:9]))
 	if err != nil {
 		return 0, p, errForged
 	}
