@@ -756,3 +756,104 @@ func (f *flight) Done() {
 		done(err == nil)
 	}()
 }
+
+// stateName is the Redis key of a provider's shared state named name.
+func (t *Tier) stateName(name string) string { return t.keys.name(t.cfg.Prefix, "s", []byte(name)) }
+
+// state runs cmds for a provider's shared state within Timeout.
+func (t *Tier) state(op string, build func(c rueidis.Client) rueidis.Commands) ([]rueidis.RedisResult, error) {
+	c, done, ok := t.use()
+	if !ok {
+		t.m.ops.WithLabelValues(op, "skipped").Inc()
+		return nil, errors.New("local-only")
+	}
+	f := &flight{t: t, budget: t.cfg.Timeout}
+	rs, err := f.do(c, op, build(c))
+	done(err == nil)
+	return rs, err
+}
+
+// openState reads a provider's value read under rkey; nil if absent or
+// not authentic (counted).
+func (t *Tier) openState(rkey string, r rueidis.RedisResult) []byte {
+	raw, err := r.AsBytes()
+	if err != nil {
+		return nil
+	}
+	o, err := t.keys.open(rkey, raw, t.cfg.Now())
+	if err != nil {
+		t.m.ignored.WithLabelValues(err.Error()).Inc()
+		return nil
+	}
+	return o.payload
+}
+
+// Load implements validator.SharedState.
+func (t *Tier) Load(name string) []byte {
+	rkey := t.stateName(name)
+	rs, err := t.state("state", func(c rueidis.Client) rueidis.Commands {
+		return rueidis.Commands{c.B().Get().Key(rkey).Build()}
+	})
+	if err != nil {
+		return nil
+	}
+	return t.openState(rkey, rs[0])
+}
+
+// Store implements validator.SharedState.
+func (t *Tier) Store(name string, value []byte, expires time.Time) {
+	ttl := expires.Sub(t.cfg.Now())
+	if ttl <= 0 {
+		return
+	}
+	rkey := t.stateName(name)
+	t.state("state", func(c rueidis.Client) rueidis.Commands {
+		v := t.keys.seal(rkey, expires, t.cfg.Now(), "", value)
+		return rueidis.Commands{c.B().Set().Key(rkey).Value(rueidis.BinaryString(v)).Px(ttl).Build()}
+	})
+}
+
+// Claim implements validator.SharedState: SET NX GET (Redis 7), so the
+// claim and the read of whoever holds it are one command.
+func (t *Tier) Claim(name string, value []byte, expires time.Time) ([]byte, bool, error) {
+	ttl := expires.Sub(t.cfg.Now())
+	if ttl <= 0 {
+		return nil, false, errors.New("claim already expired")
+	}
+	rkey := t.stateName(name)
+	rs, err := t.state("state", func(c rueidis.Client) rueidis.Commands {
+		v := t.keys.seal(rkey, expires, t.cfg.Now(), "", value)
+		return rueidis.Commands{c.B().Set().Key(rkey).Value(rueidis.BinaryString(v)).Nx().Get().Px(ttl).Build()}
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if rueidis.IsRedisNil(rs[0].Error()) {
+		return value, true, nil // it was free: ours now
+	}
+	held := t.openState(rkey, rs[0])
+	if held == nil {
+		// Held by a value that does not verify: nobody's claim can be
+		// trusted, so neither can ours be made.
+		return nil, false, errors.New("shared claim held by a value that does not verify")
+	}
+	return held, false, nil
+}
+
+// Delete implements validator.SharedState. (A read, then a delete: a
+// claim made in between by another sidecar can be lost, which costs one
+// more verification of that imp_uid, never an admission.)
+func (t *Tier) Delete(name string, value []byte) {
+	rkey := t.stateName(name)
+	rs, err := t.state("state", func(c rueidis.Client) rueidis.Commands {
+		return rueidis.Commands{c.B().Get().Key(rkey).Build()}
+	})
+	if err != nil {
+		return
+	}
+	if held := t.openState(rkey, rs[0]); held != nil && string(held) == string(value) {
+		t.state("state", func(c rueidis.Client) rueidis.Commands {
+			return rueidis.Commands{c.B().Del().Key(rkey).Build()}
+		})
+	}
+}

@@ -18,7 +18,7 @@ type tierMetrics struct {
 
 // Operation and outcome labels, created up front so dashboards see zeros.
 var (
-	opNames      = []string{"look", "wait", "store", "release", "kick", "connect"}
+	opNames      = []string{"look", "wait", "store", "release", "kick", "state", "connect"}
 	outcomeNames = []string{"ok", "error", "timeout", "skipped"}
 	ignoredNames = []string{"forged", "malformed", "too_large", "expired", "kicked", "undecodable", "kick_forged", "kick_malformed"}
 )
@@ -27,7 +27,7 @@ func newTierMetrics(reg prometheus.Registerer) *tierMetrics {
 	m := &tierMetrics{
 		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "playerguard_redis_operations_total",
-			Help: "Redis round trips of the fleet tier by operation (look: a local miss's read and lock; wait: a poll for another sidecar's call; store: an allow shared; release: a lock let go; kick: markers set and published; connect) and outcome (ok, error, timeout, skipped: not asked, local-only or out of budget).",
+			Help: "Redis round trips of the fleet tier by operation (look: a local miss's read and lock; wait: a poll for another sidecar's call; store: an allow shared; release: a lock let go; kick: markers set and published; state: a provider's shared state, the i'mport token and imp_uid bindings; connect) and outcome (ok, error, timeout, skipped: not asked, local-only or out of budget).",
 		}, []string{"op", "outcome"}),
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "playerguard_redis_operation_seconds",

@@ -378,7 +378,7 @@ func (m *Metrics) KeySet(provider string, g KeySetGauges) *KeySetMetrics {
 // TokenRefreshOutcomes are the outcome label values of
 // playerguard_token_refreshes_total: "ok", or "error" (no response, a
 // status other than 200, or an answer without a token).
-var TokenRefreshOutcomes = []string{"ok", "error"}
+var TokenRefreshOutcomes = []string{"ok", "error", "shared"}
 
 // TokenRefreshes returns provider's counters of its upstream access token
 // refreshes (i'mport's getToken), by outcome, created at zero.
@@ -386,7 +386,7 @@ func (m *Metrics) TokenRefreshes(provider string) map[string]prometheus.Counter 
 	v := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace:   namespace,
 		Name:        "token_refreshes_total",
-		Help:        "Refreshes of the provider's own upstream access token, by provider and outcome (ok, error).",
+		Help:        "Refreshes of the provider's own upstream access token, by provider and outcome (ok, error, shared: another sidecar's token taken from the fleet tier, no call).",
 		ConstLabels: prometheus.Labels{LabelProvider: provider},
 	}, []string{LabelOutcome})
 	m.reg.MustRegister(v)

@@ -192,3 +192,23 @@ func (r *sharedReader) u32() uint32 {
 	}
 	return 0
 }
+
+// SharedState is the fleet's store for a provider's own state (package
+// fleet): small values under names the provider chooses, stored under
+// HMACs of the names, sealed (encrypted and authenticated), each with an
+// expiry. Every method is bounded by the fleet's Redis timeout; a failure
+// is an error (or, for Load, nothing found), after which the provider goes
+// on with its own state alone.
+type SharedState interface {
+	// Load is the value stored under name, authentic and unexpired; nil
+	// if there is none or it cannot be read.
+	Load(name string) []byte
+	// Store writes value under name until expires.
+	Store(name string, value []byte, expires time.Time)
+	// Claim stores value under name until expires unless name holds a
+	// value already, atomically across the fleet, and returns the value
+	// name holds now: value itself when the claim won.
+	Claim(name string, value []byte, expires time.Time) (held []byte, won bool, err error)
+	// Delete drops name's value if it is still value.
+	Delete(name string, value []byte)
+}

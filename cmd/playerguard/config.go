@@ -597,7 +597,7 @@ func (c *Config) checkKakaoOIDC() []error {
 func (c *Config) kakaoLogin() bool { return c.KakaoLoginAppID != "" }
 
 // providers builds the enabled providers, in a fixed order.
-func (c *Config) providers(sec secrets, log *slog.Logger, m *metrics.Metrics) ([]validator.Provider, error) {
+func (c *Config) providers(sec secrets, log *slog.Logger, m *metrics.Metrics, shared validator.SharedState) ([]validator.Provider, error) {
 	var ps []validator.Provider
 	closeAll := func() {
 		for _, p := range ps {
@@ -660,6 +660,7 @@ func (c *Config) providers(sec secrets, log *slog.Logger, m *metrics.Metrics) ([
 			Key: sec.iamportKey, Secret: sec.iamportSecret, PersonKeySecret: sec.personKey,
 			API: c.IamportAPI, Rule: rule, MinAge: c.AgeGateMinAge, MaxCertAge: c.AgeGateMaxCertAge,
 			ReuseWindow: c.AgeGateReuseWindow, OTPMaxPerPhone: c.OTPMaxPerPhone, Timeout: c.UpstreamTimeout, MaxConns: c.MaxUpstreamConns, Logger: log, Metrics: m,
+			Shared: shared,
 		})
 		if err != nil {
 			closeAll()

@@ -120,27 +120,30 @@ func serve(ctx context.Context, cfg *Config, sec secrets, log *slog.Logger, stdo
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, buildVersion())
 	policy, _ := validator.ParsePolicy(cfg.OnFailure)
-	providers, err := cfg.providers(sec, log, m)
-	if err != nil {
-		log.Error("cannot start a provider", "error", err.Error())
-		return 2
-	}
 	var tier *fleet.Tier
 	if cfg.RedisAddr != "" {
 		tlsCfg, _ := cfg.redisTLS() // checked
+		var err error
 		tier, err = fleet.New(fleet.Config{
 			Addrs: cfg.redisAddrs(), Username: cfg.RedisUsername, Password: sec.redisPassword, TLS: tlsCfg,
 			Timeout: cfg.RedisTimeout, Prefix: cfg.RedisPrefix, Key: []byte(sec.fleetKey),
 			FlightTTL: cfg.UpstreamTimeout, MaxTTL: cfg.CacheTTL, Logger: log, Registerer: reg,
 		})
 		if err != nil {
-			for _, p := range providers {
-				p.Close()
-			}
 			fmt.Fprintf(stderr, "playerguard: -redis-addr: %v\n", err)
 			return 2
 		}
 		defer tier.Close()
+	}
+	// A nil *fleet.Tier must not become a non-nil interface.
+	var state validator.SharedState
+	if tier != nil {
+		state = tier
+	}
+	providers, err := cfg.providers(sec, log, m, state)
+	if err != nil {
+		log.Error("cannot start a provider", "error", err.Error())
+		return 2
 	}
 	var shared validator.Fleet
 	if tier != nil {

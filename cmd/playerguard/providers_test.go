@@ -43,7 +43,7 @@ func TestBothProviders(t *testing.T) {
 
 	cfg := &Config{Upstream: kgFake.URL(), AppID: "909428", KakaoLoginAppID: "100001", KakaoLoginAPI: klFake.URL(),
 		UpstreamTimeout: time.Second, MaxUpstreamConns: 16, AllowStatus: "normal"}
-	ps, err := cfg.providers(secrets{appSecret: "s3cret", adminKey: "k3y"}, nil, nil)
+	ps, err := cfg.providers(secrets{appSecret: "s3cret", adminKey: "k3y"}, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestAgeGateWired(t *testing.T) {
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	ps, err := cfg.providers(sec, nil, nil)
+	ps, err := cfg.providers(sec, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

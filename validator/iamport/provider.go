@@ -80,6 +80,9 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+	// Shared, if set, is the fleet's store (package fleet): the access
+	// token and the imp_uid bindings are then one for the whole fleet.
+	Shared validator.SharedState
 }
 
 // Provider is the age gate.
@@ -140,7 +143,7 @@ func New(cfg Config) (*Provider, error) {
 	}
 	p := &Provider{
 		cfg: cfg, up: up, log: cfg.Logger,
-		tokens: &tokenSource{up: up, key: cfg.Key, secret: cfg.Secret, now: cfg.Now, log: cfg.Logger, refreshes: cfg.Metrics.TokenRefreshes(Name)},
+		tokens: &tokenSource{up: up, key: cfg.Key, secret: cfg.Secret, now: cfg.Now, log: cfg.Logger, refreshes: cfg.Metrics.TokenRefreshes(Name), shared: cfg.Shared},
 		reuse:  newReuseTable(cfg.ReuseWindow, cfg.Now),
 		otp:    otpState{limit: newPhoneLimit(cfg.OTPMaxPerPhone, OTPWindow, cfg.Now)},
 	}
@@ -242,6 +245,13 @@ func (p *Provider) Call(r *validator.Request) *validator.Result {
 func (p *Provider) gate(impUID, player string, minAge int, step string, fetch func() (int, []byte, error)) *validator.Result {
 	res := &validator.Result{PlayerID: player, Fields: fields, Scoped: true}
 	ok, fresh := p.reuse.claim(impUID, player)
+	sharedFresh := false
+	if ok {
+		ok, sharedFresh = p.claimShared(impUID, player)
+		if !ok && fresh {
+			p.reuse.release(impUID, player) // another sidecar's player holds it
+		}
+	}
 	if !ok {
 		res.Verdict, res.Reason = validator.Kick, ReasonCertificationReused
 		res.Body = p.members(minAge, nil)
@@ -257,6 +267,9 @@ func (p *Provider) gate(impUID, player string, minAge int, step string, fetch fu
 	if fresh && d.Reason != validator.ReasonOK && d.Reason != ReasonUnderage {
 		// No verdict about this person's age: the imp_uid binds no one.
 		p.reuse.release(impUID, player)
+	}
+	if sharedFresh && d.Reason != validator.ReasonOK && d.Reason != ReasonUnderage {
+		p.cfg.Shared.Delete(reuseName(impUID), playerDigest(player))
 	}
 	res.Verdict, res.Reason, res.Failure, res.Err = d.Verdict, d.Reason, d.Failure, err
 	res.Status, res.Code, res.HasCode = status, d.Code, d.HasCode

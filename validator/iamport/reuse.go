@@ -13,7 +13,9 @@ const maxReuseEntries = 1 << 20
 
 // reuseTable binds an imp_uid to the first player it was presented for,
 // for a window from that first use: one verification, one player. Keys
-// are digests. In memory (the fleet tier will share it).
+// are digests. In memory; with a fleet tier, the binding is claimed in the
+// fleet too (Provider.claimShared), so a second sidecar refuses the
+// verification to a second player as well.
 type reuseTable struct {
 	window time.Duration
 	now    func() time.Time
@@ -83,4 +85,29 @@ func (t *reuseTable) size() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.by)
+}
+
+// claimShared claims impUID for player across the fleet, when there is
+// one: ok false if another player holds it; fresh says this claim made
+// the binding. A fleet that cannot answer leaves the local claim alone to
+// decide (ok true, not fresh): Redis failing never refuses anyone.
+func (p *Provider) claimShared(impUID, player string) (ok, fresh bool) {
+	if p.cfg.Shared == nil {
+		return true, false
+	}
+	me := playerDigest(player)
+	held, won, err := p.cfg.Shared.Claim(reuseName(impUID), me, p.cfg.Now().Add(p.cfg.ReuseWindow))
+	if err != nil {
+		return true, false
+	}
+	return won || string(held) == string(me), won
+}
+
+// reuseName is the fleet's name of impUID's binding.
+func reuseName(impUID string) string { return "iamport imp_uid\x00" + impUID }
+
+// playerDigest is what the fleet's binding holds of a player.
+func playerDigest(player string) []byte {
+	d := sha256.Sum256([]byte("playerguard iamport player\x00" + player))
+	return d[:]
 }

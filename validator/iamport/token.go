@@ -1,6 +1,7 @@
 package iamport
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,12 +35,16 @@ type tokenSource struct {
 	now         func() time.Time // time.Now (monotonic), or a test's clock
 	refreshes   map[string]prometheus.Counter
 	log         *slog.Logger
+	// shared, if set, holds the fleet's token: one for every sidecar
+	// (i'mport hands one account's servers one token until it expires).
+	shared validator.SharedState
 
 	mu      sync.Mutex
 	tok     string
 	got     time.Time     // when tok arrived (local, monotonic)
 	life    time.Duration // expired_at - now (i'mport's clock) - refreshMargin
 	pending *refresh
+	refused map[string]bool // tokens i'mport answered 401 for
 }
 
 type refresh struct {
@@ -56,6 +61,14 @@ var errTokenRefused = errors.New("i'mport refused playerguard's API key and secr
 // not be returned again.
 func (s *tokenSource) get(stale string) (string, error) {
 	s.mu.Lock()
+	if stale != "" {
+		// Refused by i'mport: not to be taken from the fleet again (the
+		// sidecar that stored it may not have been told yet).
+		if s.refused == nil || len(s.refused) > 64 {
+			s.refused = map[string]bool{}
+		}
+		s.refused[stale] = true
+	}
 	if s.tok != "" && s.tok != stale && s.now().Sub(s.got) < s.life {
 		t := s.tok
 		s.mu.Unlock()
@@ -73,7 +86,20 @@ func (s *tokenSource) get(stale string) (string, error) {
 }
 
 func (s *tokenSource) refresh(r *refresh) {
+	if tok, life := s.fromFleet(r); tok != "" {
+		s.refreshes["shared"].Inc()
+		s.mu.Lock()
+		s.tok, s.got, s.life = tok, s.now(), life
+		s.pending = nil
+		s.mu.Unlock()
+		r.tok = tok
+		close(r.done)
+		return
+	}
 	tok, life, err := s.fetch()
+	if err == nil && s.shared != nil {
+		s.shared.Store(s.sharedName(), encodeToken(tok, s.now().Add(life)), s.now().Add(life))
+	}
 	if err != nil {
 		s.refreshes["error"].Inc()
 		s.log.Warn("i'mport access token refresh failed", "provider", Name, "error", err.Error())
@@ -88,6 +114,35 @@ func (s *tokenSource) refresh(r *refresh) {
 	s.mu.Unlock()
 	r.tok, r.err = tok, err
 	close(r.done)
+}
+
+// sharedName names the fleet's token: one per i'mport account.
+func (s *tokenSource) sharedName() string { return "iamport token\x00" + s.key }
+
+// fromFleet is the fleet's token and what remains of its life, if there is
+// one that is not the token a caller found refused ("" otherwise).
+func (s *tokenSource) fromFleet(r *refresh) (string, time.Duration) {
+	if s.shared == nil {
+		return "", 0
+	}
+	b := s.shared.Load(s.sharedName())
+	if len(b) <= 8 {
+		return "", 0
+	}
+	tok := string(b[8:])
+	life := time.UnixMilli(int64(binary.BigEndian.Uint64(b))).Sub(s.now())
+	s.mu.Lock()
+	refused := s.refused[tok]
+	s.mu.Unlock()
+	if life <= 0 || refused {
+		return "", 0
+	}
+	return tok, life
+}
+
+// encodeToken frames a token and the time it is to be replaced.
+func encodeToken(tok string, until time.Time) []byte {
+	return append(binary.BigEndian.AppendUint64(nil, uint64(until.UnixMilli())), tok...)
 }
 
 // fetch asks getToken for a token and its life.

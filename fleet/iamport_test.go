@@ -1,0 +1,121 @@
+package fleet
+
+import (
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"playerguard/cache"
+	"playerguard/internal/redistest"
+	"playerguard/internal/testkit"
+	"playerguard/metrics"
+	"playerguard/validator"
+	"playerguard/validator/iamport"
+	"playerguard/validator/iamport/iamporttest"
+)
+
+// ageGate is a sidecar with the iamport age gate alone, on the fleet.
+type ageGate struct {
+	url  string
+	reg  *prometheus.Registry
+	tier *Tier
+}
+
+func startAgeGate(t *testing.T, rs *redistest.Server, fake *iamporttest.Server) *ageGate {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	log := slog.New(slog.DiscardHandler)
+	tier, err := New(Config{Addrs: []string{rs.Addr}, Key: []byte(fleetKey), Timeout: time.Second, Registerer: reg, Retry: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New(reg, "test")
+	p, err := iamport.New(iamport.Config{Key: "imp-key", Secret: "SECRET-imp", API: fake.URL(), Timeout: time.Second, Logger: log, Metrics: m, Shared: tier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := cache.New[*validator.Result](cache.Config{MaxEntries: 1000, MaxAge: time.Hour})
+	v, err := validator.New(validator.Config{CacheTTL: time.Minute, Cache: c, Fleet: tier, Logger: log, Metrics: m}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tier.Start(v)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := v.NewServer()
+	go srv.Serve(ln)
+	t.Cleanup(func() { ln.Close(); srv.Shutdown(); v.Close(); tier.Close(); c.Close() })
+	return &ageGate{url: "http://" + ln.Addr().String(), reg: reg, tier: tier}
+}
+
+func (g *ageGate) check(t *testing.T, impUID, player string) (decision, reason string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", g.url+iamport.Path, strings.NewReader(`{"impUid":"`+impUID+`","playerId":"`+player+`"}`))
+	r := testkit.Do(t, http.DefaultClient, req)
+	d, _ := r.Body["decision"].(string)
+	rs, _ := r.Body["reason"].(string)
+	return d, rs
+}
+
+// TestIamportSharedState: with a fleet, the i'mport access token is one
+// for every sidecar (one getToken), and one verification admits one player
+// across sidecars, not one per sidecar.
+func TestIamportSharedState(t *testing.T) {
+	rs := redistest.Start(t)
+	fake, err := iamporttest.Start("imp-key", "SECRET-imp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fake.Close)
+	now := time.Now()
+	adult := iamporttest.Cert{Name: "홍길동", Gender: "male", Birthday: "1990-01-01", Birth: time.Date(1990, 1, 1, 0, 0, 0, 0, iamport.Seoul).Unix(),
+		Certified: true, CertifiedAt: now.Add(-time.Hour).Unix(), UniqueKey: "ci-1", UniqueInSite: "di-1", Phone: "01012345678", Carrier: "SKT"}
+	fake.Set("imp_100", adult)
+	fake.Set("imp_200", adult)
+	a, b := startAgeGate(t, rs, fake), startAgeGate(t, rs, fake)
+	for _, g := range []*ageGate{a, b} {
+		for deadline := time.Now().Add(10 * time.Second); !g.tier.Connected(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("not in the fleet")
+			}
+		}
+	}
+	if d, r := a.check(t, "imp_100", "p-1"); d != "allow" {
+		t.Fatalf("A: %s %s, want allow", d, r)
+	}
+	if d, r := b.check(t, "imp_200", "p-2"); d != "allow" {
+		t.Fatalf("B: %s %s, want allow", d, r)
+	}
+	if n := fake.TokenCalls(); n != 1 {
+		t.Errorf("getToken calls = %d, want 1 for the fleet", n)
+	}
+	if got := testkit.Metric(t, b.reg, "playerguard_token_refreshes_total", "provider", "iamport", "outcome", "shared"); got != 1 {
+		t.Errorf("B: token_refreshes{shared} = %v, want 1", got)
+	}
+	// imp_100 admitted p-1 on A: on B it admits p-1 again, and no one else.
+	if d, r := b.check(t, "imp_100", "p-1"); d != "allow" {
+		t.Errorf("B, same player: %s %s, want allow", d, r)
+	}
+	if d, r := b.check(t, "imp_100", "p-3"); d != "kick" || r != "certification_reused" {
+		t.Errorf("B, another player: %s %s, want kick certification_reused", d, r)
+	}
+	// The key names neither the verification nor the player.
+	keys := rs.Do("KEYS", "*")
+	for _, s := range []string{"imp_100", "p-1", "imp-key"} {
+		if strings.Contains(keys, s) {
+			t.Errorf("a Redis key holds %q", s)
+		}
+	}
+	// Redis gone: the local table still decides; nothing is refused for it.
+	rs.Kill()
+	if d, r := b.check(t, "imp_200", "p-2"); d != "allow" {
+		t.Errorf("B with Redis dead: %s %s, want allow", d, r)
+	}
+}
