@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 
 	"playerguard/internal/redistest"
 	"playerguard/internal/testkit"
+	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
 const testFleetKey = "SECRET-fleet-key-for-cmd-tests-0123456789"
@@ -92,4 +95,64 @@ func TestFleetStartup(t *testing.T) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// TestDemoFleet: two demo sidecars on one redis-server, as the demo's
+// fleet lines say: the second answers the first's allow from the fleet,
+// and its metrics say so.
+func TestDemoFleet(t *testing.T) {
+	rs := redistest.Start(t)
+	env := []string{"PLAYERGUARD_FLEET_KEY=" + testFleetKey}
+	a := start(t, env, "-demo", "-redis-addr", rs.Addr)
+	b := start(t, env, "-demo", "-redis-addr", rs.Addr)
+	for _, p := range []*proc{a, b} {
+		deadline := time.Now().Add(15 * time.Second)
+		for !strings.Contains(p.stdout.String(), "Stop with Ctrl-C") || !strings.Contains(metricsOf(t, p), "playerguard_redis_connected 1") {
+			if time.Now().After(deadline) {
+				t.Fatalf("demo sidecar not in the fleet:\n%s\n%s", p.stdout.String(), p.stderr.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	out := a.stdout.String()
+	if !strings.Contains(out, "# fleet tier on Redis at "+rs.Addr) || strings.Contains(out, testFleetKey) {
+		t.Errorf("the demo's fleet lines are missing, or show the fleet key:\n%s", out)
+	}
+	alice := kakaogamestest.Demo("909428")[0]
+	body := `{"accessToken":"` + alice.Token + `","platform":"` + alice.Platform + `","playerId":"` + alice.PlayerID + `"}`
+	for i, p := range []*proc{a, b} {
+		res, err := http.Post("http://"+p.listen+"/v1/validate", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		want := []string{"upstream", "cache"}[i]
+		if src := res.Header.Get("X-Playerguard-Source"); res.StatusCode != 200 || src != want {
+			t.Errorf("sidecar %d: %d from %s, want 200 from %s", i, res.StatusCode, src, want)
+		}
+		time.Sleep(100 * time.Millisecond) // A's allow is shared just after its answer
+	}
+	if m := metricsOf(t, b); !strings.Contains(m, `playerguard_fleet_upstream_calls_saved_total{how="shared"} 1`) {
+		t.Errorf("B's saved calls:\n%s", grepLines(m, "playerguard_fleet_upstream_calls_saved_total"))
+	}
+}
+
+func metricsOf(t *testing.T, p *proc) string {
+	res, err := http.Get("http://" + p.ops + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -354,6 +354,17 @@ func printDemo(w io.Writer, cfg *Config, fakes *demoFakes, listen, opsListen str
 			listen, iamport.Path, c.ImpUID, c.ImpUID[len(c.ImpUID)-1:])
 	}
 	fmt.Fprintf(w, "# the key set's health\ncurl -s http://%s/readyz; curl -s http://%s/metrics | grep -E '^playerguard_(keys|key_)'\n\n", opsListen, opsListen)
+	if cfg.RedisAddr != "" {
+		fmt.Fprintf(w, "# fleet tier on Redis at %s: 1 when in the fleet, and the upstream calls other sidecars saved this one\n", cfg.RedisAddr)
+		fmt.Fprintf(w, "curl -s http://%s/metrics | grep -E '^playerguard_(redis_connected|fleet_upstream_calls_saved_total)'\n\n", opsListen)
+		fmt.Fprintf(w, "# A second sidecar on the same Redis (the same PLAYERGUARD_FLEET_KEY, other ports) answers a player\n")
+		fmt.Fprintf(w, "# this one let in from the fleet, without an upstream call (\"source\":\"cache\"):\n")
+		fmt.Fprintf(w, "#   go run ./cmd/playerguard -demo -redis-addr %s -listen 127.0.0.1:7610 -ops-listen 127.0.0.1:7611\n\n", cfg.RedisAddr)
+	} else {
+		fmt.Fprintf(w, "# fleet tier: off. To share verdicts and kicks between sidecars, run a redis-server and start each with\n")
+		fmt.Fprintf(w, "#   export PLAYERGUARD_FLEET_KEY=\"$(openssl rand -base64 48)\"   (once, the same for all)\n")
+		fmt.Fprintf(w, "#   go run ./cmd/playerguard -demo -redis-addr 127.0.0.1:6379\n\n")
+	}
 	fmt.Fprintf(w, "# metrics\ncurl -s http://%s/metrics | grep '^playerguard_validations_total'\n\n", opsListen)
 	fmt.Fprintf(w, "Stop with Ctrl-C.\n")
 }

@@ -353,6 +353,10 @@ func TestDemo(t *testing.T) {
 			if !strings.Contains(got, "kakao-oidc: ready") || !strings.Contains(got, `playerguard_keys{provider="kakao-oidc"} 1`) {
 				t.Errorf("key set line: %q", got)
 			}
+		case strings.Contains(comment, "fleet tier"):
+			if !strings.Contains(got, "playerguard_redis_connected") {
+				t.Errorf("fleet line printed nothing: %q", got)
+			}
 		case strings.Contains(comment, "metrics"):
 			if !strings.Contains(got, "playerguard_validations_total") {
 				t.Errorf("metrics line printed nothing: %q", got)
