@@ -401,7 +401,12 @@ func (t *Tier) received(msg rueidis.PubSubMessage) {
 
 // Kick implements validator.Fleet: it never waits on Redis (a goroutine
 // publishes).
-func (t *Tier) Kick(p validator.FleetPurge) { t.queue(p) }
+func (t *Tier) Kick(p validator.FleetPurge) {
+	if p.Player == "" && !p.HasToken && len(p.Keys) == 0 {
+		return // names nothing (a player_mismatch kick)
+	}
+	t.queue(p)
+}
 
 func (t *Tier) queue(p validator.FleetPurge) {
 	select {
