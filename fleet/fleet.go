@@ -544,6 +544,23 @@ func (t *Tier) use() (rueidis.Client, func(bool), bool) {
 	}, true
 }
 
+// owed is use for what a flight owes the fleet: a flight that holds a
+// lock is answered (its value stored, or the lock let go) even while the
+// breaker is open, for other sidecars wait on it; without this they would
+// wait out the lock's life (the upstream timeout), as the bench's storm
+// showed when the breaker opened mid-storm. Such a round trip does not
+// count for the breaker.
+func (t *Tier) owed(f *flight) (rueidis.Client, func(bool), bool) {
+	if c, done, ok := t.use(); ok || !f.locked {
+		return c, done, ok
+	}
+	cp := t.client.Load()
+	if cp == nil {
+		return nil, nil, false
+	}
+	return *cp, func(bool) {}, true
+}
+
 // outcome is an operation's outcome label.
 func outcome(err error) string {
 	switch {
@@ -724,7 +741,7 @@ func (f *flight) Store(b []byte, player string, expires time.Time) {
 		return
 	}
 	ttl := expires.Sub(t.cfg.Now())
-	c, done, ok := t.use()
+	c, done, ok := t.owed(f)
 	if ttl <= 0 || !ok {
 		f.Done()
 		return
@@ -746,9 +763,9 @@ func (f *flight) Done() {
 	if !f.locked {
 		return
 	}
-	f.locked = false
 	t := f.t
-	c, done, ok := t.use()
+	c, done, ok := t.owed(f)
+	f.locked = false
 	if !ok {
 		return
 	}

@@ -632,3 +632,35 @@ func TestFailedKickRetried(t *testing.T) {
 		t.Errorf("A after the kick: source %s, want upstream", src)
 	}
 }
+
+// TestLockReleasedWithBreakerOpen: a flight that took the fleet's lock
+// lets it go even if its sidecar's breaker opened meanwhile: the other
+// sidecars wait on that lock.
+func TestLockReleasedWithBreakerOpen(t *testing.T) {
+	ft := newFleet(t, 1, nil)
+	tier := ft.cars[0].tier
+	k := key("tok-lock", "1")
+	f := tier.Look(&k, "1", cache.TokenOf([]byte("tok-lock"))).(*flight)
+	if !f.locked {
+		t.Fatal("Look did not take the lock")
+	}
+	for range 5 { // five failures open the breaker
+		_, done, ok := tier.use()
+		if !ok {
+			break
+		}
+		done(false)
+	}
+	if _, _, ok := tier.use(); ok {
+		t.Fatal("the breaker did not open (test setup)")
+	}
+	f.Done()
+	// Well within the lock's own life (FlightTTL, 1s here).
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for ft.redis.Do("EXISTS", f.lkey) != ":0" {
+		if time.Now().After(deadline) {
+			t.Fatal("the lock outlived its flight with the breaker open")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
