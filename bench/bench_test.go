@@ -19,9 +19,10 @@ func TestMain(m *testing.M) {
 // go run ./bench -scenario all -smoke runs) and fails on any correctness
 // check: the storm makes one upstream call per distinct token, the
 // sanction wave kicks the purged players, the outage never kicks and
-// recovers, the hit load gets 100% allows. Speed is not judged. A missing
-// wrk or nginx skips its part, except under CI=true, where CI has
-// installed them and their absence fails.
+// recovers, the hit load gets 100% allows, the fleet's kicks reach every
+// sidecar. Speed is not judged. A missing wrk, nginx or redis-server
+// skips its part, except under CI=true, where CI has installed them and
+// their absence fails.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end load scenarios: skipped with -short")

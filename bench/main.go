@@ -11,7 +11,8 @@
 // an in-process fake Kakao upstream (validator/kakaogames/kakaogamestest);
 // hit and miss also enable its kakao-login provider against an in-process
 // Kakao Login fake (validator/kakaologin/kakaologintest) and its kakao-oidc
-// provider against an in-process key set (validator/kakaooidc/kakaooidctest).
+// provider against an in-process key set (validator/kakaooidc/kakaooidctest);
+// fleet starts a redis-server of its own for three sidecars.
 // Every load is bounded in count and time and stops by itself. The exit
 // code is 1 if a correctness check failed or a scenario could not run, 2
 // on bad flags; a missed performance target is reported, not an error.
@@ -63,6 +64,8 @@ type options struct {
 	memBound       int // memory: -cache-max-entries of the bounded run
 	memBoundFill   int // memory: players filled into the bounded cache
 	soakDuration   time.Duration
+	fleetPlayers   int           // fleet: keys of the latency and kick parts
+	redisTimeout   time.Duration // fleet: the sidecars' -redis-timeout
 }
 
 // scenario is one load scenario.
@@ -79,6 +82,7 @@ var scenarios = []scenario{
 	{"outage", "the upstream fails, hangs, then recovers under steady load", runOutage},
 	{"sanction-wave", "a share of warm players sanctioned upstream and purged", runSanction},
 	{"memory", "the cache filled with distinct players: RSS and the entry bound", runMemory},
+	{"fleet", "three sidecars sharing a Redis: storm calls, kick propagation, shared-hit and miss latency", runFleet},
 	{"soak", "mixed load with outages: RSS, heap, goroutines and fds must not keep growing", runSoak},
 }
 
@@ -100,7 +104,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.connections, "connections", 64, "connections of the hit (wrk) and miss (Go client) loads")
 	fs.IntVar(&o.rounds, "rounds", 7, "times each peer is measured, alternating with the others; medians are reported")
 	fs.IntVar(&o.threads, "threads", 2, "wrk threads")
-	fs.DurationVar(&o.upstreamLatency, "upstream-latency", -1, "fake upstream latency for miss, storm, outage and sanction-wave (default: 30ms, 50ms for storm)")
+	fs.DurationVar(&o.upstreamLatency, "upstream-latency", -1, "fake upstream latency for miss, storm, outage, sanction-wave and fleet (default: 30ms, 50ms for storm and fleet)")
 	fs.Float64Var(&o.errorRate, "error-rate", 0, "miss: share of new tokens (0..1) the fake upstream answers 500")
 	fs.BoolVar(&o.smoke, "smoke", false, "tiny sizes (seconds in all) for CI: asserts correctness, not speed")
 	fs.BoolVar(&o.json, "json", false, "print machine-readable results instead of tables")
@@ -108,12 +112,14 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.hitTokens, "hit-tokens", 10_000, "hit: distinct warm players the load cycles over")
 	fs.IntVar(&o.oidcHitTokens, "oidc-hit-tokens", 2_000, "hit: distinct warm kakao-oidc ID tokens (each signed at set-up, about 1 ms of CPU each)")
 	fs.IntVar(&o.oidcMissTokens, "oidc-miss-tokens", 1_000, "miss: new kakao-oidc ID tokens sent per round (each signed at set-up)")
-	fs.IntVar(&o.stormTokens, "storm-tokens", 1_000, "storm: distinct tokens")
-	fs.IntVar(&o.stormRequests, "storm-requests", 10_000, "storm: connects launched at once (one connection each)")
+	fs.IntVar(&o.stormTokens, "storm-tokens", 1_000, "storm and fleet: distinct tokens")
+	fs.IntVar(&o.stormRequests, "storm-requests", 10_000, "storm and fleet: connects launched at once (one connection each)")
 	fs.IntVar(&o.players, "players", 10_000, "sanction-wave: warm players (10% are sanctioned)")
 	fs.IntVar(&o.memEntries, "memory-entries", 1_000_000, "memory: distinct players filled into the cache at the default bound")
 	fs.IntVar(&o.memBound, "memory-bound", 100_000, "memory: -cache-max-entries of the bounded run")
 	fs.IntVar(&o.memBoundFill, "memory-bound-fill", 300_000, "memory: distinct players filled into the bounded run")
+	fs.IntVar(&o.fleetPlayers, "fleet-players", 200, "fleet: keys validated across the sidecars, then kicked (latency and kick propagation)")
+	fs.DurationVar(&o.redisTimeout, "redis-timeout", 50*time.Millisecond, "fleet: the fleet sidecars' -redis-timeout (playerguard's default 50ms)")
 	fs.DurationVar(&o.soakDuration, "soak-duration", time.Minute, "soak: how long the mixed load runs (CI: 60s; try 30m before a release)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -151,6 +157,10 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("sizes: -hit-tokens, -storm-tokens positive; -storm-requests >= -storm-tokens; -players >= 10")
 	case o.stormRequests > 15_000:
 		return nil, errors.New("-storm-requests: at most 15000 (one connection each; the open-files limit is often 20000)")
+	case o.fleetPlayers < 1 || o.fleetPlayers > 100_000:
+		return nil, errors.New("-fleet-players: must be in [1, 100000]")
+	case o.redisTimeout <= 0 || o.redisTimeout > 5*time.Second:
+		return nil, errors.New("-redis-timeout: must be in (0, 5s]")
 	case o.memEntries < 1 || o.memBound < 1 || o.memBoundFill < 1:
 		return nil, errors.New("-memory-*: must be positive")
 	case o.oidcHitTokens < 1 || o.oidcHitTokens > 100_000 || o.oidcMissTokens < 1 || o.oidcMissTokens > 100_000:
@@ -178,6 +188,7 @@ func (o *options) applySmoke(given map[string]bool) {
 	set("memory-entries", func() { o.memEntries = 5_000 })
 	set("memory-bound", func() { o.memBound = 1_000 })
 	set("memory-bound-fill", func() { o.memBoundFill = 5_000 })
+	set("fleet-players", func() { o.fleetPlayers = 50 })
 	set("soak-duration", func() { o.soakDuration = 8 * time.Second })
 }
 
@@ -262,7 +273,7 @@ func (e *env) tree() string {
 		return "unknown (not a git checkout)"
 	}
 	s := strings.TrimSpace(string(head))
-	dirty, _ := exec.Command("git", "-C", e.root, "status", "--porcelain", "--", "cmd", "validator", "cache", "metrics", "go.mod", "go.sum").Output()
+	dirty, _ := exec.Command("git", "-C", e.root, "status", "--porcelain", "--", "cmd", "validator", "cache", "metrics", "fleet", "go.mod", "go.sum").Output()
 	var files []string
 	for _, l := range strings.Split(strings.TrimSpace(string(dirty)), "\n") {
 		if l = strings.TrimSpace(l); l != "" {
