@@ -644,7 +644,7 @@ func TestLockReleasedWithBreakerOpen(t *testing.T) {
 	if !f.locked {
 		t.Fatal("Look did not take the lock")
 	}
-	for range 5 { // five failures open the breaker
+	for range 20 { // twenty failures open the breaker
 		_, done, ok := tier.use()
 		if !ok {
 			break
