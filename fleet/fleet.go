@@ -124,10 +124,27 @@ type Tier struct {
 	// is back (bounded: the oldest go first).
 	pending []validator.FleetPurge
 
+	// recent are the kicks this sidecar made or heard, by subject, with
+	// their time, judged beside Redis's markers: a marker not written yet
+	// (the publisher is behind, or Redis refused it), or lost or deleted
+	// since, must not revive an allow on a sidecar that knows of the kick.
+	recentMu sync.Mutex
+	recent   map[string]int64 // "p"+player, "t"+token: unix µs
+	order    []recentKick     // by time, for expiry
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
+
+type recentKick struct {
+	subject string
+	at      int64
+}
+
+// maxRecent bounds the kicks remembered: past it the oldest go, and with
+// them only this memory's second opinion (the markers remain).
+const maxRecent = 100_000
 
 var errFailed = errors.New("redis operation failed")
 
@@ -187,6 +204,7 @@ func New(cfg Config) (*Tier, error) {
 		log:    cfg.Logger,
 		m:      newTierMetrics(cfg.Registerer),
 		kicks:  make(chan validator.FleetPurge, 1024),
+		recent: map[string]int64{},
 	}
 	t.opts = rueidis.ClientOption{
 		InitAddress: cfg.Addrs,
@@ -401,6 +419,7 @@ func (t *Tier) received(msg rueidis.PubSubMessage) {
 		kind = "token"
 	}
 	t.m.invalidations.WithLabelValues(kind).Inc()
+	t.remember(p)
 	if t.local != nil {
 		t.local.FleetPurged(p)
 	}
@@ -412,7 +431,54 @@ func (t *Tier) Kick(p validator.FleetPurge) {
 	if p.Player == "" && !p.HasToken && len(p.Keys) == 0 {
 		return // names nothing (a player_mismatch kick)
 	}
+	t.remember(p)
 	t.queue(p)
+}
+
+// remember records p's subjects as kicked now (for a kick heard, a little
+// after it was made: that errs towards refusing a value).
+func (t *Tier) remember(p validator.FleetPurge) {
+	now := t.cfg.Now().UnixMicro()
+	life := (t.cfg.MaxTTL + t.cfg.FlightTTL + t.cfg.ClockSkew).Microseconds()
+	t.recentMu.Lock()
+	defer t.recentMu.Unlock()
+	add := func(subject string) {
+		t.recent[subject] = now
+		t.order = append(t.order, recentKick{subject, now})
+	}
+	if p.Player != "" {
+		add("p" + p.Player)
+	}
+	if p.HasToken || len(p.Keys) > 0 {
+		add("t" + string(tokenID(p.Token)))
+	}
+	n := 0
+	for _, k := range t.order {
+		if len(t.order)-n <= maxRecent && k.at > now-life {
+			break
+		}
+		if t.recent[k.subject] == k.at {
+			delete(t.recent, k.subject)
+		}
+		n++
+	}
+	t.order = t.order[n:]
+}
+
+// kickedSince says whether this sidecar made or heard a kick of player or
+// token at or after lookedUp less the clock skew.
+func (t *Tier) kickedSince(player string, token cache.TokenID, lookedUp int64) bool {
+	since := lookedUp - t.cfg.ClockSkew.Microseconds()
+	t.recentMu.Lock()
+	defer t.recentMu.Unlock()
+	if at, ok := t.recent["t"+string(tokenID(token))]; ok && at >= since {
+		return true
+	}
+	if player == "" {
+		return false
+	}
+	at, ok := t.recent["p"+player]
+	return ok && at >= since
 }
 
 func (t *Tier) queue(p validator.FleetPurge) {
@@ -706,6 +772,10 @@ func (f *flight) judge(c rueidis.Client, v, tmark rueidis.RedisResult, pmark []r
 		t.m.ignored.WithLabelValues("forged").Inc() // the key covers the claim
 		return nil, time.Time{}
 	}
+	if t.kickedSince(o.player, f.token, o.lookedUp) {
+		t.m.ignored.WithLabelValues("kicked").Inc()
+		return nil, time.Time{}
+	}
 	marks := []rueidis.RedisResult{tmark}
 	if f.player != "" {
 		marks = append(marks, pmark...)
@@ -824,15 +894,25 @@ func (f *flight) Done() {
 // stateName is the Redis key of a provider's shared state named name.
 func (t *Tier) stateName(name string) string { return t.keys.name(t.cfg.Prefix, "s", []byte(name)) }
 
-// state runs cmds for a provider's shared state within Timeout.
-func (t *Tier) state(op string, build func(c rueidis.Client) rueidis.Commands) ([]rueidis.RedisResult, error) {
+// Budget implements validator.SharedState.
+func (t *Tier) Budget() time.Duration { return t.cfg.Timeout }
+
+// state runs cmds for a provider's shared state within *budget (nil: a
+// whole Timeout), and takes what they waited off it.
+func (t *Tier) state(op string, budget *time.Duration, build func(c rueidis.Client) rueidis.Commands) ([]rueidis.RedisResult, error) {
 	c, done, ok := t.use()
 	if !ok {
 		t.m.ops.WithLabelValues(op, "skipped").Inc()
 		return nil, errors.New("local-only")
 	}
 	f := &flight{t: t, budget: t.cfg.Timeout}
+	if budget != nil {
+		f.budget = *budget
+	}
 	rs, err := f.do(c, op, build(c))
+	if budget != nil {
+		*budget = f.budget
+	}
 	done(err == nil)
 	return rs, err
 }
@@ -853,9 +933,9 @@ func (t *Tier) openState(rkey string, r rueidis.RedisResult) []byte {
 }
 
 // Load implements validator.SharedState.
-func (t *Tier) Load(name string) []byte {
+func (t *Tier) Load(name string, budget *time.Duration) []byte {
 	rkey := t.stateName(name)
-	rs, err := t.state("state", func(c rueidis.Client) rueidis.Commands {
+	rs, err := t.state("state", budget, func(c rueidis.Client) rueidis.Commands {
 		return rueidis.Commands{c.B().Get().Key(rkey).Build()}
 	})
 	if err != nil {
@@ -871,7 +951,7 @@ func (t *Tier) Store(name string, value []byte, expires time.Time) {
 		return
 	}
 	rkey := t.stateName(name)
-	t.state("state", func(c rueidis.Client) rueidis.Commands {
+	t.state("state", nil, func(c rueidis.Client) rueidis.Commands {
 		v := t.keys.seal(rkey, expires, t.cfg.Now(), "", value)
 		return rueidis.Commands{c.B().Set().Key(rkey).Value(rueidis.BinaryString(v)).Px(ttl).Build()}
 	})
@@ -879,13 +959,13 @@ func (t *Tier) Store(name string, value []byte, expires time.Time) {
 
 // Claim implements validator.SharedState: SET NX GET (Redis 7), so the
 // claim and the read of whoever holds it are one command.
-func (t *Tier) Claim(name string, value []byte, expires time.Time) ([]byte, bool, error) {
+func (t *Tier) Claim(name string, value []byte, expires time.Time, budget *time.Duration) ([]byte, bool, error) {
 	ttl := expires.Sub(t.cfg.Now())
 	if ttl <= 0 {
 		return nil, false, errors.New("claim already expired")
 	}
 	rkey := t.stateName(name)
-	rs, err := t.state("state", func(c rueidis.Client) rueidis.Commands {
+	rs, err := t.state("state", budget, func(c rueidis.Client) rueidis.Commands {
 		v := t.keys.seal(rkey, expires, t.cfg.Now(), "", value)
 		return rueidis.Commands{c.B().Set().Key(rkey).Value(rueidis.BinaryString(v)).Nx().Get().Px(ttl).Build()}
 	})
@@ -909,14 +989,14 @@ func (t *Tier) Claim(name string, value []byte, expires time.Time) ([]byte, bool
 // more verification of that imp_uid, never an admission.)
 func (t *Tier) Delete(name string, value []byte) {
 	rkey := t.stateName(name)
-	rs, err := t.state("state", func(c rueidis.Client) rueidis.Commands {
+	rs, err := t.state("state", nil, func(c rueidis.Client) rueidis.Commands {
 		return rueidis.Commands{c.B().Get().Key(rkey).Build()}
 	})
 	if err != nil {
 		return
 	}
 	if held := t.openState(rkey, rs[0]); held != nil && string(held) == string(value) {
-		t.state("state", func(c rueidis.Client) rueidis.Commands {
+		t.state("state", nil, func(c rueidis.Client) rueidis.Commands {
 			return rueidis.Commands{c.B().Del().Key(rkey).Build()}
 		})
 	}

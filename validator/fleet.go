@@ -76,6 +76,7 @@ func (v *Validator) FleetPurged(p FleetPurge) {
 	}
 	v.cache.PurgePlayer(p.Player)
 	for i := range p.Keys {
+		v.flights.detachKey(&p.Keys[i])
 		v.cache.Delete(&p.Keys[i])
 	}
 }
@@ -199,16 +200,22 @@ func (r *sharedReader) u32() uint32 {
 // expiry. Every method is bounded by the fleet's Redis timeout; a failure
 // is an error (or, for Load, nothing found), after which the provider goes
 // on with its own state alone.
+//
+// Load and Claim, which a validation waits on, spend from *budget, what
+// remains of the validation's Redis wait (start it at Budget()); Store and
+// Delete are for after the answer, with a whole budget each.
 type SharedState interface {
+	// Budget is one validation's whole Redis wait (-redis-timeout).
+	Budget() time.Duration
 	// Load is the value stored under name, authentic and unexpired; nil
 	// if there is none or it cannot be read.
-	Load(name string) []byte
+	Load(name string, budget *time.Duration) []byte
 	// Store writes value under name until expires.
 	Store(name string, value []byte, expires time.Time)
 	// Claim stores value under name until expires unless name holds a
 	// value already, atomically across the fleet, and returns the value
 	// name holds now: value itself when the claim won.
-	Claim(name string, value []byte, expires time.Time) (held []byte, won bool, err error)
+	Claim(name string, value []byte, expires time.Time, budget *time.Duration) (held []byte, won bool, err error)
 	// Delete drops name's value if it is still value.
 	Delete(name string, value []byte)
 }

@@ -129,6 +129,14 @@ func (g *flightGroup) detach(token cache.TokenID, player string, except *cache.K
 	}
 }
 
+// detachKey makes the flight for k, if any, unjoinable (a purge of that
+// one key).
+func (g *flightGroup) detachKey(k *cache.Key) {
+	g.mu.Lock()
+	delete(g.calls, *k)
+	g.mu.Unlock()
+}
+
 // wait returns once no settle func is running (Validator.Close, tests).
 func (g *flightGroup) wait() {
 	g.mu.Lock()

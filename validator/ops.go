@@ -125,6 +125,10 @@ func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		player := string(req.PlayerID)
+		// Flights first, as for a kick: no validation from here on joins
+		// an upstream call of the player made before the purge.
+		var none cache.Key
+		v.flights.detach(0, player, &none)
 		v.cache.PurgePlayer(player)
 		if v.fleet != nil {
 			v.fleet.Kick(FleetPurge{Player: player})
@@ -182,6 +186,7 @@ func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 	defer v.putState(st)
 	platform := pv.platform(&req)
 	k := st.kb.Key(platform, req.PlayerID, req.Token)
+	v.flights.detachKey(&k)
 	v.cache.Delete(&k)
 	// And the token's cached invalid_token kick on that platform, if any
 	// (-negative-ttl files it under the platform and token alone).

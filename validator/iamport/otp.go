@@ -218,7 +218,8 @@ func (p *Provider) serveOTPRequest(ctx *fasthttp.RequestCtx) {
 		"name": q.Name, "phone": q.Phone, "birth": q.Birth, "gender_digit": q.GenderDigit,
 		"carrier": q.Carrier, "is_mvno": *q.IsMvno, "company": q.Company, "merchant_uid": q.MerchantUID, "pg": q.PG,
 	})
-	status, got, err := p.call(fasthttp.MethodPost, otpRequestUpstream, body)
+	budget := p.redisBudget()
+	status, got, err := p.call(fasthttp.MethodPost, otpRequestUpstream, body, &budget)
 	var doc struct {
 		Code     *int    `json:"code"`
 		Message  *string `json:"message"`
@@ -349,9 +350,9 @@ func (p *Provider) serveOTPConfirm(ctx *fasthttp.RequestCtx) {
 // answer, whatever the 4xx but 401, 408 and 429) is not_certified: the
 // client may ask again.
 func (p *Provider) confirm(impUID, player, otp string, minAge int) *validator.Result {
-	return p.gate(impUID, player, minAge, "otp_confirm", func() (int, []byte, error) {
+	return p.gate(impUID, player, minAge, "otp_confirm", func(budget *time.Duration) (int, []byte, error) {
 		body, _ := json.Marshal(map[string]string{"otp": otp})
-		status, got, err := p.call(fasthttp.MethodPost, otpConfirmUpstream+impUID, body)
+		status, got, err := p.call(fasthttp.MethodPost, otpConfirmUpstream+impUID, body, budget)
 		if env, isEnv := readEnvelope(got); err == nil && isEnv && env.code != 0 && status >= 400 && status < 500 && status != 401 && status != 408 && status != 429 {
 			status = 404 // Decide's not_certified: i'mport's refusal
 		}

@@ -234,7 +234,7 @@ func (p *Provider) Call(r *validator.Request) *validator.Result {
 	if len(r.MinAge) > 0 {
 		minAge, _ = parseMinAge(r.MinAge) // checked
 	}
-	return p.gate(impUID, player, minAge, "age_gate", func() (int, []byte, error) { return p.certification(impUID) })
+	return p.gate(impUID, player, minAge, "age_gate", func(budget *time.Duration) (int, []byte, error) { return p.certification(impUID, budget) })
 }
 
 // gate is the age gate on the certification fetch returns, for both ways
@@ -242,12 +242,13 @@ func (p *Provider) Call(r *validator.Request) *validator.Result {
 // confirmed): the reuse claim, taken before the call, atomically (two
 // players presenting one imp_uid at once must not both get a verdict),
 // Decide, and the answer's members.
-func (p *Provider) gate(impUID, player string, minAge int, step string, fetch func() (int, []byte, error)) *validator.Result {
+func (p *Provider) gate(impUID, player string, minAge int, step string, fetch func(budget *time.Duration) (int, []byte, error)) *validator.Result {
 	res := &validator.Result{PlayerID: player, Fields: fields, Scoped: true}
+	budget := p.redisBudget()
 	ok, fresh := p.reuse.claim(impUID, player)
 	sharedFresh := false
 	if ok {
-		ok, sharedFresh = p.claimShared(impUID, player)
+		ok, sharedFresh = p.claimShared(impUID, player, &budget)
 		if !ok && fresh {
 			p.reuse.release(impUID, player) // another sidecar's player holds it
 		}
@@ -258,7 +259,7 @@ func (p *Provider) gate(impUID, player string, minAge int, step string, fetch fu
 		res.SetRaw(0, 0, len(res.Body))
 		return res
 	}
-	status, body, err := fetch()
+	status, body, err := fetch(&budget)
 	now := p.cfg.Now()
 	d := Decision{Verdict: validator.Unavailable, Reason: validator.ReasonUpstreamUnavailable, Failure: true}
 	if err == nil {
@@ -269,7 +270,7 @@ func (p *Provider) gate(impUID, player string, minAge int, step string, fetch fu
 		p.reuse.release(impUID, player)
 	}
 	if sharedFresh && d.Reason != validator.ReasonOK && d.Reason != ReasonUnderage {
-		p.cfg.Shared.Delete(reuseName(impUID), playerDigest(player))
+		go p.cfg.Shared.Delete(reuseName(impUID), playerDigest(player)) // off the answer's path
 	}
 	res.Verdict, res.Reason, res.Failure, res.Err = d.Verdict, d.Reason, d.Failure, err
 	res.Status, res.Code, res.HasCode = status, d.Code, d.HasCode
@@ -333,17 +334,27 @@ func (p *Provider) members(minAge int, c *Cert) []byte {
 }
 
 // certification fetches GET /certifications/{imp_uid}.
-func (p *Provider) certification(impUID string) (int, []byte, error) {
-	return p.call(fasthttp.MethodGet, CertPath+impUID, nil)
+func (p *Provider) certification(impUID string, budget *time.Duration) (int, []byte, error) {
+	return p.call(fasthttp.MethodGet, CertPath+impUID, nil, budget)
+}
+
+// redisBudget is one validation's whole wait on the fleet (none without
+// one).
+func (p *Provider) redisBudget() time.Duration {
+	if p.cfg.Shared == nil {
+		return 0
+	}
+	return p.cfg.Shared.Budget()
 }
 
 // call makes one i'mport call with the access token, and on a 401 once
 // more with a fresh one. A body that echoes the token, or is over the
 // cap, comes back nil (unreadable).
-func (p *Provider) call(method, path string, body []byte) (int, []byte, error) {
+// budget is what remains of the validation's wait on the fleet.
+func (p *Provider) call(method, path string, body []byte, budget *time.Duration) (int, []byte, error) {
 	stale := ""
 	for attempt := 0; ; attempt++ {
-		tok, err := p.tokens.get(stale)
+		tok, err := p.tokens.get(stale, budget)
 		if err != nil {
 			return 0, nil, err
 		}

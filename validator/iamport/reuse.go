@@ -91,12 +91,12 @@ func (t *reuseTable) size() int {
 // one: ok false if another player holds it; fresh says this claim made
 // the binding. A fleet that cannot answer leaves the local claim alone to
 // decide (ok true, not fresh): Redis failing never refuses anyone.
-func (p *Provider) claimShared(impUID, player string) (ok, fresh bool) {
+func (p *Provider) claimShared(impUID, player string, budget *time.Duration) (ok, fresh bool) {
 	if p.cfg.Shared == nil {
 		return true, false
 	}
 	me := playerDigest(player)
-	held, won, err := p.cfg.Shared.Claim(reuseName(impUID), me, p.cfg.Now().Add(p.cfg.ReuseWindow))
+	held, won, err := p.cfg.Shared.Claim(reuseName(impUID), me, p.cfg.Now().Add(p.cfg.ReuseWindow), budget)
 	if err != nil {
 		return true, false
 	}

@@ -51,6 +51,9 @@ type refresh struct {
 	done chan struct{}
 	tok  string
 	err  error
+	// budget is the starter's wait on the fleet: the fleet's token is
+	// looked for within it, and what is left goes back to the starter.
+	budget time.Duration
 }
 
 // errTokenRefused: getToken answered, but not with a token.
@@ -59,7 +62,10 @@ var errTokenRefused = errors.New("i'mport refused playerguard's API key and secr
 // get returns a token valid for a while yet, refreshing it first if
 // needed; stale is a token the caller found refused (a 401), which must
 // not be returned again.
-func (s *tokenSource) get(stale string) (string, error) {
+//
+// budget is what remains of the caller's wait on the fleet: a refresh it
+// starts looks there for the fleet's token within it (and spends it).
+func (s *tokenSource) get(stale string, budget *time.Duration) (string, error) {
 	s.mu.Lock()
 	if stale != "" {
 		// Refused by i'mport: not to be taken from the fleet again (the
@@ -75,13 +81,20 @@ func (s *tokenSource) get(stale string) (string, error) {
 		return t, nil
 	}
 	r := s.pending
+	started := r == nil
 	if r == nil {
 		r = &refresh{done: make(chan struct{})}
+		if budget != nil {
+			r.budget = *budget
+		}
 		s.pending = r
 		go s.refresh(r)
 	}
 	s.mu.Unlock()
 	<-r.done // bounded by the upstream timeout
+	if budget != nil && started {
+		*budget = r.budget
+	}
 	return r.tok, r.err
 }
 
@@ -98,7 +111,10 @@ func (s *tokenSource) refresh(r *refresh) {
 	}
 	tok, life, err := s.fetch()
 	if err == nil && s.shared != nil {
-		s.shared.Store(s.sharedName(), encodeToken(tok, s.now().Add(life)), s.now().Add(life))
+		// Shared after the waiting requests have it: they wait on
+		// i'mport, not on Redis.
+		until := s.now().Add(life)
+		defer func() { go s.shared.Store(s.sharedName(), encodeToken(tok, until), until) }()
 	}
 	if err != nil {
 		s.refreshes["error"].Inc()
@@ -125,7 +141,7 @@ func (s *tokenSource) fromFleet(r *refresh) (string, time.Duration) {
 	if s.shared == nil {
 		return "", 0
 	}
-	b := s.shared.Load(s.sharedName())
+	b := s.shared.Load(s.sharedName(), &r.budget)
 	if len(b) <= 8 {
 		return "", 0
 	}
