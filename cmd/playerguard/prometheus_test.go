@@ -111,9 +111,15 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	promtool := requireTool(t, "promtool", "apt-get install -y prometheus")
 	fake := startFake(t)
 	ko := startOIDCFake(t)
-	pg := start(t, upstreamEnv(fake), append([]string{"-breaker-failures", trafficBreakers, "-breaker-timeout", "30s"}, oidcArgs(ko)...)...)
+	// With the fleet tier too (its Redis down: its series are there from
+	// start-up, see TestDashboardMetricsExist).
+	pg := start(t, append(upstreamEnv(fake), "PLAYERGUARD_FLEET_KEY="+strings.Repeat("k", 32)),
+		append([]string{"-breaker-failures", trafficBreakers, "-breaker-timeout", "30s", "-redis-addr", freeAddr(t)}, oidcArgs(ko)...)...)
 	driveTraffic(t, fake, pg, false)
 	page := scrape(t, pg)
+	if !strings.Contains(page, "playerguard_redis_connected") {
+		t.Fatal("no fleet series to check")
+	}
 
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = strings.NewReader(page)
