@@ -1,0 +1,217 @@
+// Package sessions holds the live sessions of connected players and the
+// kick events about them (issue 16): a bounded registry of sessions by id
+// and by player, each with the credential needed to validate it again,
+// and a bounded, numbered buffer of events that clients read from a given
+// id on (Server-Sent Events' Last-Event-ID) or are told to start over.
+//
+// It knows nothing of providers or HTTP: the engine registers a session
+// on an allow, revalidates through itself, and turns kicks into events
+// here. Credentials stay in this process's memory and leave it with their
+// session.
+package sessions
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Session is one connected player's session. C is the credential the
+// engine needs to ask the upstream again (its own copy of the request).
+type Session[C any] struct {
+	ID, Player, Provider string
+	Since, LastValidated time.Time
+	// Expires is when the credential (or -session-max-age) ends it.
+	Expires time.Time
+	Cred    C
+}
+
+// Errors of Add.
+var (
+	ErrOtherPlayer = errors.New("sessionId is in use by another player (one session id, one player)")
+	ErrFull        = errors.New("too many live sessions")
+)
+
+// Registry is the live sessions, safe for concurrent use.
+type Registry[C any] struct {
+	max int
+	now func() time.Time
+
+	mu       sync.Mutex
+	byID     map[string]*Session[C]
+	byPlayer map[string]map[string]*Session[C]
+}
+
+// NewRegistry returns a registry of at most max sessions (max > 0); now is
+// its clock (nil: time.Now).
+func NewRegistry[C any](max int, now func() time.Time) *Registry[C] {
+	if now == nil {
+		now = time.Now
+	}
+	return &Registry[C]{max: max, now: now, byID: map[string]*Session[C]{}, byPlayer: map[string]map[string]*Session[C]{}}
+}
+
+// Add registers s, or renews it if its id is already this player's (a
+// reconnect with the same id: its credential and expiry are the new
+// ones, its Since stays). An id held by another player is ErrOtherPlayer;
+// a new session beyond the bound is ErrFull (naming the bound).
+func (r *Registry[C]) Add(s Session[C]) error {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, ok := r.byID[s.ID]; ok && !r.expired(old, now) {
+		if old.Player != s.Player {
+			return ErrOtherPlayer
+		}
+		old.Provider, old.LastValidated, old.Expires, old.Cred = s.Provider, s.LastValidated, s.Expires, s.Cred
+		return nil
+	} else if ok {
+		r.remove(old)
+	}
+	if len(r.byID) >= r.max {
+		return fmt.Errorf("%w (at most %d: -max-sessions)", ErrFull, r.max)
+	}
+	n := s
+	r.byID[s.ID] = &n
+	m := r.byPlayer[s.Player]
+	if m == nil {
+		m = map[string]*Session[C]{}
+		r.byPlayer[s.Player] = m
+	}
+	m[s.ID] = &n
+	return nil
+}
+
+func (r *Registry[C]) expired(s *Session[C], now time.Time) bool { return !now.Before(s.Expires) }
+
+// remove drops s; r.mu is held.
+func (r *Registry[C]) remove(s *Session[C]) {
+	delete(r.byID, s.ID)
+	if m := r.byPlayer[s.Player]; m != nil {
+		delete(m, s.ID)
+		if len(m) == 0 {
+			delete(r.byPlayer, s.Player)
+		}
+	}
+	var zero C
+	s.Cred = zero // the credential leaves with its session
+}
+
+// Remove ends the session id; false if there is none (or it had expired).
+func (r *Registry[C]) Remove(id string) bool {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.byID[id]
+	if !ok {
+		return false
+	}
+	r.remove(s)
+	return !r.expired(s, now)
+}
+
+// EndPlayer ends every session of player (provider "" for any) and
+// returns them, credentials dropped: one kick event each.
+func (r *Registry[C]) EndPlayer(player, provider string) []Session[C] {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Session[C]
+	for _, s := range r.byPlayer[player] {
+		if provider == "" || s.Provider == provider {
+			c := *s
+			var zero C
+			c.Cred = zero
+			out = append(out, c)
+			r.remove(s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// ByPlayer lists player's live sessions by id, without credentials.
+func (r *Registry[C]) ByPlayer(player string) []Session[C] {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Session[C]
+	for _, s := range r.byPlayer[player] {
+		if !r.expired(s, now) {
+			c := *s
+			var zero C
+			c.Cred = zero
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Expire ends the sessions whose credential or maximum age is over, and
+// returns how many it ended (no event: the player did not misbehave).
+func (r *Registry[C]) Expire() int {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, s := range r.byID {
+		if r.expired(s, now) {
+			r.remove(s)
+			n++
+		}
+	}
+	return n
+}
+
+// Len is the number of sessions held (expired ones not yet dropped
+// included); ByProvider counts the live ones per provider (the gauge).
+func (r *Registry[C]) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.byID)
+}
+
+// ByProvider counts live sessions per provider.
+func (r *Registry[C]) ByProvider() map[string]int {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]int{}
+	for _, s := range r.byID {
+		if !r.expired(s, now) {
+			out[s.Provider]++
+		}
+	}
+	return out
+}
+
+// Validated records a fresh allow for session id (a revalidation),
+// extending its expiry to expires if later, with the credential it keeps.
+func (r *Registry[C]) Validated(id string, at, expires time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s, ok := r.byID[id]; ok {
+		s.LastValidated = at
+		if expires.After(s.Expires) {
+			s.Expires = expires
+		}
+	}
+}
+
+// Snapshot is every live session with its credential, for a revalidation
+// round (the caller must not keep the credentials beyond it).
+func (r *Registry[C]) Snapshot() []Session[C] {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Session[C], 0, len(r.byID))
+	for _, s := range r.byID {
+		if !r.expired(s, now) {
+			out = append(out, *s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}

@@ -1,0 +1,110 @@
+package sessions
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"playerguard/internal/testkit"
+)
+
+func TestRegistry(t *testing.T) {
+	clk := testkit.NewClock(time.Unix(1_700_000_000, 0))
+	r := NewRegistry[string](3, clk.Now)
+	exp := clk.Now().Add(time.Hour)
+	add := func(id, player, provider string) error {
+		return r.Add(Session[string]{ID: id, Player: player, Provider: provider, Since: clk.Now(), LastValidated: clk.Now(), Expires: exp, Cred: "SECRET-" + id})
+	}
+	if err := add("s1", "p1", "kakao-games"); err != nil {
+		t.Fatal(err)
+	}
+	if err := add("s2", "p1", "kakao-login"); err != nil {
+		t.Fatal(err)
+	}
+	if err := add("s1", "p2", "kakao-games"); !errors.Is(err, ErrOtherPlayer) {
+		t.Errorf("s1 for another player: %v, want ErrOtherPlayer", err)
+	}
+	if err := add("s1", "p1", "kakao-games"); err != nil || r.Len() != 2 {
+		t.Errorf("s1 again for its player: %v, %d sessions; want a renewal", err, r.Len())
+	}
+	if err := add("s3", "p3", "kakao-games"); err != nil {
+		t.Fatal(err)
+	}
+	if err := add("s4", "p4", "kakao-games"); !errors.Is(err, ErrFull) || err.Error() != "too many live sessions (at most 3: -max-sessions)" {
+		t.Errorf("beyond the bound: %v", err)
+	}
+	got := r.ByPlayer("p1")
+	if len(got) != 2 || got[0].ID != "s1" || got[1].ID != "s2" || got[0].Cred != "" {
+		t.Errorf("ByPlayer(p1) = %+v, want s1, s2 without credentials", got)
+	}
+	if snap := r.Snapshot(); len(snap) != 3 || snap[0].Cred != "SECRET-s1" {
+		t.Errorf("Snapshot = %+v, want 3 sessions with credentials", snap)
+	}
+	if c := r.ByProvider(); c["kakao-games"] != 2 || c["kakao-login"] != 1 {
+		t.Errorf("ByProvider = %v", c)
+	}
+	ended := r.EndPlayer("p1", "kakao-login")
+	if len(ended) != 1 || ended[0].ID != "s2" || ended[0].Cred != "" || len(r.ByPlayer("p1")) != 1 {
+		t.Errorf("EndPlayer(p1, kakao-login) = %+v; left %+v", ended, r.ByPlayer("p1"))
+	}
+	if !r.Remove("s3") || r.Remove("s3") || r.Remove("nope") {
+		t.Error("Remove: want true once, then false, and false for an unknown id")
+	}
+	// Expiry: the session goes, and its id is free for another player.
+	clk.Add(2 * time.Hour)
+	if len(r.ByPlayer("p1")) != 0 {
+		t.Error("an expired session is listed")
+	}
+	if err := add("s1", "p9", "kakao-games"); err != nil {
+		t.Errorf("an expired session's id for another player: %v", err)
+	}
+	clk.Add(2 * time.Hour)
+	if n := r.Expire(); n != 1 || r.Len() != 0 {
+		t.Errorf("Expire = %d, %d left; want 1, 0", n, r.Len())
+	}
+}
+
+func TestBuffer(t *testing.T) {
+	b := NewBuffer(3)
+	if ev, reset, _ := b.Since(0); len(ev) != 0 || reset {
+		t.Errorf("empty: %v %v", ev, reset)
+	}
+	_, _, more := b.Since(0)
+	for i := range 5 {
+		e := b.Append(Event{Type: "kick", SessionID: string(rune('a' + i))})
+		if e.ID != uint64(i+1) {
+			t.Fatalf("event %d numbered %d", i, e.ID)
+		}
+	}
+	select {
+	case <-more:
+	default:
+		t.Error("a reader waiting was not woken")
+	}
+	ids := func(ev []Event) (out []uint64) {
+		for _, e := range ev {
+			out = append(out, e.ID)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		since uint64
+		want  []uint64
+		reset bool
+	}{
+		{4, []uint64{5}, false},
+		{2, []uint64{3, 4, 5}, false},
+		{5, nil, false},
+		{1, []uint64{3, 4, 5}, true}, // 2 is gone: missed
+		{0, []uint64{3, 4, 5}, true},
+		{99, nil, true}, // another process's numbering
+	} {
+		ev, reset, _ := b.Since(c.since)
+		if got := ids(ev); reset != c.reset || len(got) != len(c.want) || (len(got) > 0 && (got[0] != c.want[0] || got[len(got)-1] != c.want[len(c.want)-1])) {
+			t.Errorf("Since(%d) = %v reset %v, want %v reset %v", c.since, got, reset, c.want, c.reset)
+		}
+	}
+	if b.Last() != 5 {
+		t.Errorf("Last = %d", b.Last())
+	}
+}
