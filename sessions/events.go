@@ -26,10 +26,10 @@ type Event struct {
 // Buffer numbers events and keeps the last few for readers that come
 // back (Last-Event-ID); safe for concurrent use.
 type Buffer struct {
-	mu     sync.Mutex
-	ring   []Event
-	next   uint64        // the ID the next event gets
-	wake   chan struct{} // closed and replaced on each Append
+	mu   sync.Mutex
+	ring []Event
+	next uint64        // the ID the next event gets
+	wake chan struct{} // closed and replaced on each Append
 }
 
 // NewBuffer keeps the last size events (size > 0).
