@@ -54,7 +54,10 @@ func (b *Buffer) Append(e Event) Event {
 // should list sessions again: id is older than what is kept (the events
 // returned are then all those kept), or newer than any given (another
 // process's numbering: none are returned, the reader starts from now).
-func (b *Buffer) Since(id uint64) (events []Event, reset bool, more <-chan struct{}) {
+//
+// upTo is the id the reader is at after these events (the last returned,
+// or the newest for a reader that starts from now).
+func (b *Buffer) Since(id uint64) (events []Event, reset bool, upTo uint64, more <-chan struct{}) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	last := b.next - 1
@@ -71,7 +74,7 @@ func (b *Buffer) Since(id uint64) (events []Event, reset bool, more <-chan struc
 	for i := id + 1; i <= last; i++ {
 		events = append(events, b.ring[i%uint64(len(b.ring))])
 	}
-	return events, reset, b.wake
+	return events, reset, last, b.wake
 }
 
 // Last is the newest event's id (0 for none): where a reader that starts

@@ -66,10 +66,10 @@ func TestRegistry(t *testing.T) {
 
 func TestBuffer(t *testing.T) {
 	b := NewBuffer(3)
-	if ev, reset, _ := b.Since(0); len(ev) != 0 || reset {
+	if ev, reset, _, _ := b.Since(0); len(ev) != 0 || reset {
 		t.Errorf("empty: %v %v", ev, reset)
 	}
-	_, _, more := b.Since(0)
+	_, _, _, more := b.Since(0)
 	for i := range 5 {
 		e := b.Append(Event{Type: "kick", SessionID: string(rune('a' + i))})
 		if e.ID != uint64(i+1) {
@@ -99,7 +99,7 @@ func TestBuffer(t *testing.T) {
 		{0, []uint64{3, 4, 5}, true},
 		{99, nil, true}, // another process's numbering
 	} {
-		ev, reset, _ := b.Since(c.since)
+		ev, reset, _, _ := b.Since(c.since)
 		if got := ids(ev); reset != c.reset || len(got) != len(c.want) || (len(got) > 0 && (got[0] != c.want[0] || got[len(got)-1] != c.want[len(c.want)-1])) {
 			t.Errorf("Since(%d) = %v reset %v, want %v reset %v", c.since, got, reset, c.want, c.reset)
 		}
