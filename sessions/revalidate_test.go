@@ -1,0 +1,94 @@
+package sessions
+
+import (
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+func liveSessions(r *Registry[string], n int, player func(i int) string) {
+	for i := range n {
+		r.Add(Session[string]{ID: "s" + string(rune('a'+i)), Player: player(i), Provider: "kakao-games", Since: time.Now(), Expires: time.Now().Add(24 * time.Hour), Cred: "tok"})
+	}
+}
+
+// TestRevalidatorRound: every session is asked once a round, spread over
+// it; a kick is handed on, an unknown keeps the session.
+func TestRevalidatorRound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := NewRegistry[string](100, nil)
+		liveSessions(reg, 10, func(i int) string { return string(rune('A' + i)) })
+		var mu sync.Mutex
+		asked := map[string]int{}
+		var kicked []string
+		rv := &Revalidator[string]{Registry: reg, Every: 10 * time.Second, MaxRPS: 100,
+			Validate: func(s Session[string]) (Verdict, string, time.Time) {
+				mu.Lock()
+				asked[s.ID]++
+				mu.Unlock()
+				switch s.ID {
+				case "sc":
+					return Kick, "lockout", time.Time{}
+				case "sd":
+					return Unknown, "", time.Time{}
+				}
+				return Keep, "", time.Now().Add(time.Hour)
+			},
+			OnKick: func(s Session[string], reason string) {
+				mu.Lock()
+				kicked = append(kicked, s.ID+" "+reason)
+				mu.Unlock()
+				reg.EndPlayer(s.Player, "")
+			},
+		}
+		stop := make(chan struct{})
+		go rv.Run(stop)
+		time.Sleep(4 * time.Second)
+		synctest.Wait()
+		mu.Lock()
+		early := len(asked)
+		mu.Unlock()
+		if early == 0 || early >= 10 {
+			t.Errorf("after 4s of a 10s round %d sessions asked, want them spread over the round", early)
+		}
+		time.Sleep(6*time.Second + time.Millisecond)
+		synctest.Wait()
+		mu.Lock()
+		if len(asked) != 10 || len(kicked) != 1 || kicked[0] != "sc lockout" {
+			t.Errorf("after a round: asked %v, kicked %v", asked, kicked)
+		}
+		mu.Unlock()
+		if len(reg.ByPlayer("C")) != 0 || len(reg.ByPlayer("D")) != 1 {
+			t.Error("the kicked session stayed, or the unknown one went")
+		}
+		close(stop)
+	})
+}
+
+// TestRevalidatorRate: never faster than MaxRPS, however short the round.
+func TestRevalidatorRate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := NewRegistry[string](100, nil)
+		liveSessions(reg, 20, func(i int) string { return "p" })
+		var mu sync.Mutex
+		calls := 0
+		rv := &Revalidator[string]{Registry: reg, Every: time.Second, MaxRPS: 2,
+			Validate: func(Session[string]) (Verdict, string, time.Time) {
+				mu.Lock()
+				calls++
+				mu.Unlock()
+				return Keep, "", time.Now().Add(time.Hour)
+			}}
+		stop := make(chan struct{})
+		go rv.Run(stop)
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		mu.Lock()
+		if calls > 11 || calls < 5 { // at 0, 0.5, ..., 5 s: 11 at most
+			t.Errorf("%d validations in 5s at 2 a second", calls)
+		}
+		mu.Unlock()
+		close(stop)
+	})
+}
