@@ -122,6 +122,10 @@ type Result struct {
 	Scoped, CacheKick bool
 	// HasCode says whether Code is set.
 	HasCode bool
+	// fleet marks an allow another sidecar shared (answered as a cache
+	// hit: no upstream call was made for it). Beside the other flags: in
+	// the padding before MaxAge, so cached Results do not grow.
+	fleet bool
 	// MaxAge, when positive, bounds how long an allow may be cached, in
 	// seconds (a token's remaining life); negative means it must not be
 	// cached at all; zero, no bound beyond the cache TTL.
@@ -158,10 +162,6 @@ type Result struct {
 	// Err is the transport error, or why the body was dropped, for logs;
 	// nil when a whole response arrived.
 	Err error
-
-	// fleet marks an allow another sidecar shared (answered as a cache
-	// hit: no upstream call was made for it).
-	fleet bool
 }
 
 // failed returns the Result for a call that got no response at all.
