@@ -35,19 +35,31 @@ func (g *ageGate) check(t *testing.T, impUID, player string) (decision, reason s
 	return d, rs
 }
 
-// TestIamportSharedState: with a fleet, the i'mport access token is one
-// for every sidecar (one getToken), and one verification admits one player
-// across sidecars, not one per sidecar.
-func TestIamportSharedState(t *testing.T) {
+// iamportFleet is a Redis and an i'mport fake for age gate sidecars.
+func iamportFleet(t *testing.T) (*redistest.Server, *iamporttest.Server) {
+	t.Helper()
 	rs := redistest.Start(t)
 	fake, err := iamporttest.Start("imp-key", "SECRET-imp")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(fake.Close)
+	return rs, fake
+}
+
+// adultCert is a certified adult's verification.
+func adultCert(ci string) iamporttest.Cert {
 	now := time.Now()
-	adult := iamporttest.Cert{Name: "홍길동", Gender: "male", Birthday: "1990-01-01", Birth: time.Date(1990, 1, 1, 0, 0, 0, 0, iamport.Seoul).Unix(),
-		Certified: true, CertifiedAt: now.Add(-time.Hour).Unix(), UniqueKey: "ci-1", UniqueInSite: "di-1", Phone: "01012345678", Carrier: "SKT"}
+	return iamporttest.Cert{Name: "홍길동", Gender: "male", Birthday: "1990-01-01", Birth: time.Date(1990, 1, 1, 0, 0, 0, 0, iamport.Seoul).Unix(),
+		Certified: true, CertifiedAt: now.Add(-time.Hour).Unix(), UniqueKey: ci, UniqueInSite: "di-" + ci, Phone: "01012345678", Carrier: "SKT"}
+}
+
+// TestIamportSharedState: with a fleet, the i'mport access token is one
+// for every sidecar (one getToken), and one verification admits one player
+// across sidecars, not one per sidecar.
+func TestIamportSharedState(t *testing.T) {
+	rs, fake := iamportFleet(t)
+	adult := adultCert("ci-1")
 	fake.Set("imp_100", adult)
 	fake.Set("imp_200", adult)
 	a, b := startAgeGate(t, rs, fake), startAgeGate(t, rs, fake)
@@ -77,9 +89,14 @@ func TestIamportSharedState(t *testing.T) {
 			t.Errorf("a Redis key holds %q", s)
 		}
 	}
-	// Redis gone: the local table still decides; nothing is refused for it.
+	// Redis gone: a verification never seen is still decided (nothing is
+	// refused for Redis), and B's own table still binds it to its player.
+	fake.Set("imp_500", adult)
 	rs.Kill()
-	if d, r := b.check(t, "imp_200", "p-2"); d != "allow" {
+	if d, r := b.check(t, "imp_500", "p-5"); d != "allow" {
 		t.Errorf("B with Redis dead: %s %s, want allow", d, r)
+	}
+	if d, r := b.check(t, "imp_500", "p-6"); d != "kick" || r != "certification_reused" {
+		t.Errorf("B with Redis dead, another player: %s %s, want certification_reused from its own table", d, r)
 	}
 }

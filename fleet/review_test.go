@@ -140,12 +140,6 @@ func startAgeGateT(t *testing.T, rs *redistest.Server, fake *iamporttest.Server,
 	return g
 }
 
-func adultCert(ci string) iamporttest.Cert {
-	now := time.Now()
-	return iamporttest.Cert{Name: "홍길동", Gender: "male", Birthday: "1990-01-01", Birth: time.Date(1990, 1, 1, 0, 0, 0, 0, iamport.Seoul).Unix(),
-		Certified: true, CertifiedAt: now.Add(-time.Hour).Unix(), UniqueKey: ci, UniqueInSite: "di-" + ci, Phone: "01012345678", Carrier: "SKT"}
-}
-
 // TestReviewIamportRedisBudget: with Redis frozen, one age gate
 // validation waits on Redis once for the imp_uid claim (Claim), once for
 // the fleet's access token (Load) and once more to share the token it
@@ -155,12 +149,7 @@ func adultCert(ci string) iamporttest.Cert {
 // Rule 2: no validation waits on Redis longer than -redis-timeout in all.
 func TestReviewIamportRedisBudget(t *testing.T) {
 	const budget = 300 * time.Millisecond
-	rs := redistest.Start(t)
-	fake, err := iamporttest.Start("imp-key", "SECRET-imp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Close)
+	rs, fake := iamportFleet(t)
 	fake.Set("imp_900", adultCert("ci-900"))
 	g := startAgeGateT(t, rs, fake, budget)
 	rs.Freeze()
@@ -186,12 +175,7 @@ func TestReviewIamportRedisBudget(t *testing.T) {
 // own verdict of an adult. SECURITY.md says a Redis writer can defeat the
 // fleet-wide rule this way (each sidecar's own rule stands).
 func TestReviewSharedClaimAlteredHolder(t *testing.T) {
-	rs := redistest.Start(t)
-	fake, err := iamporttest.Start("imp-key", "SECRET-imp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Close)
+	rs, fake := iamportFleet(t)
 	fake.Set("imp_300", adultCert("ci-300"))
 	a, b := startAgeGateT(t, rs, fake, time.Second), startAgeGateT(t, rs, fake, time.Second)
 	if d, r := a.check(t, "imp_300", "p-1"); d != "allow" {
