@@ -66,13 +66,12 @@ type FleetPurge struct {
 // drops nothing more). Flights of the token or player under way here are
 // detached: no caller joins an allow fetched before the kick.
 func (v *Validator) FleetPurged(p FleetPurge) {
-	var none cache.Key
-	switch {
-	case p.HasToken:
+	if p.HasToken {
+		var none cache.Key
 		v.flights.detach(p.Token, p.Player, &none)
 		v.cache.PurgeToken(p.Token)
-	case p.Player != "":
-		v.flights.detach(0, p.Player, &none)
+	} else if p.Player != "" {
+		v.flights.detachPlayer(p.Player)
 	}
 	v.cache.PurgePlayer(p.Player)
 	for i := range p.Keys {

@@ -109,13 +109,24 @@ func (g *flightGroup) forget(k *cache.Key, f *flight) {
 // Callers already waiting keep the answer they joined for, as a purge
 // does not take back answers already given.
 func (g *flightGroup) detach(token cache.TokenID, player string, except *cache.Key) {
+	g.detachIf(true, token, player, except)
+}
+
+// detachPlayer is detach for a player alone (a purge or kick that names
+// no token).
+func (g *flightGroup) detachPlayer(player string) {
+	var none cache.Key
+	g.detachIf(false, 0, player, &none)
+}
+
+func (g *flightGroup) detachIf(byToken bool, token cache.TokenID, player string, except *cache.Key) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for k, f := range g.calls {
 		if k == *except {
 			continue
 		}
-		match := f.tags.Token == token || player != "" && f.tags.Player == player
+		match := byToken && f.tags.Token == token || player != "" && f.tags.Player == player
 		if !match && player != "" {
 			select {
 			case <-f.done: // f.res is written before done closes

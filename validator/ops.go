@@ -127,8 +127,7 @@ func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 		player := string(req.PlayerID)
 		// Flights first, as for a kick: no validation from here on joins
 		// an upstream call of the player made before the purge.
-		var none cache.Key
-		v.flights.detach(0, player, &none)
+		v.flights.detachPlayer(player)
 		v.cache.PurgePlayer(player)
 		if v.fleet != nil {
 			v.fleet.Kick(FleetPurge{Player: player})
