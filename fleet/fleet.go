@@ -275,21 +275,13 @@ func (t *Tier) connect() error {
 	c, err := rueidis.NewClient(t.opts)
 	if err != nil {
 		if re, ok := rueidis.IsRedisErr(err); ok && !re.IsNil() {
-			return fmt.Errorf("%w: %s", ErrRefused, redisErrWord(re.Error()))
+			// Redis's own words (WRONGPASS, NOPERM...) name no secret.
+			return fmt.Errorf("%w: %.200s", ErrRefused, re.Error())
 		}
 		return err
 	}
 	t.client.Store(&c)
 	return nil
-}
-
-// redisErrWord is the first word of a Redis error (WRONGPASS, NOPERM...)
-// and what follows, which names no secret.
-func redisErrWord(s string) string {
-	if len(s) > 200 {
-		s = s[:200]
-	}
-	return s
 }
 
 // Start runs the tier's background work (connecting, the kick channel's

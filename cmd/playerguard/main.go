@@ -120,7 +120,13 @@ func serve(ctx context.Context, cfg *Config, sec secrets, log *slog.Logger, stdo
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, buildVersion())
 	policy, _ := validator.ParsePolicy(cfg.OnFailure)
-	var tier *fleet.Tier
+	// Interfaces set only with a tier: a nil *fleet.Tier in one would not
+	// be nil.
+	var (
+		tier   *fleet.Tier
+		shared validator.Fleet
+		state  validator.SharedState
+	)
 	if cfg.RedisAddr != "" {
 		tlsCfg, _ := cfg.redisTLS() // checked
 		var err error
@@ -134,20 +140,12 @@ func serve(ctx context.Context, cfg *Config, sec secrets, log *slog.Logger, stdo
 			return 2
 		}
 		defer tier.Close()
-	}
-	// A nil *fleet.Tier must not become a non-nil interface.
-	var state validator.SharedState
-	if tier != nil {
-		state = tier
+		shared, state = tier, tier
 	}
 	providers, err := cfg.providers(sec, log, m, state)
 	if err != nil {
 		log.Error("cannot start a provider", "error", err.Error())
 		return 2
-	}
-	var shared validator.Fleet
-	if tier != nil {
-		shared = tier
 	}
 	v, err := validator.New(validator.Config{
 		CacheTTL:        cfg.CacheTTL,
