@@ -18,13 +18,17 @@
 //     local entries. A shared value looked up before a kick of its player
 //     or token (less the clock skew allowed) is stale: so an allow that was
 //     in flight anywhere when the kick landed is never served after it.
+//     Each sidecar also remembers the kicks it made or heard and judges
+//     values by them too, so a marker not yet written, or deleted, does not
+//     revive an allow where the kick is known.
 //     Pub/sub rather than client-side tracking: tracking's invalidations
 //     carry only key names, which here are digests a receiver cannot turn
 //     back into the player to drop, and some managed Redis offer no
 //     tracking.
 //   - Failure. Every Redis wait of one validation shares one budget
-//     (Config.Timeout); repeated failures open the tier's breaker, and the
-//     sidecar runs local-only, never waiting on Redis. A lost subscription
+//     (Config.Timeout); half of 20 round trips in 2 s failing opens the
+//     tier's breaker, and the sidecar runs local-only, never waiting on
+//     Redis (a flight holding a lock still fills or releases it). A lost subscription
 //     may have missed kicks: when it is back, every local entry is dropped
 //     (validator.FleetFlush), and kicks this sidecar could not publish are
 //     published.
