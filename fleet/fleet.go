@@ -99,6 +99,8 @@ var ErrRefused = errors.New("redis refused the connection")
 // Local is what the tier drops entries of: the validator.
 type Local interface {
 	FleetPurged(validator.FleetPurge)
+	// FleetKicked ends the sessions of a player another sidecar kicked.
+	FleetKicked(player string, k validator.FleetKick)
 	FleetFlush()
 }
 
@@ -407,6 +409,13 @@ func (t *Tier) received(msg rueidis.PubSubMessage) {
 	if sender == t.id {
 		return // dropped here before it was sent
 	}
+	if p.Kick != nil {
+		// A note: the sessions of a player kicked (its purge came first).
+		if t.local != nil {
+			t.local.FleetKicked(p.Player, *p.Kick)
+		}
+		return
+	}
 	kind := "player"
 	switch {
 	case len(p.Keys) > 0:
@@ -520,7 +529,7 @@ func (t *Tier) send(p validator.FleetPurge) error {
 	}
 	now := strconv.FormatInt(t.cfg.Now().UnixMicro(), 10)
 	life := t.cfg.MaxTTL + t.cfg.FlightTTL + t.cfg.ClockSkew
-	cmds := make(rueidis.Commands, 0, 3)
+	cmds := make(rueidis.Commands, 0, 4)
 	if p.Player != "" {
 		cmds = append(cmds, c.B().Set().Key(t.keys.name(t.cfg.Prefix, "p", []byte(p.Player))).Value(now).Px(life).Build())
 	}
@@ -528,6 +537,11 @@ func (t *Tier) send(p validator.FleetPurge) error {
 		cmds = append(cmds, c.B().Set().Key(t.keys.name(t.cfg.Prefix, "t", tokenID(p.Token))).Value(now).Px(life).Build())
 	}
 	cmds = append(cmds, c.B().Publish().Channel(t.chann).Message(rueidis.BinaryString(t.keys.sealKick(t.chann, t.id, p))).Build())
+	if p.Kick != nil && p.Player != "" {
+		if note, ok := t.keys.sealNote(t.chann, t.id, p.Player, p.Kick); ok {
+			cmds = append(cmds, c.B().Publish().Channel(t.chann).Message(rueidis.BinaryString(note)).Build())
+		}
+	}
 	start := time.Now()
 	var err error
 	for _, r := range t.bounded(c, t.cfg.Timeout, cmds) {

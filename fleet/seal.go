@@ -156,9 +156,20 @@ func (k *keys) open(rkey string, b []byte, now time.Time) (opened, error) {
 //
 // so a message that anyone without the fleet key wrote is dropped, and a
 // player id never crosses Redis in the clear.
+//
+// A kick of a player (not a purge) is followed by a note of version 2,
+// sealed the same way, for the player's sessions:
+//
+//	flags (1: admin) | player (2+n) | provider (1+n) | reason (2+n)
+//	| redirectUri (2+n) | token (2+n), each length big-endian
+//
+// A sidecar from before notes drops them (kick_malformed) and still
+// applies the purge, which comes first in its own message of version 1.
 const (
 	kickVersion = 1
+	noteVersion = 2
 	kickToken   = 1 << 0
+	noteAdmin   = 1 << 0
 )
 
 func (k *keys) sealKick(channel string, sender uint64, p validator.FleetPurge) []byte {
@@ -174,8 +185,40 @@ func (k *keys) sealKick(channel string, sender uint64, p validator.FleetPurge) [
 		plain = append(plain, key[:]...)
 	}
 	plain = append(plain, p.Player...)
+	return k.sealMessage(kickVersion, channel, sender, plain)
+}
+
+// sealNote seals the note of a kick of player; ok is false when a field
+// does not fit its length (never for what the validator sends: reasons
+// and providers are short, a lockout's objects a few hundred bytes).
+func (k *keys) sealNote(channel string, sender uint64, player string, n *validator.FleetKick) ([]byte, bool) {
+	if len(player) >= 1<<16 || len(n.Provider) >= 1<<8 || len(n.Reason) >= 1<<16 || len(n.RedirectURI) >= 1<<16 || len(n.Token) >= 1<<16 {
+		return nil, false
+	}
+	plain := make([]byte, 0, 10+len(player)+len(n.Provider)+len(n.Reason)+len(n.RedirectURI)+len(n.Token))
+	var flags byte
+	if n.Admin {
+		flags |= noteAdmin
+	}
+	plain = append(plain, flags)
+	plain = appendField16(plain, []byte(player))
+	plain = append(plain, byte(len(n.Provider)))
+	plain = append(plain, n.Provider...)
+	plain = appendField16(plain, []byte(n.Reason))
+	plain = appendField16(plain, n.RedirectURI)
+	plain = appendField16(plain, n.Token)
+	return k.sealMessage(noteVersion, channel, sender, plain), true
+}
+
+func appendField16(b, f []byte) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(f)))
+	return append(b, f...)
+}
+
+// sealMessage is a kick message of version with plain sealed.
+func (k *keys) sealMessage(version byte, channel string, sender uint64, plain []byte) []byte {
 	b := make([]byte, 1+8+12, 1+8+12+len(plain)+k.kicks.Overhead())
-	b[0] = kickVersion
+	b[0] = version
 	binary.BigEndian.PutUint64(b[1:], sender)
 	rand.Read(b[9:21])
 	return k.kicks.Seal(b, b[9:21], plain, kickAAD(channel, b[:9]))
@@ -185,13 +228,20 @@ func (k *keys) sealKick(channel string, sender uint64, p validator.FleetPurge) [
 // channel, the version and the sender.
 func kickAAD(channel string, head []byte) []byte { return append([]byte(channel), head...) }
 
+// openKick opens a message of either version: a note comes back as a
+// FleetPurge with Player and Kick set and nothing to purge.
 func (k *keys) openKick(channel string, b []byte) (sender uint64, p validator.FleetPurge, err error) {
-	if len(b) < 21+k.kicks.Overhead() || b[0] != kickVersion {
+	if len(b) < 21+k.kicks.Overhead() || b[0] != kickVersion && b[0] != noteVersion {
 		return 0, p, errMalformed
 	}
 	plain, err := k.kicks.Open(nil, b[9:21], b[21:], kickAAD(channel, b[:9]))
 	if err != nil {
 		return 0, p, errForged
+	}
+	sender = binary.BigEndian.Uint64(b[1:])
+	if b[0] == noteVersion {
+		p, err = openNote(plain)
+		return sender, p, err
 	}
 	if len(plain) < 10 || len(plain) < 10+int(plain[9])*32 {
 		return 0, p, errMalformed
@@ -206,7 +256,49 @@ func (k *keys) openKick(channel string, b []byte) (sender uint64, p validator.Fl
 		p.Keys = append(p.Keys, key)
 	}
 	p.Player = string(rest[n*32:])
-	return binary.BigEndian.Uint64(b[1:]), p, nil
+	return sender, p, nil
+}
+
+// openNote reads a note's plaintext.
+func openNote(plain []byte) (validator.FleetPurge, error) {
+	var p validator.FleetPurge
+	if len(plain) < 1 {
+		return p, errMalformed
+	}
+	n := &validator.FleetKick{Admin: plain[0]&noteAdmin != 0}
+	rest := plain[1:]
+	field := func(width int) ([]byte, bool) {
+		if len(rest) < width {
+			return nil, false
+		}
+		l := int(rest[0])
+		if width == 2 {
+			l = int(binary.BigEndian.Uint16(rest))
+		}
+		if len(rest) < width+l {
+			return nil, false
+		}
+		f := rest[width : width+l]
+		rest = rest[width+l:]
+		return f, true
+	}
+	player, ok1 := field(2)
+	provider, ok2 := field(1)
+	reason, ok3 := field(2)
+	redirect, ok4 := field(2)
+	token, ok5 := field(2)
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || len(rest) != 0 || len(player) == 0 {
+		return p, errMalformed
+	}
+	n.Provider, n.Reason = string(provider), string(reason)
+	if len(redirect) > 0 {
+		n.RedirectURI = redirect
+	}
+	if len(token) > 0 {
+		n.Token = token
+	}
+	p.Player, p.Kick = string(player), n
+	return p, nil
 }
 
 // A kick marker (a player's or a token's) holds the kick's time, unix µs,

@@ -17,7 +17,7 @@ func liveSessions(r *Registry[string], n int, player func(i int) string) {
 // it; a kick is handed on, an unknown keeps the session.
 func TestRevalidatorRound(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		reg := NewRegistry[string](100, nil)
+		reg := NewRegistry[string](100, 48*time.Hour, nil)
 		liveSessions(reg, 10, func(i int) string { return string(rune('A' + i)) })
 		var mu sync.Mutex
 		asked := map[string]int{}
@@ -69,7 +69,7 @@ func TestRevalidatorRound(t *testing.T) {
 // TestRevalidatorRate: never faster than MaxRPS, however short the round.
 func TestRevalidatorRate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		reg := NewRegistry[string](100, nil)
+		reg := NewRegistry[string](100, 48*time.Hour, nil)
 		liveSessions(reg, 20, func(i int) string { return "p" })
 		var mu sync.Mutex
 		calls := 0

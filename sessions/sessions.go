@@ -36,36 +36,47 @@ var (
 
 // Registry is the live sessions, safe for concurrent use.
 type Registry[C any] struct {
-	max int
-	now func() time.Time
+	max    int
+	maxAge time.Duration
+	now    func() time.Time
 
 	mu       sync.Mutex
 	byID     map[string]*Session[C]
 	byPlayer map[string]map[string]*Session[C]
+	counts   map[string]int // held sessions by provider
 }
 
-// NewRegistry returns a registry of at most max sessions (max > 0); now is
-// its clock (nil: time.Now).
-func NewRegistry[C any](max int, now func() time.Time) *Registry[C] {
+// NewRegistry returns a registry of at most max sessions (max > 0), each
+// ended maxAge after it began at the latest (maxAge > 0); now is its
+// clock (nil: time.Now).
+func NewRegistry[C any](max int, maxAge time.Duration, now func() time.Time) *Registry[C] {
 	if now == nil {
 		now = time.Now
 	}
-	return &Registry[C]{max: max, now: now, byID: map[string]*Session[C]{}, byPlayer: map[string]map[string]*Session[C]{}}
+	return &Registry[C]{max: max, maxAge: maxAge, now: now, byID: map[string]*Session[C]{},
+		byPlayer: map[string]map[string]*Session[C]{}, counts: map[string]int{}}
 }
 
 // Add registers s, or renews it if its id is already this player's (a
-// reconnect with the same id: its credential and expiry are the new
-// ones, its Since stays). An id held by another player is ErrOtherPlayer;
-// a new session beyond the bound is ErrFull (naming the bound).
+// reconnect with the same id: its provider, credential and expiry are the
+// new ones, its Since stays, and so does the end its maximum age sets).
+// An id held by another player is ErrOtherPlayer; a new session beyond
+// the bound is ErrFull (naming the bound). s.Since zero means now.
 func (r *Registry[C]) Add(s Session[C]) error {
 	now := r.now()
+	if s.Since.IsZero() {
+		s.Since = now
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if old, ok := r.byID[s.ID]; ok && !r.expired(old, now) {
 		if old.Player != s.Player {
 			return ErrOtherPlayer
 		}
-		old.Provider, old.LastValidated, old.Expires, old.Cred = s.Provider, s.LastValidated, s.Expires, s.Cred
+		r.count(old.Provider, -1)
+		r.count(s.Provider, 1)
+		old.Provider, old.LastValidated, old.Cred = s.Provider, s.LastValidated, s.Cred
+		old.Expires = minTime(s.Expires, old.Since.Add(r.maxAge))
 		return nil
 	} else if ok {
 		r.remove(old)
@@ -74,6 +85,8 @@ func (r *Registry[C]) Add(s Session[C]) error {
 		return fmt.Errorf("%w (at most %d: -max-sessions)", ErrFull, r.max)
 	}
 	n := s
+	n.Expires = minTime(s.Expires, s.Since.Add(r.maxAge))
+	r.count(s.Provider, 1)
 	r.byID[s.ID] = &n
 	m := r.byPlayer[s.Player]
 	if m == nil {
@@ -86,9 +99,25 @@ func (r *Registry[C]) Add(s Session[C]) error {
 
 func (r *Registry[C]) expired(s *Session[C], now time.Time) bool { return !now.Before(s.Expires) }
 
+// count adds d to provider's count; r.mu is held.
+func (r *Registry[C]) count(provider string, d int) {
+	if r.counts[provider] += d; r.counts[provider] <= 0 {
+		delete(r.counts, provider)
+	}
+}
+
+// minTime is the earlier of a and b, a zero a meaning none.
+func minTime(a, b time.Time) time.Time {
+	if a.IsZero() || b.Before(a) {
+		return b
+	}
+	return a
+}
+
 // remove drops s; r.mu is held.
 func (r *Registry[C]) remove(s *Session[C]) {
 	delete(r.byID, s.ID)
+	r.count(s.Provider, -1)
 	if m := r.byPlayer[s.Player]; m != nil {
 		delete(m, s.ID)
 		if len(m) == 0 {
@@ -97,6 +126,21 @@ func (r *Registry[C]) remove(s *Session[C]) {
 	}
 	var zero C
 	s.Cred = zero // the credential leaves with its session
+}
+
+// Get is session id without its credential, if it is live.
+func (r *Registry[C]) Get(id string) (Session[C], bool) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.byID[id]
+	if !ok || r.expired(s, now) {
+		return Session[C]{}, false
+	}
+	c := *s
+	var zero C
+	c.Cred = zero
+	return c, true
 }
 
 // Remove ends the session id; false if there is none (or it had expired).
@@ -173,30 +217,28 @@ func (r *Registry[C]) Len() int {
 	return len(r.byID)
 }
 
-// ByProvider counts live sessions per provider.
+// ByProvider counts the sessions held per provider (kept as they come
+// and go, not counted per call: a scrape costs no walk of 100,000
+// sessions; expired ones count until Expire drops them).
 func (r *Registry[C]) ByProvider() map[string]int {
-	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := map[string]int{}
-	for _, s := range r.byID {
-		if !r.expired(s, now) {
-			out[s.Provider]++
-		}
+	out := make(map[string]int, len(r.counts))
+	for p, n := range r.counts {
+		out[p] = n
 	}
 	return out
 }
 
-// Validated records a fresh allow for session id (a revalidation),
-// extending its expiry to expires if later, with the credential it keeps.
+// Validated records a fresh allow for session id (a revalidation) at at,
+// of a credential that ends at expires (zero: no end of its own): the
+// session's end moves to it, bounded by its maximum age.
 func (r *Registry[C]) Validated(id string, at, expires time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s, ok := r.byID[id]; ok {
 		s.LastValidated = at
-		if expires.After(s.Expires) {
-			s.Expires = expires
-		}
+		s.Expires = minTime(expires, s.Since.Add(r.maxAge))
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 
 func TestRegistry(t *testing.T) {
 	clk := testkit.NewClock(time.Unix(1_700_000_000, 0))
-	r := NewRegistry[string](3, clk.Now)
+	r := NewRegistry[string](3, 48*time.Hour, clk.Now)
 	exp := clk.Now().Add(time.Hour)
 	add := func(id, player, provider string) error {
 		return r.Add(Session[string]{ID: id, Player: player, Provider: provider, Since: clk.Now(), LastValidated: clk.Now(), Expires: exp, Cred: "SECRET-" + id})
@@ -106,5 +106,42 @@ func TestBuffer(t *testing.T) {
 	}
 	if b.Last() != 5 {
 		t.Errorf("Last = %d", b.Last())
+	}
+}
+
+// TestRegistryMaxAge: a session ends at its maximum age whatever its
+// credential says, a renewal keeps the first start's bound, and the
+// per-provider counts follow renewals and ends.
+func TestRegistryMaxAge(t *testing.T) {
+	clk := testkit.NewClock(time.Unix(1_700_000_000, 0))
+	r := NewRegistry[string](10, time.Hour, clk.Now)
+	start := clk.Now()
+	if err := r.Add(Session[string]{ID: "s", Player: "p", Provider: "kakao-games", Expires: start.Add(5 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := r.Get("s"); !ok || !s.Expires.Equal(start.Add(time.Hour)) || !s.Since.Equal(start) {
+		t.Fatalf("Get = %+v %v, want since now, ending at the maximum age", s, ok)
+	}
+	clk.Add(30 * time.Minute)
+	// Renewed under another provider, with no end of its own.
+	if err := r.Add(Session[string]{ID: "s", Player: "p", Provider: "kakao-login"}); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := r.Get("s"); !s.Expires.Equal(start.Add(time.Hour)) || !s.Since.Equal(start) {
+		t.Errorf("renewed: %+v, want the first start's bound", s)
+	}
+	if c := r.ByProvider(); len(c) != 1 || c["kakao-login"] != 1 {
+		t.Errorf("ByProvider after a renewal = %v", c)
+	}
+	r.Validated("s", clk.Now(), clk.Now().Add(10*time.Minute))
+	if s, _ := r.Get("s"); !s.Expires.Equal(clk.Now().Add(10 * time.Minute)) {
+		t.Errorf("revalidated with a credential ending in 10m: ends %v", s.Expires)
+	}
+	clk.Add(11 * time.Minute)
+	if _, ok := r.Get("s"); ok {
+		t.Error("a session past its credential's end is live")
+	}
+	if r.Expire() != 1 || len(r.ByProvider()) != 0 {
+		t.Errorf("after Expire: %v", r.ByProvider())
 	}
 }

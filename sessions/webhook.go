@@ -24,7 +24,7 @@ type Webhook struct {
 	// (OnDropped). Zero means 10,000.
 	MaxQueue int
 	// OnResult, if set, hears each attempt's outcome ("ok", "error",
-	// "timeout", "status_5xx"...) and, for "ok", how long after the event
+	// "timeout", "status_5xx"..., "status_other") and, for "ok", how long after the event
 	// it was delivered.
 	OnResult func(outcome string, delay time.Duration)
 	// OnDropped, if set, hears each event dropped unsent.
@@ -70,6 +70,13 @@ func (w *Webhook) Start() {
 func (w *Webhook) Stop() {
 	w.once.Do(func() { close(w.stop) })
 	<-w.done
+}
+
+// Queued is the number of events waiting (the one being sent included).
+func (w *Webhook) Queued() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.queue)
 }
 
 // Deliver queues e.
@@ -147,7 +154,11 @@ func (w *Webhook) send(e Event) bool {
 	io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
 	res.Body.Close()
 	if res.StatusCode < 200 || res.StatusCode > 299 {
-		w.result("status_"+string(rune('0'+res.StatusCode/100))+"xx", 0)
+		outcome := "status_other"
+		if c := res.StatusCode / 100; c >= 1 && c <= 5 {
+			outcome = "status_" + string(rune('0'+c)) + "xx"
+		}
+		w.result(outcome, 0)
 		return false
 	}
 	w.result("ok", w.now().Sub(e.At))

@@ -59,6 +59,20 @@ type FleetPurge struct {
 	Token    cache.TokenID
 	HasToken bool
 	Keys     []cache.Key
+	// Kick, for a kick of Player (not a purge), ends Player's sessions
+	// on every other sidecar, each with a kick event (FleetKicked).
+	Kick *FleetKick
+}
+
+// FleetKick is what the other sidecars' kick events say: the provider
+// whose sessions of the player end ("" for every provider's: an
+// operator's kick naming none), the reason, whether an operator kicked
+// (the events' source is then admin, else fleet), and a lockout's
+// redirectUri and token objects (raw JSON, nil if none).
+type FleetKick struct {
+	Provider, Reason   string
+	Admin              bool
+	RedirectURI, Token []byte
 }
 
 // FleetPurged drops locally what another sidecar's kick or purge named

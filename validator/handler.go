@@ -52,7 +52,7 @@ func (v *Validator) Handler(ctx *fasthttp.RequestCtx) {
 	// skips fasthttp's URI parsing and normalizing (an eighth of a cache
 	// hit's CPU). Anything else (a query string, an absolute URI, dot
 	// segments, escapes) goes the normalized way.
-	if !v.route(ctx, ctx.Request.Header.RequestURI()) && !v.route(ctx, ctx.Path()) {
+	if !v.route(ctx, ctx.Request.Header.RequestURI()) && !v.route(ctx, ctx.Path()) && !v.serveLive(ctx) {
 		v.notFound(ctx, ctx.Path())
 	}
 }
@@ -91,6 +91,7 @@ func (v *Validator) notFound(ctx *fasthttp.RequestCtx, path []byte) {
 			uses = append(uses, rt.Usage)
 		}
 	}
+	uses = append(uses, "GET /v1/events", "GET /v1/sessions?playerId=...", "DELETE /v1/sessions/{sessionId}")
 	msg := "unknown path: use " + strings.Join(uses, " or ")
 	writeError(ctx, fasthttp.StatusNotFound, msg)
 }
@@ -184,6 +185,9 @@ func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx, pv *provider) {
 		err = readHeaders(ctx, &st.req, f)
 	}
 	if err == nil {
+		err = st.req.checkSessionID()
+	}
+	if err == nil {
 		err = pv.p.Check(&st.req)
 	}
 	if err != nil {
@@ -191,6 +195,13 @@ func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx, pv *provider) {
 		return
 	}
 	a := v.validate(pv, st, start)
+	if st.req.SessionID != nil && a.Verdict == Allow {
+		if err := v.register(pv, st, &a); err != nil && err != errNoPlayer {
+			v.refuseSession(ctx, err)
+			v.observe(pv, &a, start)
+			return
+		}
+	}
 	if raw := a.Res.Raw(0); a.Source == SourceCache && a.Verdict == Allow && raw != nil {
 		// The hot path: no allocation.
 		writeAnswerHeaders(ctx, &a)
@@ -216,6 +227,9 @@ func (v *Validator) serveRoute(ctx *fasthttp.RequestCtx, pv *provider, rt *Route
 	defer v.putState(st)
 	err := rt.Read(ctx, &st.req)
 	if err == nil {
+		err = st.req.checkSessionID()
+	}
+	if err == nil {
 		err = pv.p.Check(&st.req)
 	}
 	if err != nil {
@@ -227,6 +241,13 @@ func (v *Validator) serveRoute(ctx *fasthttp.RequestCtx, pv *provider, rt *Route
 	// value, a local would escape to the heap on every request.
 	st.ans = v.validate(pv, st, start)
 	a := &st.ans
+	if st.req.SessionID != nil && a.Verdict == Allow {
+		if err := v.register(pv, st, a); err != nil && err != errNoPlayer {
+			v.refuseSession(ctx, err)
+			v.observe(pv, a, start)
+			return
+		}
+	}
 	writeAnswerHeaders(ctx, a)
 	rt.Write(ctx, &st.req, a)
 	v.audit(pv, st, a)
@@ -244,9 +265,10 @@ const (
 	hdrNonceName    = "Nonce"
 	hdrImpUIDName   = "Impuid"
 	hdrMinAgeName   = "Minage"
+	hdrSessionName  = "Sessionid"
 )
 
-var errBodyRequired = &RequestError{"this endpoint takes a JSON body (impUid, playerId, minAge), not headers"}
+var errBodyRequired = &RequestError{"this endpoint takes a JSON body (impUid, playerId, minAge, sessionId), not headers"}
 
 // ReadHeaders fills r from the accessToken, platform and playerId headers
 // (names are case-insensitive), as the drop-in endpoint and header-carried
@@ -261,7 +283,10 @@ func ReadHeaders(ctx *fasthttp.RequestCtx, r *Request) error { return readHeader
 // the provider's, a header of the caller's own, neither read nor refused.
 func readHeaders(ctx *fasthttp.RequestCtx, r *Request, f form) error {
 	*r = Request{}
-	seen := ^f.mask // keys not of the form: never looked for in a trailer
+	// Keys not of the form are never looked for in a trailer, nor is
+	// sessionId: the game server's own name for the connection, not a
+	// claim anyone checks (one lookup fewer on every header request).
+	seen := ^f.mask | 1<<reqKeySessionID
 	// One pass over the headers, in the form fasthttp stores their names
 	// (it normalizes them as it parses): cheaper than a lookup each, and
 	// it sees a second line of the same name, which a lookup would not.
@@ -281,6 +306,8 @@ func readHeaders(ctx *fasthttp.RequestCtx, r *Request, f form) error {
 			r.Nonce = value
 		case reqKeyPlatform:
 			r.Platform = value
+		case reqKeySessionID:
+			r.SessionID = value
 		default:
 			r.PlayerID = value
 		}
@@ -328,6 +355,8 @@ func reqHeaderKey(name []byte) int {
 		return reqKeyImpUID
 	case hdrMinAgeName:
 		return reqKeyMinAge
+	case hdrSessionName:
+		return reqKeySessionID
 	}
 	return reqKeyUnknown
 }
@@ -342,13 +371,13 @@ var errReqKeyTwice = func() (e [numReqKeys]*RequestError) {
 // errBodyAndHeader[id][k] refuses a JSON body sent with request key k as
 // a header too; id is form.idToken, whose fields the message lists.
 var errBodyAndHeader = func() (e [3][numReqKeys]*RequestError) {
-	for id, fields := range []string{"accessToken, platform and playerId", "idToken, nonce and playerId"} {
+	for id, fields := range []string{"accessToken, platform, playerId and sessionId", "idToken, nonce, playerId and sessionId"} {
 		for k, name := range reqKeyNames {
 			e[id][k] = &RequestError{"request has a JSON body and a " + name + " header: send " + fields + " in one form, the body or the headers"}
 		}
 	}
 	for k, name := range reqKeyNames {
-		e[2][k] = &RequestError{"request has a JSON body and a " + name + " header: this endpoint takes impUid, playerId and minAge in the JSON body only"}
+		e[2][k] = &RequestError{"request has a JSON body and a " + name + " header: this endpoint takes impUid, playerId, minAge and sessionId in the JSON body only"}
 	}
 	return e
 }()
@@ -374,7 +403,7 @@ func headerFields(ctx *fasthttp.RequestCtx, f form) error {
 	return nil
 }
 
-var reqHeaderNameBytes = [numReqKeys][]byte{[]byte(hdrTokenName), []byte(hdrPlatformName), []byte(hdrPlayerIDName), []byte(hdrIDTokenName), []byte(hdrNonceName), []byte(hdrImpUIDName), []byte(hdrMinAgeName)}
+var reqHeaderNameBytes = [numReqKeys][]byte{[]byte(hdrTokenName), []byte(hdrPlatformName), []byte(hdrPlayerIDName), []byte(hdrIDTokenName), []byte(hdrNonceName), []byte(hdrImpUIDName), []byte(hdrMinAgeName), []byte(hdrSessionName)}
 
 func (v *Validator) observe(pv *provider, a *Answer, start time.Time) {
 	c := pv.counts[a.Verdict][a.Reason][a.Source]

@@ -14,8 +14,9 @@ import (
 )
 
 // OpsHandler serves the ops listener: /healthz, /readyz, the given metrics
-// handler at /metrics, and POST /admin/purge guarded by adminToken (an
-// empty adminToken disables the admin API: every call answers 401).
+// handler at /metrics, and POST /admin/purge and /admin/kick guarded by
+// adminToken (an empty adminToken disables the admin API: every call
+// answers 401).
 func (v *Validator) OpsHandler(metricsHandler http.Handler, adminToken string) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metricsHandler)
@@ -37,11 +38,13 @@ func (v *Validator) OpsHandler(metricsHandler http.Handler, adminToken string) h
 			return
 		}
 		switch {
-		case r.URL.Path != "/admin/purge":
-			opsJSON(w, http.StatusNotFound, map[string]string{"error": "unknown admin path: use POST /admin/purge"})
+		case r.URL.Path != "/admin/purge" && r.URL.Path != "/admin/kick":
+			opsJSON(w, http.StatusNotFound, map[string]string{"error": "unknown admin path: use POST /admin/purge or POST /admin/kick"})
 		case r.Method != http.MethodPost:
 			w.Header().Set("Allow", "POST")
 			opsJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed: use POST"})
+		case r.URL.Path == "/admin/kick":
+			v.serveKick(w, r)
 		default:
 			v.servePurge(w, r)
 		}
@@ -85,14 +88,9 @@ func (v *Validator) serveReady(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, b.String())
 }
 
-// servePurge drops cache entries: {"playerId": "..."} drops every entry of
-// that player (under every provider: dropping too much costs one upstream
-// call); {"provider"?, "accessToken", "platform"?, "playerId"?} drops that
-// one key of the provider (the first configured when none is named:
-// Kakao Games, whose keys have a platform). The body is read as strictly as a
-// validation's, and unknown fields are refused too: a purge that silently
-// did less than asked would leave a player's allows in place.
-func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
+// readOpsBody reads an admin call's body, at most MaxBodyLen; on an error
+// it has answered (400, or 413 for a body too large).
+func readOpsBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyLen))
 	if err != nil {
 		status, msg := http.StatusBadRequest, "cannot read request body"
@@ -101,6 +99,20 @@ func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
 			status, msg = http.StatusRequestEntityTooLarge, errBodyTooLarge.Msg
 		}
 		opsJSON(w, status, map[string]string{"error": msg})
+	}
+	return raw, err
+}
+
+// servePurge drops cache entries: {"playerId": "..."} drops every entry of
+// that player (under every provider: dropping too much costs one upstream
+// call); {"provider"?, "accessToken", "platform"?, "playerId"?} drops that
+// one key of the provider (the first configured when none is named:
+// Kakao Games, whose keys have a platform). The body is read as strictly as a
+// validation's, and unknown fields are refused too: a purge that silently
+// did less than asked would leave a player's allows in place.
+func (v *Validator) servePurge(w http.ResponseWriter, r *http.Request) {
+	raw, err := readOpsBody(w, r)
+	if err != nil {
 		return
 	}
 	var req Request

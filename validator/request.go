@@ -19,6 +19,9 @@ type Request struct {
 	Nonce    []byte // ID tokens only: optional; empty when not sent
 	MinAge   []byte // age gates only: a JSON integer as sent; empty when not sent
 	Provider []byte // /admin/purge only: the provider a key purge is for
+	// SessionID is the game server's name for the connection an allow
+	// starts (any provider, optional): the session playerguard watches.
+	SessionID []byte
 
 	tokenKey int8 // the key Token was sent as (/admin/purge tells them apart)
 }
@@ -28,6 +31,7 @@ const (
 	MaxTokenLen    = 4096 // bytes
 	MaxPlayerIDLen = 256
 	MaxBodyLen     = 16 << 10 // the JSON body
+	MaxSessionLen  = 128      // sessionId
 )
 
 // maxJSONDepth is how deeply a request body may nest: the body's own object
@@ -55,6 +59,9 @@ var (
 	errTwoTokens       = &RequestError{"send one of accessToken, idToken and impUid"}
 	errPlayerIDTooLong = &RequestError{"playerId too long (limit " + strconv.Itoa(MaxPlayerIDLen) + " bytes)"}
 	errPlayerIDChars   = &RequestError{"playerId contains invalid characters (control, space or non-ASCII)"}
+	errSessionEmpty    = &RequestError{"sessionId is empty: send the game server's id of this connection, or no sessionId"}
+	errSessionTooLong  = &RequestError{"sessionId too long (limit " + strconv.Itoa(MaxSessionLen) + " bytes)"}
+	errSessionChars    = &RequestError{"sessionId contains invalid characters (control, space or non-ASCII)"}
 )
 
 // The known keys of a request body, in the order of reqKeyNames.
@@ -67,13 +74,14 @@ const (
 	reqKeyNonce
 	reqKeyImpUID // an age gate's verification (Spec.AgeGate), its token
 	reqKeyMinAge
+	reqKeySessionID // every validation's (not /admin/purge's)
 	numReqKeys
 	// reqKeyProvider is /admin/purge's provider: no header, no error
 	// tables, so after numReqKeys.
 	reqKeyProvider = numReqKeys
 )
 
-var reqKeyNames = [numReqKeys]string{"accessToken", "platform", "playerId", "idToken", "nonce", "impUid", "minAge"}
+var reqKeyNames = [numReqKeys]string{"accessToken", "platform", "playerId", "idToken", "nonce", "impUid", "minAge", "sessionId"}
 
 var (
 	reqKeyBytes        [numReqKeys][]byte
@@ -149,7 +157,9 @@ func (f form) has(k int) bool { return f.mask>>k&1 != 0 }
 func (f form) derive(k int) bool {
 	switch {
 	case f.purge:
-		return k != reqKeyMinAge
+		return k != reqKeyMinAge && k != reqKeySessionID
+	case k == reqKeySessionID:
+		return true
 	case f.ageGate:
 		return k == reqKeyImpUID || k == reqKeyMinAge || k == reqKeyPlayerID
 	}
@@ -268,6 +278,8 @@ func (d *jsonDecoder) request(r *Request) error {
 					r.Platform = v
 				case reqKeyProvider:
 					r.Provider = v
+				case reqKeySessionID:
+					r.SessionID = v
 				default:
 					r.PlayerID = v
 				}
@@ -324,6 +336,8 @@ func (d *jsonDecoder) key() (int, error) {
 		k = reqKeyImpUID
 	case "minAge":
 		k = reqKeyMinAge
+	case "sessionId":
+		k = reqKeySessionID
 	case "provider":
 		if d.provider {
 			k = reqKeyProvider
@@ -762,6 +776,23 @@ func (r *Request) checkPlayerID() error {
 		return errPlayerIDTooLong
 	case !visibleASCII(r.PlayerID):
 		return errPlayerIDChars
+	}
+	return nil
+}
+
+// checkSessionID reports a problem with r.SessionID, which may be nil
+// (not sent) but not empty: longer than MaxSessionLen, or holding
+// anything but visible ASCII.
+func (r *Request) checkSessionID() error {
+	switch {
+	case r.SessionID == nil:
+		return nil
+	case len(r.SessionID) == 0:
+		return errSessionEmpty
+	case len(r.SessionID) > MaxSessionLen:
+		return errSessionTooLong
+	case !visibleASCII(r.SessionID):
+		return errSessionChars
 	}
 	return nil
 }

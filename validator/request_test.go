@@ -372,7 +372,7 @@ func FuzzDecodeJSON(f *testing.F) {
 				t.Fatalf("DecodeJSON accepted %q: depth %d, duplicate known key %v, %d bytes", body, v.depth, v.dupKnown, len(body))
 			}
 			for k, name := range defaultForm.names() {
-				got := [][]byte{r.Token, r.Platform, r.PlayerID}[k]
+				got := [][]byte{r.Token, r.Platform, r.PlayerID, r.SessionID}[k]
 				val, present := v.obj[name]
 				switch val := val.(type) {
 				case string:

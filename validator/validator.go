@@ -87,6 +87,9 @@ type Config struct {
 
 	// Cache, if set, is used instead of a cache New builds from CacheMaxEntries.
 	Cache Cache
+	// Sessions configures the live sessions (sessionId on a validation)
+	// and their kick events.
+	Sessions SessionsConfig
 	// Fleet, if set, is the tier shared with the other sidecars (package
 	// fleet); nil means this sidecar learns alone.
 	Fleet Fleet
@@ -111,6 +114,7 @@ type Validator struct {
 	cache     Cache
 	own       *cache.Cache[*Result] // the cache New built, if any
 	fleet     Fleet
+	live      *live
 	flights   flightGroup
 	log       *slog.Logger
 	m         *metrics.Metrics
@@ -227,6 +231,12 @@ func New(cfg Config, providers ...Provider) (*Validator, error) {
 		})
 	}
 	v.states.New = func() any { return &reqState{scratch: make([]byte, 0, 512)} }
+	if err := v.newLive(cfg.Sessions); err != nil {
+		if v.own != nil {
+			v.own.Close()
+		}
+		return nil, err
+	}
 	return v, nil
 }
 
@@ -288,6 +298,7 @@ func hitPrefix(f *Fields) []byte {
 // Close closes the providers and the cache New built. In-flight
 // validations must be done.
 func (v *Validator) Close() {
+	v.live.close()
 	v.flights.wait() // cache writes of answers already sent
 	if v.own != nil {
 		v.own.Close()
@@ -297,8 +308,13 @@ func (v *Validator) Close() {
 	}
 }
 
-// SetDraining marks the validator as shutting down: /readyz turns unready.
-func (v *Validator) SetDraining() { v.draining.Store(true) }
+// SetDraining marks the validator as shutting down: /readyz turns
+// unready, and every /v1/events stream ends (its client reconnects to
+// another sidecar, or to this one's successor, with Last-Event-ID).
+func (v *Validator) SetDraining() {
+	v.draining.Store(true)
+	v.live.drain()
+}
 
 // Providers lists the configured providers' names.
 func (v *Validator) Providers() []string {
@@ -342,15 +358,7 @@ type Answer struct {
 // validate answers one checked request for pv that arrived at now: cache,
 // then the (coalesced, breaker-guarded) upstream, then the outage policy.
 func (v *Validator) validate(pv *provider, st *reqState, now time.Time) Answer {
-	platform := pv.platform(&st.req)
-	switch {
-	case pv.spec.IDToken:
-		st.key = st.kb.NonceKey(platform, st.req.PlayerID, st.req.Token, st.req.Nonce)
-	case pv.spec.AgeGate:
-		st.key = st.kb.NonceKey(platform, st.req.PlayerID, st.req.Token, st.req.MinAge)
-	default:
-		st.key = st.kb.Key(platform, st.req.PlayerID, st.req.Token)
-	}
+	platform := v.keyFor(pv, st)
 	if res, s := v.cache.Get(&st.key, now); s == cache.Fresh {
 		// Counted by observe, as validations_total{source="cache"}, which
 		// cache_hits_total sums.
@@ -405,6 +413,21 @@ func (v *Validator) validate(pv *provider, st *reqState, now time.Time) Answer {
 		return Answer{Res: res, Verdict: Allow, Reason: ReasonOK, Source: SourcePolicy, Degraded: true, Cause: res}
 	}
 	return failure
+}
+
+// keyFor sets st.key, the cache key of st's request for pv, and returns
+// the request's platform (as keys have it).
+func (v *Validator) keyFor(pv *provider, st *reqState) []byte {
+	platform := pv.platform(&st.req)
+	switch {
+	case pv.spec.IDToken:
+		st.key = st.kb.NonceKey(platform, st.req.PlayerID, st.req.Token, st.req.Nonce)
+	case pv.spec.AgeGate:
+		st.key = st.kb.NonceKey(platform, st.req.PlayerID, st.req.Token, st.req.MinAge)
+	default:
+		st.key = st.kb.Key(platform, st.req.PlayerID, st.req.Token)
+	}
+	return platform
 }
 
 // fetch makes the upstream call for st (the flight's leader only) and
@@ -488,37 +511,50 @@ func (v *Validator) fetch(pv *provider, st *reqState) (*Result, func()) {
 			}
 			return res, nil
 		}
-		// Authoritative. This key's entry goes, and so does every cached
-		// allow of the token (under any claim and platform) and of the
-		// player the verdict is about (Result.Named: never a claim alone,
-		// which anyone can make). A player_mismatch is about the claim
-		// only: the token and its player are fine.
-		// (This key's own entry is the token's: no Delete of it, which
-		// would only fill the purge table faster under a flood of kicks.
-		// A player_mismatch key cannot hold an allow: that needs the
-		// claim to be the token's player.)
-		token := st.token
-		if res.Reason != ReasonPlayerMismatch {
-			// Flights first: no caller may join an allow of the token (or
-			// the player) fetched before this kick, even one still being
-			// cached, from here on.
-			v.flights.detach(token, res.Named, &st.key)
-			v.cache.PurgeToken(token)
-		}
-		v.cache.PurgePlayer(res.Named)
-		if v.fleet != nil {
-			v.fleet.Kick(FleetPurge{Player: res.Named, Token: token, HasToken: res.Reason != ReasonPlayerMismatch})
-		}
-		if v.cfg.NegativeTTL > 0 && res.Reason == ReasonInvalidToken {
-			k := st.kb.TokenKey(pv.platform(&st.req), st.req.Token)
-			v.cache.Set(&k, cache.Tags{Token: token}, v.cache.Stamp(), v.cfg.NegativeTTL, 0, res)
-		}
-		if res.Err != nil {
-			v.log.Warn("upstream kick's body dropped", "provider", pv.name(), "player", res.PlayerID, "platform", string(st.req.Platform),
-				"reason", res.Reason.String(), "upstream_status", res.Status, "error", res.Err.Error())
-		}
+		v.kicked(pv, st, res, sourceValidation)
 	}
 	return res, nil
+}
+
+// kicked applies an authoritative (not Scoped) kick of pv for st: this
+// key's entry goes, and so does every cached allow of the token (under
+// any claim and platform) and of the player the verdict is about
+// (Result.Named: never a claim alone, which anyone can make), here and
+// across the fleet; and the named player's live sessions of pv end, a
+// kick event each, source saying what asked (a connect's validation or a
+// revalidation). A player_mismatch is about the claim only: the token
+// and its player are fine.
+func (v *Validator) kicked(pv *provider, st *reqState, res *Result, source string) {
+	// (This key's own entry is the token's: no Delete of it, which
+	// would only fill the purge table faster under a flood of kicks.
+	// A player_mismatch key cannot hold an allow: that needs the
+	// claim to be the token's player.)
+	token := st.token
+	if res.Reason != ReasonPlayerMismatch {
+		// Flights first: no caller may join an allow of the token (or
+		// the player) fetched before this kick, even one still being
+		// cached, from here on.
+		v.flights.detach(token, res.Named, &st.key)
+		v.cache.PurgeToken(token)
+	}
+	v.cache.PurgePlayer(res.Named)
+	var note *FleetKick
+	if res.Named != "" {
+		redirect, lockToken := lockoutOf(res)
+		v.kickSessions(res.Named, pv.spec.Name, res.Reason.String(), source, redirect, lockToken)
+		note = &FleetKick{Provider: pv.spec.Name, Reason: res.Reason.String(), RedirectURI: redirect, Token: lockToken}
+	}
+	if v.fleet != nil {
+		v.fleet.Kick(FleetPurge{Player: res.Named, Token: token, HasToken: res.Reason != ReasonPlayerMismatch, Kick: note})
+	}
+	if v.cfg.NegativeTTL > 0 && res.Reason == ReasonInvalidToken {
+		k := st.kb.TokenKey(pv.platform(&st.req), st.req.Token)
+		v.cache.Set(&k, cache.Tags{Token: token}, v.cache.Stamp(), v.cfg.NegativeTTL, 0, res)
+	}
+	if res.Err != nil {
+		v.log.Warn("upstream kick's body dropped", "provider", pv.name(), "player", res.PlayerID, "platform", string(st.req.Platform),
+			"reason", res.Reason.String(), "upstream_status", res.Status, "error", res.Err.Error())
+	}
 }
 
 // shared is the allow another sidecar shared (b, fresh until expires),

@@ -94,7 +94,7 @@ func TestBothProviders(t *testing.T) {
 		t.Errorf("/readyz: %d %q", r.Status, r.Raw)
 	}
 	r = post(api+"/v1/nope", "")
-	want := "unknown path: use POST /v1/validate or the drop-in POST /service/v5/auth/validation or POST /v1/kakao-login/validate"
+	want := "unknown path: use POST /v1/validate or the drop-in POST /service/v5/auth/validation or POST /v1/kakao-login/validate or GET /v1/events or GET /v1/sessions?playerId=... or DELETE /v1/sessions/{sessionId}"
 	if r.Status != 404 || r.Body["error"] != want {
 		t.Errorf("unknown path: %d %s, want %q", r.Status, r.Raw, want)
 	}

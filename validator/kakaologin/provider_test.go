@@ -294,7 +294,7 @@ func TestBadInput(t *testing.T) {
 		{"control", `{"accessToken":"a\u0001b"}`, nil, "invalid characters"},
 		{"letters", `{"accessToken":"t","playerId":"abc"}`, nil, "decimal"},
 		{"negative", `{"accessToken":"t","playerId":"-1"}`, nil, "decimal"},
-		{"platform", `{"accessToken":"t","platform":"pc"}`, nil, `unknown field "platform" (want accessToken, playerId)`},
+		{"platform", `{"accessToken":"t","platform":"pc"}`, nil, `unknown field "platform" (want accessToken, playerId, sessionId)`},
 		{"unknown", `{"accessToken":"t","extra":1}`, nil, `unknown field "extra"`},
 		{"case", `{"AccessToken":"t"}`, nil, "case-sensitive"},
 		{"body and header", `{"accessToken":"t"}`, map[string]string{"playerId": "1"}, "one form"},

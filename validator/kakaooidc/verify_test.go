@@ -186,7 +186,7 @@ func TestBadInput(t *testing.T) {
 		{"impossible length", body(map[string]any{"idToken": "abcde.def.ghi"}), "idToken is not a compact JWS"},
 		{"non-canonical base64 (bits past the end)", body(map[string]any{"idToken": "eyJ9.e30.AB"}), "idToken is not a compact JWS"},
 		{"a number", `{"idToken":1}`, "idToken must be a JSON string"},
-		{"accessToken instead", body(map[string]any{"accessToken": good}), `unknown field "accessToken" (want playerId, idToken, nonce)`},
+		{"accessToken instead", body(map[string]any{"accessToken": good}), `unknown field "accessToken" (want playerId, idToken, nonce, sessionId)`},
 		{"platform", body(map[string]any{"idToken": good, "platform": "pc"}), `unknown field "platform"`},
 		{"idtoken in another case", body(map[string]any{"IdToken": good}), "field names are case-sensitive"},
 		{"nonce over 256 bytes", body(map[string]any{"idToken": junkKID, "nonce": strings.Repeat("n", 257)}), "nonce too long (limit 256 bytes)"},
@@ -212,7 +212,7 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"header over 8 KiB", "", map[string]string{"idToken": long}, "idToken too long"},
 		{"nonce header over 256 bytes", "", map[string]string{"idToken": junkKID, "nonce": strings.Repeat("n", 257)}, "nonce too long"},
-		{"body and a nonce header", body(map[string]any{"idToken": good}), map[string]string{"Nonce": "x"}, "request has a JSON body and a nonce header: send idToken, nonce and playerId in one form"},
+		{"body and a nonce header", body(map[string]any{"idToken": good}), map[string]string{"Nonce": "x"}, "request has a JSON body and a nonce header: send idToken, nonce, playerId and sessionId in one form"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := h.do("POST", c.body, c.headers)
