@@ -11,8 +11,10 @@
 package sessions
 
 import (
+	"container/heap"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"sync"
 	"time"
@@ -26,6 +28,9 @@ type Session[C any] struct {
 	// Expires is when the credential (or -session-max-age) ends it.
 	Expires time.Time
 	Cred    C
+
+	due  time.Time // its next revalidation (Registry.Revalidate)
+	slot int       // its index in the registry's heap of due times
 }
 
 // Errors of Add.
@@ -44,6 +49,51 @@ type Registry[C any] struct {
 	byID     map[string]*Session[C]
 	byPlayer map[string]map[string]*Session[C]
 	counts   map[string]int // held sessions by provider
+	every    time.Duration  // the revalidation round; 0: none
+	due      dueHeap[C]
+}
+
+// dueHeap orders sessions by their next revalidation.
+type dueHeap[C any] []*Session[C]
+
+func (h dueHeap[C]) Len() int           { return len(h) }
+func (h dueHeap[C]) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h dueHeap[C]) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].slot, h[j].slot = i, j
+}
+func (h *dueHeap[C]) Push(x any) {
+	s := x.(*Session[C])
+	s.slot = len(*h)
+	*h = append(*h, s)
+}
+func (h *dueHeap[C]) Pop() any {
+	old := *h
+	s := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	s.slot = -1
+	return s
+}
+
+// Revalidate makes the registry schedule each session's revalidation
+// every round: a new session's first one at a random point of the
+// round after it began (so that sessions spread evenly over the round
+// whenever they came), each next one a round after the last, less up to
+// a tenth of it at random (never later than a round: a verdict changed
+// upstream is seen within one). Sessions held already are scheduled as
+// if new.
+func (r *Registry[C]) Revalidate(every time.Duration) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.every = every
+	for _, s := range r.byID {
+		if s.slot < 0 && every > 0 {
+			s.due = now.Add(time.Duration(rand.Int64N(int64(every))))
+			heap.Push(&r.due, s)
+		}
+	}
 }
 
 // NewRegistry returns a registry of at most max sessions (max > 0), each
@@ -86,6 +136,11 @@ func (r *Registry[C]) Add(s Session[C]) error {
 	}
 	n := s
 	n.Expires = minTime(s.Expires, s.Since.Add(r.maxAge))
+	n.slot = -1
+	if r.every > 0 {
+		n.due = now.Add(time.Duration(rand.Int64N(int64(r.every))))
+		heap.Push(&r.due, &n)
+	}
 	r.count(s.Provider, 1)
 	r.byID[s.ID] = &n
 	m := r.byPlayer[s.Player]
@@ -117,6 +172,9 @@ func minTime(a, b time.Time) time.Time {
 // remove drops s; r.mu is held.
 func (r *Registry[C]) remove(s *Session[C]) {
 	delete(r.byID, s.ID)
+	if s.slot >= 0 {
+		heap.Remove(&r.due, s.slot)
+	}
 	r.count(s.Provider, -1)
 	if m := r.byPlayer[s.Player]; m != nil {
 		delete(m, s.ID)
@@ -239,6 +297,36 @@ func (r *Registry[C]) Validated(id string, at, expires time.Time) {
 	if s, ok := r.byID[id]; ok {
 		s.LastValidated = at
 		s.Expires = minTime(expires, s.Since.Add(r.maxAge))
+	}
+}
+
+// Next is the session whose revalidation is due first, with its
+// credential, and when it is due; false when there is none. Ended
+// sessions met on the way are dropped.
+func (r *Registry[C]) Next() (Session[C], time.Time, bool) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for len(r.due) > 0 {
+		s := r.due[0]
+		if r.expired(s, now) {
+			r.remove(s)
+			continue
+		}
+		return *s, s.due, true
+	}
+	return Session[C]{}, time.Time{}, false
+}
+
+// Revalidated schedules session id's next revalidation a round after
+// at (less up to a tenth of a round); a session gone meanwhile is left
+// gone.
+func (r *Registry[C]) Revalidated(id string, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s, ok := r.byID[id]; ok && s.slot >= 0 {
+		s.due = at.Add(r.every - time.Duration(rand.Int64N(int64(r.every/10)+1)))
+		heap.Fix(&r.due, s.slot)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -97,6 +98,14 @@ type Config struct {
 	BreakerFailures  uint
 	BreakerTimeout   time.Duration
 
+	MaxSessions          int
+	SessionMaxAge        time.Duration
+	RevalidateEvery      time.Duration
+	RevalidateMaxRPS     float64
+	EventsBuffer         int
+	EventsWebhook        string
+	EventsWebhookTimeout time.Duration
+
 	DrainTimeout time.Duration
 	LogLevel     string
 	Pprof        bool
@@ -111,7 +120,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs := flag.NewFlagSet("playerguard", flag.ContinueOnError)
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7600", "address of the validation API (`host:port`); must be loopback unless -allow-remote")
 	fs.StringVar(&c.OpsListen, "ops-listen", "127.0.0.1:7601", "address of /metrics, /healthz, /readyz and /admin/* (`host:port`)")
-	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow a non-loopback -listen (the validation API has no authentication of its own)")
+	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow a non-loopback -listen (the validation API has no authentication of its own) and -events-webhook")
 	fs.StringVar(&c.Upstream, "upstream", "", "Kakao Games OpenAPI base `URL`, e.g. https://kr-openapi-zinny3.game.kakao.com:10443; with -app-id, enables the kakao-games provider")
 	fs.StringVar(&c.AppID, "app-id", "", "Kakao Games app id, sent as kgAppId; with -upstream, enables the kakao-games provider")
 	fs.StringVar(&c.KakaoLoginAppID, "kakao-login-app-id", "", "Kakao Developers app `id` (numeric) whose Kakao Login access tokens are accepted; enables the kakao-login provider")
@@ -156,6 +165,13 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.IntVar(&c.MaxUpstreamConns, "max-upstream-conns", 256, "most connections and concurrent calls to the upstream")
 	fs.UintVar(&c.BreakerFailures, "breaker-failures", 5, "consecutive upstream failures that open the circuit breaker")
 	fs.DurationVar(&c.BreakerTimeout, "breaker-timeout", 10*time.Second, "how long the breaker stays open before one probe call")
+	fs.IntVar(&c.MaxSessions, "max-sessions", 100_000, "most live sessions (validations with a sessionId); past it a new session is refused with a 503 and the validation still answers")
+	fs.DurationVar(&c.SessionMaxAge, "session-max-age", 24*time.Hour, "a session ends this long after it began, whatever its credential's life")
+	fs.DurationVar(&c.RevalidateEvery, "revalidate-every", 10*time.Minute, "how often each live session is validated again with the upstream (cache bypassed), spread evenly; 0 turns revalidation off")
+	fs.Float64Var(&c.RevalidateMaxRPS, "revalidate-max-rps", 5, "most revalidations a second, all providers together (3,000 sessions every 10m need 5)")
+	fs.IntVar(&c.EventsBuffer, "events-buffer", 10_000, "kick events kept for SSE clients that reconnect with Last-Event-ID")
+	fs.StringVar(&c.EventsWebhook, "events-webhook", "", "`URL` each kick event is POSTed to as JSON, retried until a 2xx, in order; must be loopback unless -allow-remote")
+	fs.DurationVar(&c.EventsWebhookTimeout, "events-webhook-timeout", 2*time.Second, "bound on one -events-webhook attempt")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 15*time.Second, "on SIGTERM, how long in-flight validations get to finish")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on the ops listener (for performance investigations)")
@@ -369,6 +385,31 @@ func (c *Config) Validate() error {
 	}
 	if c.BreakerTimeout <= 0 {
 		bad("-breaker-timeout: must be positive")
+	}
+	if c.MaxSessions <= 0 {
+		bad("-max-sessions: must be positive")
+	}
+	if c.SessionMaxAge <= 0 || c.SessionMaxAge > maxCacheDuration {
+		bad("-session-max-age: must be positive and at most %s", maxCacheDuration)
+	}
+	if c.RevalidateEvery < 0 {
+		bad("-revalidate-every: must not be negative (0 turns revalidation off)")
+	}
+	if !(c.RevalidateMaxRPS > 0 && c.RevalidateMaxRPS <= 10_000) {
+		bad("-revalidate-max-rps: must be above 0 and at most 10000")
+	}
+	if c.EventsBuffer <= 0 || c.EventsBuffer > 10_000_000 {
+		bad("-events-buffer: must be between 1 and 10000000")
+	}
+	if c.EventsWebhook != "" {
+		if err := checkWebhook(c.EventsWebhook); err != nil {
+			bad("-events-webhook: %v", err)
+		} else if u, _ := url.Parse(c.EventsWebhook); !c.AllowRemote && !isLoopback(net.JoinHostPort(u.Hostname(), "0")) {
+			bad("-events-webhook: %s is not a loopback address; kick events name players, so pass -allow-remote to send them off this machine", u.Hostname())
+		}
+	}
+	if c.EventsWebhookTimeout <= 0 {
+		bad("-events-webhook-timeout: must be positive")
 	}
 	if c.DrainTimeout <= 0 {
 		bad("-drain-timeout: must be positive")
@@ -749,6 +790,25 @@ func sameListener(a, b string) bool {
 // maxCacheDuration bounds -cache-ttl, -stale-for and -negative-ttl: their
 // sums must not overflow the cache's nanosecond deadlines.
 const maxCacheDuration = 10 * 365 * 24 * time.Hour
+
+// checkWebhook says what is wrong with a webhook URL: http or https, a
+// host, no user info or fragment.
+func checkWebhook(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return errors.New("not a URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("must be an http:// or https:// URL")
+	case u.Hostname() == "":
+		return errors.New("has no host")
+	case u.User != nil:
+		return errors.New("must not carry credentials (user:password@)")
+	case u.Fragment != "":
+		return errors.New("must not have a #fragment")
+	}
+	return nil
+}
 
 func isLoopback(addr string) bool {
 	host, _, _ := net.SplitHostPort(addr)

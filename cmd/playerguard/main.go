@@ -156,9 +156,14 @@ func serve(ctx context.Context, cfg *Config, sec secrets, log *slog.Logger, stdo
 		BreakerFailures: uint32(cfg.BreakerFailures),
 		BreakerTimeout:  cfg.BreakerTimeout,
 		Unconfigured:    cfg.unconfigured(),
-		Fleet:           shared,
-		Logger:          log,
-		Metrics:         m,
+		Sessions: validator.SessionsConfig{
+			Max: cfg.MaxSessions, MaxAge: cfg.SessionMaxAge,
+			RevalidateEvery: cfg.RevalidateEvery, RevalidateMaxRPS: cfg.RevalidateMaxRPS,
+			EventsBuffer: cfg.EventsBuffer, WebhookURL: cfg.EventsWebhook, WebhookTimeout: cfg.EventsWebhookTimeout,
+		},
+		Fleet:   shared,
+		Logger:  log,
+		Metrics: m,
 	}, providers...)
 	if err != nil {
 		for _, p := range providers {
