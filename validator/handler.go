@@ -283,10 +283,7 @@ func ReadHeaders(ctx *fasthttp.RequestCtx, r *Request) error { return readHeader
 // the provider's, a header of the caller's own, neither read nor refused.
 func readHeaders(ctx *fasthttp.RequestCtx, r *Request, f form) error {
 	*r = Request{}
-	// Keys not of the form are never looked for in a trailer, nor is
-	// sessionId: the game server's own name for the connection, not a
-	// claim anyone checks (one lookup fewer on every header request).
-	seen := ^f.mask | 1<<reqKeySessionID
+	seen := ^f.mask // keys not of the form: never looked for in a trailer
 	// One pass over the headers, in the form fasthttp stores their names
 	// (it normalizes them as it parses): cheaper than a lookup each, and
 	// it sees a second line of the same name, which a lookup would not.
@@ -312,7 +309,10 @@ func readHeaders(ctx *fasthttp.RequestCtx, r *Request, f form) error {
 			r.PlayerID = value
 		}
 	}
-	return trailerFields(ctx, seen)
+	// Nor is sessionId: the game server's own name for the connection,
+	// not a claim anyone checks (one lookup fewer on every header
+	// request).
+	return trailerFields(ctx, seen|1<<reqKeySessionID)
 }
 
 // trailerFields refuses a field sent in a chunked request's trailer, which

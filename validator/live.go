@@ -190,6 +190,7 @@ func (v *Validator) newLive(c SessionsConfig) error {
 // to the webhook are dropped.
 func (l *live) close() {
 	l.closeOnce.Do(func() {
+		l.drain()
 		close(l.stop)
 		l.background.Wait()
 		if l.hook != nil {

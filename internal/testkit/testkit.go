@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 	"github.com/valyala/fasthttp"
 )
 
@@ -167,4 +168,20 @@ func ZeroAllocs(t *testing.T, handler fasthttp.RequestHandler, ctx *fasthttp.Req
 	}); n != 0 {
 		t.Errorf("%v allocations per cache hit, want 0", n)
 	}
+}
+
+// Gather is every metric of reg as the text /metrics serves.
+func Gather(t testing.TB, reg prometheus.Gatherer) string {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b.String()
 }

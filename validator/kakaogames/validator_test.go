@@ -105,7 +105,7 @@ func newHarness(t *testing.T, mod func(*testConfig)) *harness {
 	if mod != nil {
 		mod(&cfg)
 	}
-	c, err := cache.New[*validator.Result](cache.Config{MaxEntries: 10_000, MaxAge: max(cfg.CacheTTL+cfg.StaleFor, cfg.NegativeTTL, time.Second), Now: h.clk.Now})
+	c, err := cache.New[*validator.Result](cache.Config{MaxEntries: 10_000, MaxAge: max(cfg.CacheTTL+cfg.StaleFor, cfg.NegativeTTL, time.Second), Now: cfg.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,6 +134,7 @@ func newHarness(t *testing.T, mod func(*testConfig)) *harness {
 		// A connection the client dialed but never used holds fasthttp's
 		// Shutdown (see cmd/playerguard/drain.go); drop the client's first.
 		tr.CloseIdleConnections()
+		h.v.SetDraining() // ends the /v1/events streams, as a drain does
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.ShutdownWithContext(ctx)
