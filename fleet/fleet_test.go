@@ -118,6 +118,7 @@ func (ft *fleetTest) start(name string, mod func(*Config)) *sidecar {
 	s.http = &http.Client{Timeout: 10 * time.Second, Transport: tr}
 	t.Cleanup(func() {
 		tr.CloseIdleConnections()
+		s.v.SetDraining() // ends the /v1/events streams, as a drain does
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.ShutdownWithContext(ctx)

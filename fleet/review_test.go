@@ -357,8 +357,8 @@ func TestReviewUnclaimedLookChecksValuesPlayer(t *testing.T) {
 }
 
 // FuzzReviewOpenKick: openKick never panics on what anyone can publish,
-// nor on any plaintext sealed with the fleet key; sealKick's messages
-// open to what was sealed.
+// nor on any plaintext sealed with the fleet key (as a kick or a note);
+// sealKick's and sealNote's messages open to what was sealed.
 func FuzzReviewOpenKick(f *testing.F) {
 	k := deriveKeys([]byte(fleetKey))
 	f.Add([]byte{}, []byte{1}, "p", uint64(7), true, uint8(2))
@@ -371,6 +371,19 @@ func FuzzReviewOpenKick(f *testing.F) {
 		copy(b[9:21], raw)
 		msg := k.kicks.Seal(b, b[9:21], plain, kickAAD("pg:kicks", b[:9]))
 		k.openKick("pg:kicks", msg)
+		b[0] = noteVersion // and as a note
+		k.openKick("pg:kicks", k.kicks.Seal(b[:21], b[9:21], plain, kickAAD("pg:kicks", b[:9])))
+		// A real note round-trips (a player is required).
+		if player != "" {
+			n := &validator.FleetKick{Provider: "kakao-games", Reason: string(plain), Admin: hasToken, RedirectURI: raw}
+			if note, ok := k.sealNote("pg:kicks", 42, player, n); ok {
+				_, got, err := k.openKick("pg:kicks", note)
+				if err != nil || got.Player != player || got.Kick == nil || got.Kick.Reason != n.Reason || got.Kick.Admin != n.Admin ||
+					string(got.Kick.RedirectURI) != string(raw) || got.HasToken || len(got.Keys) != 0 {
+					t.Fatalf("note round trip: %v %+v %+v", err, got, got.Kick)
+				}
+			}
+		}
 		// A real kick round-trips.
 		p := validator.FleetPurge{Player: player, Token: cache.TokenID(token), HasToken: hasToken}
 		for i := range int(nkeys % 8) {
