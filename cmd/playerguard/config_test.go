@@ -174,10 +174,27 @@ func TestBadConfig(t *testing.T) {
 	f("entries", goodEnv, []string{"-cache-max-entries", "0"}, "-cache-max-entries: must be positive")
 	f("demo with a real upstream", append(goodEnv, "PLAYERGUARD_DEMO=true"), nil,
 		"-demo: cannot be combined with -upstream, -kakao-login-api, -kakao-oidc-jwks-url, -iamport-api or upstream secrets (the demo brings its own fake upstreams)")
+	f("sessions", goodEnv, []string{"-max-sessions", "0", "-session-max-age", "0s", "-revalidate-every", "-1s", "-revalidate-max-rps", "0",
+		"-events-buffer", "0", "-events-webhook-timeout", "0s"},
+		"-max-sessions: must be positive", "-session-max-age: must be positive and at most 87600h0m0s",
+		"-revalidate-every: must not be negative (0 turns revalidation off)", "-revalidate-max-rps: must be above 0 and at most 10000",
+		"-events-buffer: must be between 1 and 10000000", "-events-webhook-timeout: must be positive")
+	f("remote webhook", goodEnv, []string{"-events-webhook", "http://10.0.0.5:8080/kicks?key=SECRET-hook-key"},
+		"-events-webhook: 10.0.0.5 is not a loopback address; kick events name players, so pass -allow-remote to send them off this machine")
+	f("webhook scheme", goodEnv, []string{"-events-webhook", "ftp://127.0.0.1/x"}, "-events-webhook: must be an http:// or https:// URL")
+	f("webhook credentials", goodEnv, []string{"-events-webhook", "http://u:SECRET-pw@127.0.0.1/x"}, "-events-webhook: must not carry credentials (user:password@)")
+	f("webhook host", goodEnv, []string{"-events-webhook", "http:///x"}, "-events-webhook: has no host")
 
-	// -allow-remote lifts the loopback rule.
+	// -allow-remote lifts the loopback rule, for the listener and the
+	// webhook; revalidation 0 is off, not an error.
 	if code, _, errs := runConfig(t, goodEnv, "-listen", "0.0.0.0:7600", "-allow-remote"); code != 0 {
 		t.Errorf("-allow-remote: exit %d: %s", code, errs)
+	}
+	if code, _, errs := runConfig(t, goodEnv, "-events-webhook", "https://hooks.example:8443/kicks", "-allow-remote", "-revalidate-every", "0"); code != 0 {
+		t.Errorf("-events-webhook with -allow-remote: exit %d: %s", code, errs)
+	}
+	if code, _, errs := runConfig(t, goodEnv, "-events-webhook", "http://localhost:9000/kicks"); code != 0 {
+		t.Errorf("a loopback -events-webhook: exit %d: %s", code, errs)
 	}
 }
 
