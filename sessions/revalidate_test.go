@@ -92,3 +92,58 @@ func TestRevalidatorRate(t *testing.T) {
 		close(stop)
 	})
 }
+
+// TestRevalidatorWithinARound: each session is asked within a round of
+// the last time, and one that comes mid-round within a round of coming,
+// however sessions come and go around it.
+func TestRevalidatorWithinARound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const round = 10 * time.Second
+		reg := NewRegistry[string](1000, 48*time.Hour, nil)
+		var mu sync.Mutex
+		last := map[string]time.Time{}
+		worst := time.Duration(0)
+		rv := &Revalidator[string]{Registry: reg, Every: round, MaxRPS: 1000,
+			Validate: func(s Session[string]) (Verdict, string, time.Time) {
+				mu.Lock()
+				defer mu.Unlock()
+				since := s.Since
+				if at, ok := last[s.ID]; ok {
+					since = at
+				}
+				worst = max(worst, time.Since(since))
+				last[s.ID] = time.Now()
+				return Keep, "", time.Time{}
+			}}
+		stop := make(chan struct{})
+		go rv.Run(stop)
+		for i := range 60 {
+			// A session comes every half second, and every third one
+			// leaves again 7 s later.
+			id := "s" + string(rune('A'+i))
+			reg.Add(Session[string]{ID: id, Player: id, Provider: "kakao-games"})
+			if i%3 == 0 {
+				go func() {
+					time.Sleep(7 * time.Second)
+					reg.Remove(id)
+				}()
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		time.Sleep(3 * round)
+		synctest.Wait()
+		close(stop)
+		mu.Lock()
+		defer mu.Unlock()
+		// The poll (a second) is the slack on a session that came while
+		// the revalidator slept.
+		if worst > round+poll {
+			t.Errorf("a session waited %s for a revalidation, want at most a round (%s)", worst, round)
+		}
+		for i := range 60 {
+			if id := "s" + string(rune('A'+i)); i%3 != 0 && last[id].IsZero() {
+				t.Errorf("session %s, which stayed, was never asked", id)
+			}
+		}
+	})
+}

@@ -329,19 +329,3 @@ func (r *Registry[C]) Revalidated(id string, at time.Time) {
 		heap.Fix(&r.due, s.slot)
 	}
 }
-
-// Snapshot is every live session with its credential, for a revalidation
-// round (the caller must not keep the credentials beyond it).
-func (r *Registry[C]) Snapshot() []Session[C] {
-	now := r.now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]Session[C], 0, len(r.byID))
-	for _, s := range r.byID {
-		if !r.expired(s, now) {
-			out = append(out, *s)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
-}

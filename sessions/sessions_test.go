@@ -37,8 +37,8 @@ func TestRegistry(t *testing.T) {
 	if len(got) != 2 || got[0].ID != "s1" || got[1].ID != "s2" || got[0].Cred != "" {
 		t.Errorf("ByPlayer(p1) = %+v, want s1, s2 without credentials", got)
 	}
-	if snap := r.Snapshot(); len(snap) != 3 || snap[0].Cred != "SECRET-s1" {
-		t.Errorf("Snapshot = %+v, want 3 sessions with credentials", snap)
+	if next, _, ok := r.Next(); ok {
+		t.Errorf("Next = %+v without revalidation, want none due", next)
 	}
 	if c := r.ByProvider(); c["kakao-games"] != 2 || c["kakao-login"] != 1 {
 		t.Errorf("ByProvider = %v", c)
