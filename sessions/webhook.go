@@ -18,7 +18,8 @@ import (
 type Webhook struct {
 	URL     string
 	Timeout time.Duration // per attempt; zero means 2s
-	// Client, if set, is used; nil means a client of its own.
+	// Client, if set, is used; nil means a client of its own, which
+	// follows no redirect.
 	Client *http.Client
 	// MaxQueue bounds the events waiting; past it the oldest are dropped
 	// (OnDropped). Zero means 10,000.
@@ -57,7 +58,9 @@ func (w *Webhook) Start() {
 		w.MaxBackoff = 30 * time.Second
 	}
 	if w.Client == nil {
-		w.Client = &http.Client{}
+		// A redirect is not followed: it is an answer other than a 2xx
+		// (retried), not a licence to send players' events elsewhere.
+		w.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	if w.now == nil {
 		w.now = time.Now

@@ -85,3 +85,35 @@ func TestWebhook(t *testing.T) {
 		}
 	}
 }
+
+// TestWebhookNoRedirect: a redirect is a failure, retried at the same
+// URL, never followed to where it points.
+func TestWebhookNoRedirect(t *testing.T) {
+	var mu sync.Mutex
+	hits, elsewhere := 0, 0
+	other := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { mu.Lock(); elsewhere++; mu.Unlock() }))
+	defer other.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits++
+		n := hits
+		mu.Unlock()
+		if n == 1 {
+			http.Redirect(w, r, other.URL, http.StatusTemporaryRedirect)
+		}
+	}))
+	defer srv.Close()
+	outcomes := make(chan string, 10)
+	wh := &Webhook{URL: srv.URL, Backoff: time.Millisecond, OnResult: func(o string, _ time.Duration) { outcomes <- o }}
+	wh.Start()
+	defer wh.Stop()
+	wh.Deliver(Event{ID: 1, Type: "kick", At: time.Now()})
+	if a, b := <-outcomes, <-outcomes; a != "status_3xx" || b != "ok" {
+		t.Errorf("outcomes %s, %s; want status_3xx then ok", a, b)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if elsewhere != 0 || hits != 2 {
+		t.Errorf("the redirect's target got %d calls, the webhook %d", elsewhere, hits)
+	}
+}
