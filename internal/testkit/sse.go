@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -12,10 +13,13 @@ import (
 type SSEEvent struct{ ID, Type, Data string }
 
 // SSE is a client of one event stream: its events arrive on a channel,
-// comments (heartbeats) are dropped.
+// its comments (the opening one, heartbeats) are kept apart.
 type SSE struct {
 	events chan SSEEvent
 	res    *http.Response
+
+	mu       sync.Mutex
+	comments []string
 }
 
 // OpenSSE connects to url (with Last-Event-ID lastID, if not "") and
@@ -52,6 +56,10 @@ func OpenSSE(t testing.TB, url, lastID string) *SSE {
 					s.events <- e
 				}
 				e = SSEEvent{}
+			case strings.HasPrefix(line, ":"):
+				s.mu.Lock()
+				s.comments = append(s.comments, line)
+				s.mu.Unlock()
 			case strings.HasPrefix(line, "id: "):
 				e.ID = line[4:]
 			case strings.HasPrefix(line, "event: "):
@@ -91,6 +99,32 @@ func (s *SSE) Pending() []SSEEvent {
 			out = append(out, e)
 		default:
 			return out
+		}
+	}
+}
+
+// Comments is the comment lines received so far (": heartbeat"...).
+func (s *SSE) Comments() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.comments...)
+}
+
+// Rest is every event until the stream ends, or a test failure if it
+// has not ended within.
+func (s *SSE) Rest(t testing.TB, within time.Duration) []SSEEvent {
+	t.Helper()
+	var out []SSEEvent
+	deadline := time.After(within)
+	for {
+		select {
+		case e, ok := <-s.events:
+			if !ok {
+				return out
+			}
+			out = append(out, e)
+		case <-deadline:
+			t.Fatalf("the stream did not end within %s", within)
 		}
 	}
 }
