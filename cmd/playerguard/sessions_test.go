@@ -93,7 +93,9 @@ func TestSessionsEveryProvider(t *testing.T) {
 			t.Fatalf("%s: %d %s", c.provider, r.Status, r.Raw)
 		}
 		r := testkit.Do(t, http.DefaultClient, mustGet(t, api+"/v1/sessions?playerId="+c.player))
-		var list struct{ Sessions []struct{ SessionID, Provider string } }
+		var list struct {
+			Sessions []struct{ SessionID, Provider string }
+		}
 		json.Unmarshal([]byte(r.Raw), &list)
 		if len(list.Sessions) != 1 || list.Sessions[0].Provider != c.provider {
 			t.Errorf("%s: sessions %s", c.provider, r.Raw)
