@@ -7,7 +7,7 @@ import (
 )
 
 // Event is one kick event, as sent to the game server (SSE data, webhook
-// body). ID numbers events from 1, increasing, per sidecar.
+// body). ID numbers events, increasing, per sidecar (see NewBuffer).
 type Event struct {
 	ID        uint64    `json:"id"`
 	Type      string    `json:"type"` // "kick"
@@ -26,15 +26,21 @@ type Event struct {
 // Buffer numbers events and keeps the last few for readers that come
 // back (Last-Event-ID); safe for concurrent use.
 type Buffer struct {
-	mu   sync.Mutex
-	ring []Event
-	next uint64        // the ID the next event gets
-	wake chan struct{} // closed and replaced on each Append
+	mu    sync.Mutex
+	ring  []Event
+	first uint64        // the first event's ID
+	next  uint64        // the ID the next event gets
+	wake  chan struct{} // closed and replaced on each Append
 }
 
-// NewBuffer keeps the last size events (size > 0).
-func NewBuffer(size int) *Buffer {
-	return &Buffer{ring: make([]Event, size), next: 1, wake: make(chan struct{})}
+// NewBuffer keeps the last size events (size > 0), numbered from first
+// (> 0). The engine starts at the time it started, in microseconds since
+// 1970: a sidecar that restarted numbers above any ID it gave before (a
+// client's Last-Event-ID from before the restart is then older than
+// anything kept, and gets a reset, instead of a silent gap), and the IDs
+// stay below 2^53, exact as JavaScript numbers, until the year 2255.
+func NewBuffer(size int, first uint64) *Buffer {
+	return &Buffer{ring: make([]Event, size), first: first, next: first, wake: make(chan struct{})}
 }
 
 // Append numbers e, keeps it and wakes the readers; it returns e as kept.
@@ -61,8 +67,8 @@ func (b *Buffer) Since(id uint64) (events []Event, reset bool, upTo uint64, more
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	last := b.next - 1
-	oldest := uint64(1)
-	if n := uint64(len(b.ring)); last > n {
+	oldest := b.first
+	if n := uint64(len(b.ring)); last >= b.first+n {
 		oldest = last - n + 1
 	}
 	switch {
@@ -77,8 +83,8 @@ func (b *Buffer) Since(id uint64) (events []Event, reset bool, upTo uint64, more
 	return events, reset, last, b.wake
 }
 
-// Last is the newest event's id (0 for none): where a reader that starts
-// from now begins.
+// Last is the newest event's id (first-1 for none): where a reader that
+// starts from now begins.
 func (b *Buffer) Last() uint64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()

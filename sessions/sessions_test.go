@@ -65,7 +65,7 @@ func TestRegistry(t *testing.T) {
 }
 
 func TestBuffer(t *testing.T) {
-	b := NewBuffer(3)
+	b := NewBuffer(3, 1)
 	if ev, reset, _, _ := b.Since(0); len(ev) != 0 || reset {
 		t.Errorf("empty: %v %v", ev, reset)
 	}
@@ -106,6 +106,16 @@ func TestBuffer(t *testing.T) {
 	}
 	if b.Last() != 5 {
 		t.Errorf("Last = %d", b.Last())
+	}
+	// Numbered from elsewhere (a restarted sidecar): an ID from before is
+	// older than anything kept.
+	b = NewBuffer(3, 1000)
+	if _, reset, upTo, _ := b.Since(999); reset || upTo != 999 {
+		t.Errorf("empty from 1000: Since(999) reset %v upTo %d", reset, upTo)
+	}
+	b.Append(Event{Type: "kick"})
+	if ev, reset, _, _ := b.Since(17); !reset || len(ev) != 1 || ev[0].ID != 1000 {
+		t.Errorf("Since(17) from 1000 = %v reset %v, want a reset and event 1000", ev, reset)
 	}
 }
 

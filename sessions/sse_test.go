@@ -26,7 +26,7 @@ func serveEvents(t *testing.T, b *Buffer, s Stream) string {
 }
 
 func TestServeEvents(t *testing.T) {
-	b := NewBuffer(100)
+	b := NewBuffer(100, 1)
 	done := make(chan struct{})
 	url := serveEvents(t, b, Stream{Heartbeat: 30 * time.Millisecond, Done: done})
 	b.Append(Event{Type: "kick", SessionID: "before"}) // before the client: not sent
@@ -92,7 +92,7 @@ func TestServeEvents(t *testing.T) {
 // TestServeEventsTooFarBehind: a client whose Last-Event-ID is older than
 // what is kept gets a reset, then everything kept.
 func TestServeEventsTooFarBehind(t *testing.T) {
-	b := NewBuffer(2)
+	b := NewBuffer(2, 1)
 	for range 5 {
 		b.Append(Event{Type: "kick"})
 	}

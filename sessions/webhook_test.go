@@ -49,7 +49,7 @@ func TestWebhook(t *testing.T) {
 		OnResult: func(o string, _ time.Duration) { omu.Lock(); outcomes = append(outcomes, o); omu.Unlock() }}
 	wh.Start()
 	defer wh.Stop()
-	b := NewBuffer(10)
+	b := NewBuffer(10, 1)
 	for _, s := range []string{"s1", "s2"} {
 		wh.Deliver(b.Append(Event{Type: "kick", SessionID: s, At: time.Now()}))
 	}

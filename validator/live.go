@@ -131,7 +131,7 @@ func (v *Validator) newLive(c SessionsConfig) error {
 	l := &live{
 		cfg:     c,
 		reg:     sessions.NewRegistry[cred](c.Max, c.MaxAge, v.cfg.Now),
-		events:  sessions.NewBuffer(c.EventsBuffer),
+		events:  sessions.NewBuffer(c.EventsBuffer, uint64(time.Now().UnixMicro())),
 		streams: make(chan struct{}),
 		stop:    make(chan struct{}),
 	}

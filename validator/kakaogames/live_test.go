@@ -256,6 +256,8 @@ func TestValidationKickEndsSessions(t *testing.T) {
 // gets a reset and then what comes next.
 func TestEventsReplay(t *testing.T) {
 	h, _ := liveHarness(t, 0, nil)
+	all := testkit.OpenSSE(t, h.url+"/v1/events", "")
+	var ids []uint64
 	for i := range 5 {
 		p := fmt.Sprintf("p%d", i)
 		h.fake.Set("tok-"+p, kakaogamestest.Allow(testApp, p, "normal"))
@@ -263,24 +265,41 @@ func TestEventsReplay(t *testing.T) {
 		if code, body := h.kick(`{"playerId":"` + p + `","reason":"wave 1"}`); code != 200 || !strings.Contains(body, `"sessions":1`) {
 			t.Fatalf("admin kick: %d %s", code, body)
 		}
+		ids = append(ids, decodeEvent(t, all.Next(t, 5*time.Second)).ID)
 	}
-	s := testkit.OpenSSE(t, h.url+"/v1/events", "2")
-	for want := 3; want <= 5; want++ {
+	// Numbered from the sidecar's start in microseconds: above any ID a
+	// sidecar gave before a restart, exact in JavaScript.
+	if ids[0] < uint64(time.Now().Add(-time.Hour).UnixMicro()) || ids[4] != ids[0]+4 || ids[4] >= 1<<53 {
+		t.Fatalf("event ids %v, want consecutive from the start time in µs", ids)
+	}
+	s := testkit.OpenSSE(t, h.url+"/v1/events", fmt.Sprint(ids[1]))
+	for i := 2; i < 5; i++ {
 		e := decodeEvent(t, s.Next(t, 5*time.Second))
-		if e.ID != uint64(want) || e.SessionID != fmt.Sprintf("s-p%d", want-1) || e.Source != "admin" || e.Reason != "wave 1" {
-			t.Fatalf("replayed %+v, want event %d", e, want)
+		if e.ID != ids[i] || e.SessionID != fmt.Sprintf("s-p%d", i) || e.Source != "admin" || e.Reason != "wave 1" {
+			t.Fatalf("replayed %+v, want event %d", e, ids[i])
 		}
 	}
 	r := testkit.OpenSSE(t, h.url+"/v1/events", "not-a-number")
 	if e := r.Next(t, 5*time.Second); e.Type != "reset" {
 		t.Fatalf("first event %+v, want a reset", e)
 	}
+	// An ID from before a restart (smaller than any kept): a reset, then
+	// everything kept.
+	old := testkit.OpenSSE(t, h.url+"/v1/events", "17")
+	if e := old.Next(t, 5*time.Second); e.Type != "reset" {
+		t.Fatalf("an old ID: %+v, want a reset", e)
+	}
+	for i := range 5 {
+		if e := decodeEvent(t, old.Next(t, 5*time.Second)); e.ID != ids[i] {
+			t.Fatalf("after the reset: %+v, want %d", e, ids[i])
+		}
+	}
 	h.fake.Set("tok-p9", kakaogamestest.Allow(testApp, "p9", "normal"))
 	h.expect(h.connect("tok-p9", "p9", "s-p9"), 200, "allow", "ok", "upstream")
 	h.kick(`{"playerId":"p9"}`)
-	for _, c := range []*testkit.SSE{s, r} {
-		if e := decodeEvent(t, c.Next(t, 5*time.Second)); e.ID != 6 || e.SessionID != "s-p9" || e.Reason != "admin" {
-			t.Errorf("next event %+v, want 6 for s-p9", e)
+	for _, c := range []*testkit.SSE{s, r, old, all} {
+		if e := decodeEvent(t, c.Next(t, 5*time.Second)); e.ID != ids[4]+1 || e.SessionID != "s-p9" || e.Reason != "admin" {
+			t.Errorf("next event %+v, want %d for s-p9", e, ids[4]+1)
 		}
 	}
 }
