@@ -116,3 +116,16 @@ func TestSessionsEveryProvider(t *testing.T) {
 		t.Errorf("playerguard_sessions{iamport} = %v", got)
 	}
 }
+
+// TestDrainEndsEventStreams: an open /v1/events stream neither holds a
+// drain open nor is cut mid-event: SIGTERM ends it, and playerguard
+// exits promptly.
+func TestDrainEndsEventStreams(t *testing.T) {
+	fake := startFake(t)
+	pg := start(t, upstreamEnv(fake))
+	stream := testkit.OpenSSE(t, "http://"+pg.listen+"/v1/events", "")
+	pg.sigtermDrains(t, 2*time.Second, 10*time.Second, "an open event stream held the drain open", "one event stream")
+	if rest := stream.Rest(t, 5*time.Second); len(rest) != 0 {
+		t.Errorf("events on a drained stream: %+v", rest)
+	}
+}
