@@ -24,7 +24,15 @@
 //     every cached allow of its token and of the player the verdict names
 //     (never of a bare claim);
 //   - when no verdict could be had, the outage Policy decides: a recent
-//     allow served stale, everyone allowed, or unavailable.
+//     allow served stale, everyone allowed, or unavailable;
+//   - an allow of a request with a sessionId registers a live session
+//     (package sessions, wired in live.go), its credential copied and
+//     held in memory: it is validated again every round with the cache
+//     bypassed, and a kick of its player (a revalidation's, another
+//     connect's, another sidecar's through the Fleet, /admin/kick) ends
+//     it with a kick event, streamed at /v1/events and posted to the
+//     webhook. Only a verdict ends a session early: a revalidation
+//     without one leaves it for the next round.
 //
 // Every provider's answers use the same statuses (200 allow, 403 kick, 503
 // unavailable, 400 a malformed request), fields and X-Playerguard-*
