@@ -39,6 +39,9 @@ type SessionGauges struct {
 	Providers []string
 	// WebhookQueue is the events waiting for delivery (nil: no webhook).
 	WebhookQueue func() float64
+	// Behind is how late the most overdue revalidation is, in seconds
+	// (nil: revalidation off).
+	Behind func() float64
 }
 
 // Sessions creates the live sessions' series and returns those updated
@@ -98,6 +101,7 @@ func (m *Metrics) Sessions(g SessionGauges) *SessionMetrics {
 var (
 	descSessions     = prometheus.NewDesc(namespace+"_sessions", "Live sessions (connected players watched), by provider.", []string{LabelProvider}, nil)
 	descWebhookQueue = prometheus.NewDesc(namespace+"_webhook_queue", "Kick events waiting for delivery to -events-webhook.", nil, nil)
+	descBehind       = prometheus.NewDesc(namespace+"_revalidation_behind_seconds", "How late the most overdue revalidation of a live session is (0: every session is asked within its round). Growing: -revalidate-max-rps (or the upstream) cannot keep up with -revalidate-every over this many sessions.", nil, nil)
 )
 
 type sessionsCollector struct{ g SessionGauges }
@@ -105,6 +109,7 @@ type sessionsCollector struct{ g SessionGauges }
 func (c *sessionsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descSessions
 	ch <- descWebhookQueue
+	ch <- descBehind
 }
 
 func (c *sessionsCollector) Collect(ch chan<- prometheus.Metric) {
@@ -114,5 +119,8 @@ func (c *sessionsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.g.WebhookQueue != nil {
 		ch <- prometheus.MustNewConstMetric(descWebhookQueue, prometheus.GaugeValue, c.g.WebhookQueue())
+	}
+	if c.g.Behind != nil {
+		ch <- prometheus.MustNewConstMetric(descBehind, prometheus.GaugeValue, c.g.Behind())
 	}
 }

@@ -1,6 +1,9 @@
 package sessions
 
-import "time"
+import (
+	"sync"
+	"time"
+)
 
 // Verdict is what a revalidation learnt of a session.
 type Verdict uint8
@@ -17,16 +20,21 @@ const (
 
 // Revalidator validates every live session of a registry again once a
 // round (Registry.Revalidate schedules them: spread over the round, each
-// within a round of the last), never faster than MaxRPS.
+// within a round of the last), starting at most MaxRPS a second and
+// never more than Concurrency at once.
 type Revalidator[C any] struct {
 	Registry *Registry[C]
 	// Every is a round's length (-revalidate-every); MaxRPS the most
-	// validations a second (-revalidate-max-rps). Both positive.
+	// validations started a second (-revalidate-max-rps). Both positive.
 	Every  time.Duration
 	MaxRPS float64
+	// Concurrency bounds the validations under way (each waits for its
+	// upstream: one at a time, a 30 ms upstream would allow 33 a second
+	// whatever MaxRPS says). Zero means 64.
+	Concurrency int
 	// Validate asks the upstream about s, bypassing every cache, and says
 	// what it learnt; expires is the credential's new end for Keep (zero:
-	// none of its own).
+	// none of its own). It is called from several goroutines at once.
 	Validate func(s Session[C]) (v Verdict, reason string, expires time.Time)
 	// OnKick, if set, hears each Kick (the caller ends the player's
 	// sessions and emits their events, if Validate did not).
@@ -41,23 +49,35 @@ type Revalidator[C any] struct {
 // what is due first (a session added meanwhile may be due sooner).
 const poll = time.Second
 
-// Run revalidates until stop is closed. It calls Registry.Revalidate.
+// Run revalidates until stop is closed, then waits for the validations
+// under way. It calls Registry.Revalidate.
 func (r *Revalidator[C]) Run(stop <-chan struct{}) {
 	now := r.Now
 	if now == nil {
 		now = time.Now
 	}
 	r.Registry.Revalidate(r.Every)
-	minGap := time.Duration(float64(time.Second) / r.MaxRPS)
-	var last time.Time
+	gap := time.Duration(float64(time.Second) / r.MaxRPS)
+	n := r.Concurrency
+	if n <= 0 {
+		n = 64
+	}
+	busy := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	// slot is when the next validation may start: one gap after the
+	// last one's slot (not after the moment it started, so that sleeps
+	// that overshoot do not add up to a lower rate), never before now
+	// less a gap (no burst after an idle spell).
+	var slot time.Time
 	for {
 		s, due, ok := r.Registry.Next()
 		wait := poll
 		if ok {
-			wait = due.Sub(now())
-			if !last.IsZero() {
-				wait = max(wait, last.Add(minGap).Sub(now()))
+			if t := now(); slot.Before(t.Add(-gap)) {
+				slot = t.Add(-gap)
 			}
+			wait = max(due.Sub(now()), slot.Add(gap).Sub(now()))
 		}
 		if wait > 0 {
 			select {
@@ -70,22 +90,28 @@ func (r *Revalidator[C]) Run(stop <-chan struct{}) {
 		select {
 		case <-stop:
 			return
-		default:
+		case busy <- struct{}{}:
 		}
-		last = now()
-		v, reason, expires := r.Validate(s)
-		if r.OnResult != nil {
-			r.OnResult(v)
-		}
-		switch v {
-		case Keep:
-			r.Registry.Validated(s.ID, now(), expires)
-		case Kick:
-			if r.OnKick != nil {
-				r.OnKick(s, reason)
+		slot = slot.Add(gap)
+		// Next round's turn first: the session is not due again while
+		// this validation is under way.
+		r.Registry.Revalidated(s.ID, now())
+		wg.Add(1)
+		go func() {
+			defer func() { <-busy; wg.Done() }()
+			v, reason, expires := r.Validate(s)
+			if r.OnResult != nil {
+				r.OnResult(v)
 			}
-		}
-		// Unknown too: asked again next round (an outage never kicks).
-		r.Registry.Revalidated(s.ID, last)
+			switch v {
+			case Keep:
+				r.Registry.Validated(s.ID, now(), expires)
+			case Kick:
+				if r.OnKick != nil {
+					r.OnKick(s, reason)
+				}
+			}
+			// Unknown: asked again next round (an outage never kicks).
+		}()
 	}
 }

@@ -147,3 +147,40 @@ func TestRevalidatorWithinARound(t *testing.T) {
 		}
 	})
 }
+
+// TestRevalidatorConcurrent: validations that each wait on a slow
+// upstream run side by side, never more than Concurrency at once, so the
+// rate is MaxRPS's and not one over the upstream's latency.
+func TestRevalidatorConcurrent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := NewRegistry[string](100, 48*time.Hour, nil)
+		liveSessions(reg, 8, func(i int) string { return string(rune('A' + i)) })
+		var mu sync.Mutex
+		running, most, done := 0, 0, 0
+		rv := &Revalidator[string]{Registry: reg, Every: time.Second, MaxRPS: 100, Concurrency: 4,
+			Validate: func(Session[string]) (Verdict, string, time.Time) {
+				mu.Lock()
+				running++
+				most = max(most, running)
+				mu.Unlock()
+				time.Sleep(time.Second) // the upstream
+				mu.Lock()
+				running--
+				done++
+				mu.Unlock()
+				return Keep, "", time.Time{}
+			}}
+		stop := make(chan struct{})
+		go rv.Run(stop)
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		mu.Lock()
+		if most != 4 || done < 8 {
+			t.Errorf("at most %d at once, %d done in 3s; want 4 at once and every session done (one at a time: 3)", most, done)
+		}
+		mu.Unlock()
+		close(stop)
+		time.Sleep(2 * time.Second) // Run waits for those under way
+		synctest.Wait()
+	})
+}

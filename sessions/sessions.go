@@ -318,6 +318,18 @@ func (r *Registry[C]) Next() (Session[C], time.Time, bool) {
 	return Session[C]{}, time.Time{}, false
 }
 
+// Behind is how late the most overdue revalidation is (0 when none is
+// overdue): a revalidator that cannot keep up with its rounds.
+func (r *Registry[C]) Behind() time.Duration {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.due) == 0 {
+		return 0
+	}
+	return max(now.Sub(r.due[0].due), 0)
+}
+
 // Revalidated schedules session id's next revalidation a round after
 // at (less up to a tenth of a round); a session gone meanwhile is left
 // gone.

@@ -140,6 +140,9 @@ func (v *Validator) newLive(c SessionsConfig) error {
 		l.hook = &sessions.Webhook{URL: c.WebhookURL, Timeout: c.WebhookTimeout, Client: c.WebhookClient, Backoff: c.WebhookBackoff}
 		g.WebhookQueue = func() float64 { return float64(l.hook.Queued()) }
 	}
+	if c.RevalidateEvery > 0 {
+		g.Behind = func() float64 { return l.reg.Behind().Seconds() }
+	}
 	l.m = v.m.Sessions(g)
 	if l.hook != nil {
 		l.hook.OnResult = func(outcome string, delay time.Duration) {

@@ -168,7 +168,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.IntVar(&c.MaxSessions, "max-sessions", 100_000, "most live sessions (validations with a sessionId); past it a new session is refused with a 503 and the validation still answers")
 	fs.DurationVar(&c.SessionMaxAge, "session-max-age", 24*time.Hour, "a session ends this long after it began, whatever its credential's life")
 	fs.DurationVar(&c.RevalidateEvery, "revalidate-every", 10*time.Minute, "how often each live session is validated again with the upstream (cache bypassed), spread evenly; 0 turns revalidation off")
-	fs.Float64Var(&c.RevalidateMaxRPS, "revalidate-max-rps", 5, "most revalidations a second, all providers together (3,000 sessions every 10m need 5)")
+	fs.Float64Var(&c.RevalidateMaxRPS, "revalidate-max-rps", 5, "most revalidations started a second, all providers together, up to 64 under way at once (3,000 sessions every 10m need 5)")
 	fs.IntVar(&c.EventsBuffer, "events-buffer", 10_000, "kick events kept for SSE clients that reconnect with Last-Event-ID")
 	fs.StringVar(&c.EventsWebhook, "events-webhook", "", "`URL` each kick event is POSTed to as JSON, retried until a 2xx, in order; must be loopback unless -allow-remote")
 	fs.DurationVar(&c.EventsWebhookTimeout, "events-webhook-timeout", 2*time.Second, "bound on one -events-webhook attempt")
