@@ -66,16 +66,19 @@ func (r *Revalidator[C]) Run(stop <-chan struct{}) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	// slot is when the next validation may start: one gap after the
-	// last one's slot (not after the moment it started, so that sleeps
-	// that overshoot do not add up to a lower rate), never before now
-	// less a gap (no burst after an idle spell).
+	// last one's slot, not after the moment it started, so that sleeps
+	// that overshoot (a millisecond's sleep takes more) do not add up to
+	// a lower rate; but never more than a burst behind now, so that an
+	// idle spell does not save up a spike: one call at 5 a second, 30 at
+	// 600 (the 50 ms a timer's overshoot can lose over them).
+	burst := max(gap, 50*time.Millisecond)
 	var slot time.Time
 	for {
 		s, due, ok := r.Registry.Next()
 		wait := poll
 		if ok {
-			if t := now(); slot.Before(t.Add(-gap)) {
-				slot = t.Add(-gap)
+			if t := now(); slot.Before(t.Add(-burst)) {
+				slot = t.Add(-burst)
 			}
 			wait = max(due.Sub(now()), slot.Add(gap).Sub(now()))
 		}
