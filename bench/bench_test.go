@@ -20,7 +20,8 @@ func TestMain(m *testing.M) {
 // check: the storm makes one upstream call per distinct token, the
 // sanction wave kicks the purged players, the outage never kicks and
 // recovers, the hit load gets 100% allows, the fleet's kicks reach every
-// sidecar. Speed is not judged. A missing wrk, nginx or redis-server
+// sidecar, each sanctioned live session's kick event reaches the SSE
+// client once and no other's. Speed is not judged. A missing wrk, nginx or redis-server
 // skips its part, except under CI=true, where CI has installed them and
 // their absence fails.
 func TestSmoke(t *testing.T) {

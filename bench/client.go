@@ -68,9 +68,11 @@ type doer interface {
 }
 
 // player is one token the bench sends, with the playerId it claims ("" for
-// none) and the platform.
+// none) and the platform; session, if set, is the sessionId a /v1/validate
+// request carries (the sessions scenario's live sessions).
 type player struct {
 	token, platform, id string
+	session             string
 }
 
 // hclient is a Go load client for the scenarios that check each answer.
@@ -200,6 +202,11 @@ func v1Body(p player) []byte {
 	if p.id != "" {
 		b = append(b, `,"playerId":"`...)
 		b = append(b, p.id...)
+		b = append(b, '"')
+	}
+	if p.session != "" {
+		b = append(b, `,"sessionId":"`...)
+		b = append(b, p.session...)
 		b = append(b, '"')
 	}
 	return append(b, '}')

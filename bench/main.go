@@ -66,6 +66,9 @@ type options struct {
 	soakDuration   time.Duration
 	fleetPlayers   int           // fleet: keys of the latency and kick parts
 	redisTimeout   time.Duration // fleet: the sidecars' -redis-timeout
+	sessions       int           // sessions: live sessions (5% are sanctioned)
+	revalEvery     time.Duration // sessions: playerguard's -revalidate-every
+	revalMaxRPS    float64       // sessions: playerguard's -revalidate-max-rps
 }
 
 // scenario is one load scenario.
@@ -83,6 +86,7 @@ var scenarios = []scenario{
 	{"sanction-wave", "a share of warm players sanctioned upstream and purged", runSanction},
 	{"memory", "the cache filled with distinct players: RSS and the entry bound", runMemory},
 	{"fleet", "three sidecars sharing a Redis: storm calls, kick propagation, shared-hit and miss latency", runFleet},
+	{"sessions", "live sessions revalidated, a sanction wave mid-run: kick events over SSE", runSessions},
 	{"soak", "mixed load with outages: RSS, heap, goroutines and fds must not keep growing", runSoak},
 }
 
@@ -104,7 +108,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.connections, "connections", 64, "connections of the hit (wrk) and miss (Go client) loads")
 	fs.IntVar(&o.rounds, "rounds", 7, "times each peer is measured, alternating with the others; medians are reported")
 	fs.IntVar(&o.threads, "threads", 2, "wrk threads")
-	fs.DurationVar(&o.upstreamLatency, "upstream-latency", -1, "fake upstream latency for miss, storm, outage, sanction-wave and fleet (default: 30ms, 50ms for storm and fleet)")
+	fs.DurationVar(&o.upstreamLatency, "upstream-latency", -1, "fake upstream latency for miss, storm, outage, sanction-wave, fleet and sessions (default: 30ms, 50ms for storm and fleet)")
 	fs.Float64Var(&o.errorRate, "error-rate", 0, "miss: share of new tokens (0..1) the fake upstream answers 500")
 	fs.BoolVar(&o.smoke, "smoke", false, "tiny sizes (seconds in all) for CI: asserts correctness, not speed")
 	fs.BoolVar(&o.json, "json", false, "print machine-readable results instead of tables")
@@ -120,6 +124,9 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.memBoundFill, "memory-bound-fill", 300_000, "memory: distinct players filled into the bounded run")
 	fs.IntVar(&o.fleetPlayers, "fleet-players", 200, "fleet: keys validated across the sidecars, then kicked (latency and kick propagation)")
 	fs.DurationVar(&o.redisTimeout, "redis-timeout", 50*time.Millisecond, "fleet: the fleet sidecars' -redis-timeout (playerguard's default 50ms)")
+	fs.IntVar(&o.sessions, "sessions", 10_000, "sessions: live sessions registered (every twentieth is sanctioned mid-run)")
+	fs.DurationVar(&o.revalEvery, "revalidate-every", 20*time.Second, "sessions: playerguard's -revalidate-every (a round; the scenario lasts a little over two)")
+	fs.Float64Var(&o.revalMaxRPS, "revalidate-max-rps", 600, "sessions: playerguard's -revalidate-max-rps")
 	fs.DurationVar(&o.soakDuration, "soak-duration", time.Minute, "soak: how long the mixed load runs (CI: 60s; try 30m before a release)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -161,6 +168,12 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-fleet-players: must be in [1, 100000]")
 	case o.redisTimeout <= 0 || o.redisTimeout > 5*time.Second:
 		return nil, errors.New("-redis-timeout: must be in (0, 5s]")
+	case o.sessions < 20 || o.sessions > 100_000:
+		return nil, errors.New("-sessions: must be in [20, 100000]")
+	case o.revalEvery < time.Second || o.revalEvery > 10*time.Minute:
+		return nil, errors.New("-revalidate-every: must be in [1s, 10m]")
+	case o.revalMaxRPS <= 0 || o.revalMaxRPS > 10_000:
+		return nil, errors.New("-revalidate-max-rps: must be in (0, 10000]")
 	case o.memEntries < 1 || o.memBound < 1 || o.memBoundFill < 1:
 		return nil, errors.New("-memory-*: must be positive")
 	case o.oidcHitTokens < 1 || o.oidcHitTokens > 100_000 || o.oidcMissTokens < 1 || o.oidcMissTokens > 100_000:
@@ -190,6 +203,8 @@ func (o *options) applySmoke(given map[string]bool) {
 	set("memory-bound-fill", func() { o.memBoundFill = 5_000 })
 	set("fleet-players", func() { o.fleetPlayers = 50 })
 	set("soak-duration", func() { o.soakDuration = 8 * time.Second })
+	set("sessions", func() { o.sessions = 200 })
+	set("revalidate-every", func() { o.revalEvery = 2 * time.Second })
 }
 
 // latencyOr is the upstream latency to use: -upstream-latency if given,
