@@ -357,6 +357,33 @@ func printDemo(w io.Writer, cfg *Config, fakes *demoFakes, listen, opsListen str
 			listen, iamport.Path, c.ImpUID, c.ImpUID[len(c.ImpUID)-1:])
 	}
 	fmt.Fprintf(w, "# the key set's health\ncurl -s http://%s/readyz; curl -s http://%s/metrics | grep -E '^playerguard_(keys|key_)'\n\n", opsListen, opsListen)
+	if ps := kakaogamestest.Demo(cfg.AppID); len(ps) > 0 {
+		p := ps[0]
+		name, _, _ := strings.Cut(p.Name, " (")
+		watched := "validated again every " + cfg.RevalidateEvery.String()
+		if cfg.RevalidateEvery == 0 {
+			watched = "not validated again (-revalidate-every 0)"
+		}
+		fmt.Fprintf(w, "# live sessions: with a sessionId, an allow makes %s's connection a live session, %s; then the player's sessions are listed: allow (200)\n", name, watched)
+		fmt.Fprintf(w, "curl -s -w ' HTTP %%{http_code}\\n' -X POST http://%s%s -d '{\"accessToken\":\"%s\",\"platform\":\"%s\",\"playerId\":\"%s\",\"sessionId\":\"demo-session-1\"}' && curl -s -w ' HTTP %%{http_code}\\n' 'http://%s/v1/sessions?playerId=%s'\n\n",
+			listen, kakaogames.Path, p.Token, p.Platform, p.PlayerID, listen, p.PlayerID)
+		fmt.Fprintf(w, "# kick events, a Server-Sent Events stream that does not end: run it in a terminal of its own\n#   curl -N http://%s/v1/events\n", listen)
+		// The admin token itself is never printed: the line reads it
+		// from where the demo got it.
+		kick := func(bearer string) string {
+			return fmt.Sprintf("curl -s -w ' HTTP %%{http_code}\\n' -X POST http://%s/admin/kick -H \"Authorization: Bearer %s\" -d '{\"playerId\":\"%s\",\"reason\":\"demo\"}'", opsListen, bearer, p.PlayerID)
+		}
+		switch {
+		case cfg.AdminTokenFile != "":
+			fmt.Fprintf(w, "# admin kick: ends %s's live sessions, one kick event each on that stream (source admin)\n%s\n\n", name, kick("$(cat '"+cfg.AdminTokenFile+"')"))
+		case cfg.AdminTokenEnv != "":
+			fmt.Fprintf(w, "# admin kick: ends %s's live sessions, one kick event each on that stream (source admin),\n", name)
+			fmt.Fprintf(w, "# in a shell where %s is the demo's admin token\n%s\n\n", envAdminToken, kick("$"+envAdminToken))
+		default:
+			fmt.Fprintf(w, "# admin kick: off, this demo has no admin token. Start the demo with one to kick %s by hand:\n", name)
+			fmt.Fprintf(w, "#   export %s=\"$(openssl rand -hex 32)\"   (in both terminals)\n#   go run ./cmd/playerguard -demo\n#   %s\n\n", envAdminToken, kick("$"+envAdminToken))
+		}
+	}
 	if cfg.RedisAddr != "" {
 		fmt.Fprintf(w, "# fleet tier on Redis at %s: 1 when in the fleet, and the upstream calls other sidecars saved this one\n", cfg.RedisAddr)
 		fmt.Fprintf(w, "curl -s http://%s/metrics | grep -E '^playerguard_(redis_connected|fleet_upstream_calls_saved_total)'\n\n", opsListen)
