@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"playerguard/fleet"
+	"playerguard/metrics"
 	"playerguard/validator/iamport/iamporttest"
 	"playerguard/validator/kakaologin/kakaologintest"
 )
@@ -23,8 +24,8 @@ const dashboardFile = "../../deploy/grafana/playerguard.json"
 // values the queries select on; the dashboard has its datasource and
 // instance variables, every query uses both, and every query of a
 // per-provider metric picks its providers; panel ids are unique, and the
-// key set's series (kakao-oidc) and the fleet tier's (-redis-addr) are all
-// on a panel.
+// key set's series (kakao-oidc), the fleet tier's (-redis-addr) and the
+// live sessions' (with -events-webhook) are all on a panel.
 func TestDashboardMetricsExist(t *testing.T) {
 	fake := startFake(t)
 	// The kakao-login provider too, never asked: its series are on /metrics
@@ -47,11 +48,14 @@ func TestDashboardMetricsExist(t *testing.T) {
 	// that is down is no error (the tier runs local-only, and keeps
 	// trying), and the tier's series are on /metrics from start-up, their
 	// label values created up front, so no Redis is needed to check them.
+	// And an events webhook nobody listens on: playerguard_webhook_queue
+	// is on /metrics only with one. No session is registered (no request
+	// has a sessionId), so nothing is sent to it.
 	noRedis, fleetKey := freeAddr(t), strings.Repeat("k", 32)
 	pg := start(t, append(upstreamEnv(fake), "PLAYERGUARD_IAMPORT_KEY=ik", "PLAYERGUARD_IAMPORT_SECRET=is", "PLAYERGUARD_FLEET_KEY="+fleetKey),
 		append([]string{"-breaker-failures", trafficBreakers, "-breaker-timeout", "30s",
 			"-kakao-login-app-id", "100001", "-kakao-login-api", kl.URL(), "-iamport-api", ia.URL(),
-			"-redis-addr", noRedis}, oidcArgs(ko)...)...)
+			"-redis-addr", noRedis, "-events-webhook", "http://" + freeAddr(t) + "/kicks"}, oidcArgs(ko)...)...)
 	driveTraffic(t, fake, pg, false)
 	exp := parseExposition(t, scrape(t, pg))
 
@@ -226,6 +230,48 @@ func TestDashboardMetricsExist(t *testing.T) {
 		t.Errorf("fleet series on /metrics of a playerguard with -redis-addr: %q; package fleet registers %q", exposed, registered)
 	}
 	for _, name := range registered {
+		queried := onDashboard[name]
+		if exp.types[name] == "histogram" {
+			queried = onDashboard[name+"_bucket"] || onDashboard[name+"_count"] || onDashboard[name+"_sum"]
+		}
+		if !queried {
+			t.Errorf("%s: no panel queries %s", dashboardFile, name)
+		}
+	}
+
+	// The live sessions' series are those metrics.Sessions adds (on a
+	// registry of the test's own, with a webhook and revalidation on, as
+	// the playerguard above has), and each is on /metrics and on some
+	// panel.
+	sreg := prometheus.NewRegistry()
+	sm := metrics.New(sreg, "test")
+	base, err := sreg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]bool{}
+	for _, f := range base {
+		before[f.GetName()] = true
+	}
+	zero := func() float64 { return 0 }
+	sm.Sessions(metrics.SessionGauges{Live: func() map[string]int { return nil }, Providers: []string{"kakao-games"}, WebhookQueue: zero, Behind: zero})
+	all, err := sreg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sessionSeries []string
+	for _, f := range all {
+		if !before[f.GetName()] {
+			sessionSeries = append(sessionSeries, f.GetName())
+		}
+	}
+	if len(sessionSeries) == 0 {
+		t.Errorf("metrics.Sessions registers no series")
+	}
+	for _, name := range sessionSeries {
+		if _, ok := exp.types[name]; !ok {
+			t.Errorf("%s: not on /metrics of a playerguard with -events-webhook", name)
+		}
 		queried := onDashboard[name]
 		if exp.types[name] == "histogram" {
 			queried = onDashboard[name+"_bucket"] || onDashboard[name+"_count"] || onDashboard[name+"_sum"]
