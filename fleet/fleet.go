@@ -138,6 +138,13 @@ type Tier struct {
 	recent   map[string]int64 // "p"+player, "t"+token: unix µs
 	order    []recentKick     // by time, for expiry
 
+	// notes are the nonces of the kick notes heard within noteLife, so
+	// that one sent again (by anyone who can publish on the channel)
+	// ends no session twice.
+	notesMu   sync.Mutex
+	notes     map[[12]byte]bool
+	noteOrder []heardNote
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -210,7 +217,7 @@ func New(cfg Config) (*Tier, error) {
 		log:    cfg.Logger,
 		m:      newTierMetrics(cfg.Registerer),
 		kicks:  make(chan validator.FleetPurge, 1024),
-		recent: map[string]int64{},
+		recent: map[string]int64{}, notes: map[[12]byte]bool{},
 	}
 	t.opts = rueidis.ClientOption{
 		InitAddress: cfg.Addrs,
@@ -399,18 +406,60 @@ func (t *Tier) replay() {
 	}
 }
 
+// noteLife is how long after it was sent a kick note is taken (beyond
+// the clock skew): a note is published the moment it is sent, and heard
+// within milliseconds.
+const noteLife = 30 * time.Second
+
+type heardNote struct {
+	nonce [12]byte
+	at    int64 // unix µs
+}
+
+// fresh says whether a note sent at sent with nonce is to be applied:
+// sent within noteLife (and not from beyond the clock skew ahead), and
+// not heard before. It remembers the nonce.
+func (t *Tier) fresh(sent int64, nonce [12]byte) (bool, string) {
+	now := t.cfg.Now().UnixMicro()
+	life := (noteLife + t.cfg.ClockSkew).Microseconds()
+	if sent < now-life || sent > now+t.cfg.ClockSkew.Microseconds() {
+		return false, "note_stale"
+	}
+	t.notesMu.Lock()
+	defer t.notesMu.Unlock()
+	if t.notes[nonce] {
+		return false, "note_replayed"
+	}
+	n := 0
+	for _, h := range t.noteOrder {
+		if h.at >= now-life {
+			break
+		}
+		delete(t.notes, h.nonce)
+		n++
+	}
+	t.noteOrder = append(t.noteOrder[n:], heardNote{nonce, now})
+	t.notes[nonce] = true
+	return true, ""
+}
+
 // received applies one kick message.
 func (t *Tier) received(msg rueidis.PubSubMessage) {
-	sender, p, err := t.keys.openKick(t.chann, []byte(msg.Message))
+	o, err := t.keys.openKick(t.chann, []byte(msg.Message))
 	if err != nil {
 		t.m.ignored.WithLabelValues("kick_" + err.Error()).Inc()
 		return
 	}
-	if sender == t.id {
+	if o.sender == t.id {
 		return // dropped here before it was sent
 	}
+	p := o.p
 	if p.Kick != nil {
 		// A note: the sessions of a player kicked (its purge came first).
+		if ok, why := t.fresh(o.sent, o.nonce); !ok {
+			t.m.ignored.WithLabelValues(why).Inc()
+			return
+		}
 		if t.local != nil {
 			t.local.FleetKicked(p.Player, *p.Kick)
 		}
@@ -538,7 +587,8 @@ func (t *Tier) send(p validator.FleetPurge) error {
 	}
 	cmds = append(cmds, c.B().Publish().Channel(t.chann).Message(rueidis.BinaryString(t.keys.sealKick(t.chann, t.id, p))).Build())
 	if p.Kick != nil && p.Player != "" {
-		if note, ok := t.keys.sealNote(t.chann, t.id, p.Player, p.Kick); ok {
+		// Sent now (a kick held while Redis was away is sent fresh).
+		if note, ok := t.keys.sealNote(t.chann, t.id, t.cfg.Now().UnixMicro(), p.Player, p.Kick); ok {
 			cmds = append(cmds, c.B().Publish().Channel(t.chann).Message(rueidis.BinaryString(note)).Build())
 		}
 	}

@@ -376,11 +376,13 @@ func FuzzReviewOpenKick(f *testing.F) {
 		// A real note round-trips (a player is required).
 		if player != "" {
 			n := &validator.FleetKick{Provider: "kakao-games", Reason: string(plain), Admin: hasToken, RedirectURI: raw}
-			if note, ok := k.sealNote("pg:kicks", 42, player, n); ok {
-				_, got, err := k.openKick("pg:kicks", note)
+			if note, ok := k.sealNote("pg:kicks", 42, int64(token>>1), player, n); ok {
+				o, err := k.openKick("pg:kicks", note)
+				got := o.p
 				if err != nil || got.Player != player || got.Kick == nil || got.Kick.Reason != n.Reason || got.Kick.Admin != n.Admin ||
-					string(got.Kick.RedirectURI) != string(raw) || got.HasToken || len(got.Keys) != 0 {
-					t.Fatalf("note round trip: %v %+v %+v", err, got, got.Kick)
+					string(got.Kick.RedirectURI) != string(raw) || got.HasToken || len(got.Keys) != 0 || o.sent != int64(token>>1) ||
+					string(o.nonce[:]) != string(note[9:21]) {
+					t.Fatalf("note round trip: %v %+v %+v", err, o, got.Kick)
 				}
 			}
 		}
@@ -391,11 +393,12 @@ func FuzzReviewOpenKick(f *testing.F) {
 			key[0] = byte(i)
 			p.Keys = append(p.Keys, key)
 		}
-		sender, got, err := k.openKick("pg:kicks", k.sealKick("pg:kicks", 42, p))
+		o, err := k.openKick("pg:kicks", k.sealKick("pg:kicks", 42, p))
+		sender, got := o.sender, o.p
 		if err != nil || sender != 42 || got.Player != p.Player || got.Token != p.Token || got.HasToken != p.HasToken || len(got.Keys) != len(p.Keys) {
 			t.Fatalf("round trip: %v %d %+v, want %+v", err, sender, got, p)
 		}
-		if _, _, err := k.openKick("pg:other", k.sealKick("pg:kicks", 42, p)); err == nil {
+		if _, err := k.openKick("pg:other", k.sealKick("pg:kicks", 42, p)); err == nil {
 			t.Fatal("a kick opened on another channel")
 		}
 	})

@@ -160,11 +160,15 @@ func (k *keys) open(rkey string, b []byte, now time.Time) (opened, error) {
 // A kick of a player (not a purge) is followed by a note of version 2,
 // sealed the same way, for the player's sessions:
 //
-//	flags (1: admin) | player (2+n) | provider (1+n) | reason (2+n)
-//	| redirectUri (2+n) | token (2+n), each length big-endian
+//	flags (1: admin) | sent (8: unix µs) | player (2+n) | provider (1+n)
+//	| reason (2+n) | redirectUri (2+n) | token (2+n), each length
+//	big-endian
 //
-// A sidecar from before notes drops them (kick_malformed) and still
-// applies the purge, which comes first in its own message of version 1.
+// A note ends sessions, so unlike a purge it must not work twice: the
+// receiver drops one sent too long ago and one whose nonce it has seen
+// (Tier.fresh). A sidecar from before notes drops them (kick_malformed)
+// and still applies the purge, which comes first in its own message of
+// version 1.
 const (
 	kickVersion = 1
 	noteVersion = 2
@@ -191,7 +195,7 @@ func (k *keys) sealKick(channel string, sender uint64, p validator.FleetPurge) [
 // sealNote seals the note of a kick of player; ok is false when a field
 // does not fit its length (never for what the validator sends: reasons
 // and providers are short, a lockout's objects a few hundred bytes).
-func (k *keys) sealNote(channel string, sender uint64, player string, n *validator.FleetKick) ([]byte, bool) {
+func (k *keys) sealNote(channel string, sender uint64, sent int64, player string, n *validator.FleetKick) ([]byte, bool) {
 	if len(player) >= 1<<16 || len(n.Provider) >= 1<<8 || len(n.Reason) >= 1<<16 || len(n.RedirectURI) >= 1<<16 || len(n.Token) >= 1<<16 {
 		return nil, false
 	}
@@ -201,6 +205,7 @@ func (k *keys) sealNote(channel string, sender uint64, player string, n *validat
 		flags |= noteAdmin
 	}
 	plain = append(plain, flags)
+	plain = binary.BigEndian.AppendUint64(plain, uint64(sent))
 	plain = appendField16(plain, []byte(player))
 	plain = append(plain, byte(len(n.Provider)))
 	plain = append(plain, n.Provider...)
@@ -228,23 +233,34 @@ func (k *keys) sealMessage(version byte, channel string, sender uint64, plain []
 // channel, the version and the sender.
 func kickAAD(channel string, head []byte) []byte { return append([]byte(channel), head...) }
 
+// openedKick is a kick message opened.
+type openedKick struct {
+	sender uint64
+	p      validator.FleetPurge
+	// A note's (p.Kick set): when it was sent, and its nonce.
+	sent  int64
+	nonce [12]byte
+}
+
 // openKick opens a message of either version: a note comes back as a
 // FleetPurge with Player and Kick set and nothing to purge.
-func (k *keys) openKick(channel string, b []byte) (sender uint64, p validator.FleetPurge, err error) {
+func (k *keys) openKick(channel string, b []byte) (o openedKick, err error) {
 	if len(b) < 21+k.kicks.Overhead() || b[0] != kickVersion && b[0] != noteVersion {
-		return 0, p, errMalformed
+		return o, errMalformed
 	}
 	plain, err := k.kicks.Open(nil, b[9:21], b[21:], kickAAD(channel, b[:9]))
 	if err != nil {
-		return 0, p, errForged
+		return o, errForged
 	}
-	sender = binary.BigEndian.Uint64(b[1:])
+	o.sender = binary.BigEndian.Uint64(b[1:])
 	if b[0] == noteVersion {
-		p, err = openNote(plain)
-		return sender, p, err
+		copy(o.nonce[:], b[9:21])
+		o.p, o.sent, err = openNote(plain)
+		return o, err
 	}
+	p := &o.p
 	if len(plain) < 10 || len(plain) < 10+int(plain[9])*32 {
-		return 0, p, errMalformed
+		return o, errMalformed
 	}
 	p.HasToken = plain[0]&kickToken != 0
 	p.Token = cache.TokenID(binary.BigEndian.Uint64(plain[1:]))
@@ -256,17 +272,18 @@ func (k *keys) openKick(channel string, b []byte) (sender uint64, p validator.Fl
 		p.Keys = append(p.Keys, key)
 	}
 	p.Player = string(rest[n*32:])
-	return sender, p, nil
+	return o, nil
 }
 
 // openNote reads a note's plaintext.
-func openNote(plain []byte) (validator.FleetPurge, error) {
+func openNote(plain []byte) (validator.FleetPurge, int64, error) {
 	var p validator.FleetPurge
-	if len(plain) < 1 {
-		return p, errMalformed
+	if len(plain) < 9 {
+		return p, 0, errMalformed
 	}
 	n := &validator.FleetKick{Admin: plain[0]&noteAdmin != 0}
-	rest := plain[1:]
+	sent := int64(binary.BigEndian.Uint64(plain[1:]))
+	rest := plain[9:]
 	field := func(width int) ([]byte, bool) {
 		if len(rest) < width {
 			return nil, false
@@ -288,7 +305,7 @@ func openNote(plain []byte) (validator.FleetPurge, error) {
 	redirect, ok4 := field(2)
 	token, ok5 := field(2)
 	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || len(rest) != 0 || len(player) == 0 {
-		return p, errMalformed
+		return p, 0, errMalformed
 	}
 	n.Provider, n.Reason = string(provider), string(reason)
 	if len(redirect) > 0 {
@@ -298,7 +315,7 @@ func openNote(plain []byte) (validator.FleetPurge, error) {
 		n.Token = token
 	}
 	p.Player, p.Kick = string(player), n
-	return p, nil
+	return p, sent, nil
 }
 
 // A kick marker (a player's or a token's) holds the kick's time, unix µs,
