@@ -138,13 +138,6 @@ type Tier struct {
 	recent   map[string]int64 // "p"+player, "t"+token: unix µs
 	order    []recentKick     // by time, for expiry
 
-	// notes are the nonces of the kick notes heard within noteLife, so
-	// that one sent again (by anyone who can publish on the channel)
-	// ends no session twice.
-	notesMu   sync.Mutex
-	notes     map[[12]byte]bool
-	noteOrder []heardNote
-
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -217,7 +210,7 @@ func New(cfg Config) (*Tier, error) {
 		log:    cfg.Logger,
 		m:      newTierMetrics(cfg.Registerer),
 		kicks:  make(chan validator.FleetPurge, 1024),
-		recent: map[string]int64{}, notes: map[[12]byte]bool{},
+		recent: map[string]int64{},
 	}
 	t.opts = rueidis.ClientOption{
 		InitAddress: cfg.Addrs,
@@ -406,43 +399,6 @@ func (t *Tier) replay() {
 	}
 }
 
-// noteLife is how long after it was sent a kick note is taken (beyond
-// the clock skew): a note is published the moment it is sent, and heard
-// within milliseconds.
-const noteLife = 30 * time.Second
-
-type heardNote struct {
-	nonce [12]byte
-	at    int64 // unix µs
-}
-
-// fresh says whether a note sent at sent with nonce is to be applied:
-// sent within noteLife (and not from beyond the clock skew ahead), and
-// not heard before. It remembers the nonce.
-func (t *Tier) fresh(sent int64, nonce [12]byte) (bool, string) {
-	now := t.cfg.Now().UnixMicro()
-	life := (noteLife + t.cfg.ClockSkew).Microseconds()
-	if sent < now-life || sent > now+t.cfg.ClockSkew.Microseconds() {
-		return false, "note_stale"
-	}
-	t.notesMu.Lock()
-	defer t.notesMu.Unlock()
-	if t.notes[nonce] {
-		return false, "note_replayed"
-	}
-	n := 0
-	for _, h := range t.noteOrder {
-		if h.at >= now-life {
-			break
-		}
-		delete(t.notes, h.nonce)
-		n++
-	}
-	t.noteOrder = append(t.noteOrder[n:], heardNote{nonce, now})
-	t.notes[nonce] = true
-	return true, ""
-}
-
 // received applies one kick message.
 func (t *Tier) received(msg rueidis.PubSubMessage) {
 	o, err := t.keys.openKick(t.chann, []byte(msg.Message))
@@ -455,13 +411,16 @@ func (t *Tier) received(msg rueidis.PubSubMessage) {
 	}
 	p := o.p
 	if p.Kick != nil {
-		// A note: the sessions of a player kicked (its purge came first).
-		if ok, why := t.fresh(o.sent, o.nonce); !ok {
-			t.m.ignored.WithLabelValues(why).Inc()
-			return
-		}
+		// A note: the sessions of a player kicked (its purge came first),
+		// those last validated before the kick: one validated since had a
+		// newer allow. So a note heard late or heard again ends no session
+		// that came after it. (By the sender's clock: a session validated
+		// within the clock skew after the kick may end too, which needs
+		// the upstream to change its verdict within that second.)
 		if t.local != nil {
-			t.local.FleetKicked(p.Player, *p.Kick)
+			k := *p.Kick
+			k.At = time.UnixMicro(o.sent)
+			t.local.FleetKicked(p.Player, k)
 		}
 		return
 	}
@@ -587,8 +546,9 @@ func (t *Tier) send(p validator.FleetPurge) error {
 	}
 	cmds = append(cmds, c.B().Publish().Channel(t.chann).Message(rueidis.BinaryString(t.keys.sealKick(t.chann, t.id, p))).Build())
 	if p.Kick != nil && p.Player != "" {
-		// Sent now (a kick held while Redis was away is sent fresh).
-		if note, ok := t.keys.sealNote(t.chann, t.id, t.cfg.Now().UnixMicro(), p.Player, p.Kick); ok {
+		// The kick's own time, not the send's: one held while Redis was
+		// away ends only the sessions from before it.
+		if note, ok := t.keys.sealNote(t.chann, t.id, p.Kick.At.UnixMicro(), p.Player, p.Kick); ok {
 			cmds = append(cmds, c.B().Publish().Channel(t.chann).Message(rueidis.BinaryString(note)).Build())
 		}
 	}

@@ -20,7 +20,7 @@ type tierMetrics struct {
 var (
 	opNames      = []string{"look", "wait", "store", "release", "kick", "state", "connect"}
 	outcomeNames = []string{"ok", "error", "timeout", "skipped"}
-	ignoredNames = []string{"forged", "malformed", "too_large", "expired", "kicked", "undecodable", "kick_forged", "kick_malformed", "note_stale", "note_replayed"}
+	ignoredNames = []string{"forged", "malformed", "too_large", "expired", "kicked", "undecodable", "kick_forged", "kick_malformed"}
 )
 
 func newTierMetrics(reg prometheus.Registerer) *tierMetrics {
@@ -44,7 +44,7 @@ func newTierMetrics(reg prometheus.Registerer) *tierMetrics {
 		}, []string{"kind"}),
 		ignored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "playerguard_fleet_values_ignored_total",
-			Help: "Shared values and kick messages ignored, by why: forged (HMAC fails, or copied under another key), malformed, too_large, expired, kicked (looked up before a kick of its player or token), undecodable, kick_forged, kick_malformed, note_stale (a kick note sent more than 30 s ago), note_replayed (a kick note heard before: sent again).",
+			Help: "Shared values and kick messages ignored, by why: forged (HMAC fails, or copied under another key), malformed, too_large, expired, kicked (looked up before a kick of its player or token), undecodable, kick_forged, kick_malformed.",
 		}, []string{"why"}),
 		saved: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "playerguard_fleet_upstream_calls_saved_total",

@@ -160,15 +160,15 @@ func (k *keys) open(rkey string, b []byte, now time.Time) (opened, error) {
 // A kick of a player (not a purge) is followed by a note of version 2,
 // sealed the same way, for the player's sessions:
 //
-//	flags (1: admin) | sent (8: unix µs) | player (2+n) | provider (1+n)
-//	| reason (2+n) | redirectUri (2+n) | token (2+n), each length
-//	big-endian
+//	flags (1: admin) | kicked at (8: unix µs) | player (2+n)
+//	| provider (1+n) | reason (2+n) | redirectUri (2+n) | token (2+n),
+//	each length big-endian
 //
-// A note ends sessions, so unlike a purge it must not work twice: the
-// receiver drops one sent too long ago and one whose nonce it has seen
-// (Tier.fresh). A sidecar from before notes drops them (kick_malformed)
-// and still applies the purge, which comes first in its own message of
-// version 1.
+// A note ends only the player's sessions last validated before the kick
+// (less the clock skew), so one heard late, twice, or sent again by
+// someone who copied it ends no session that came after the kick. A
+// sidecar from before notes drops them (kick_malformed) and still
+// applies the purge, which comes first in its own message of version 1.
 const (
 	kickVersion = 1
 	noteVersion = 2
@@ -237,9 +237,8 @@ func kickAAD(channel string, head []byte) []byte { return append([]byte(channel)
 type openedKick struct {
 	sender uint64
 	p      validator.FleetPurge
-	// A note's (p.Kick set): when it was sent, and its nonce.
-	sent  int64
-	nonce [12]byte
+	// A note's (p.Kick set): when the kick was made (unix µs).
+	sent int64
 }
 
 // openKick opens a message of either version: a note comes back as a
@@ -254,7 +253,6 @@ func (k *keys) openKick(channel string, b []byte) (o openedKick, err error) {
 	}
 	o.sender = binary.BigEndian.Uint64(b[1:])
 	if b[0] == noteVersion {
-		copy(o.nonce[:], b[9:21])
 		o.p, o.sent, err = openNote(plain)
 		return o, err
 	}

@@ -26,6 +26,15 @@ func (s *sidecar) connect(token, player, session string) int {
 	return r.Status
 }
 
+// sessionsOf is how many live sessions s lists for player.
+func (s *sidecar) sessionsOf(player string) int {
+	s.t.Helper()
+	req, _ := http.NewRequest("GET", s.url+"/v1/sessions?playerId="+player, nil)
+	r := testkit.Do(s.t, s.http, req)
+	list, _ := r.Body["sessions"].([]any)
+	return len(list)
+}
+
 type fleetEvent struct {
 	SessionID, PlayerID, Provider, Reason, Source string
 	RedirectURI                                   json.RawMessage
@@ -95,13 +104,36 @@ func TestLockoutReachesSessionsOnOtherSidecars(t *testing.T) {
 	}
 }
 
+// barrier kicks a player of its own through a's /admin/kick and waits
+// for the event on b's stream: every note a published before has been
+// heard by b. It returns the events that came before the barrier's.
+func barrier(t *testing.T, a, b *sidecar, stream *testkit.SSE, player string) []testkit.SSEEvent {
+	t.Helper()
+	b.t.Helper()
+	if st := b.connect("tok-"+player, player, "barrier-"+player); st != 200 {
+		t.Fatalf("barrier connect: %d", st)
+	}
+	req, _ := http.NewRequest("POST", "/admin/kick", strings.NewReader(`{"playerId":"`+player+`"}`))
+	req.Header.Set("Authorization", "Bearer SECRET-admin-token")
+	a.ops.ServeHTTP(&responseRecorder{header: http.Header{}}, req)
+	var before []testkit.SSEEvent
+	for {
+		e := stream.Next(t, 10*time.Second)
+		if strings.Contains(e.Data, `"barrier-`+player+`"`) {
+			return before
+		}
+		before = append(before, e)
+	}
+}
+
 // TestKickNoteReplayed: a kick note published again (anyone who can
-// publish on the channel can copy one) ends no session; nor does one
-// sent longer ago than a note takes.
+// publish on the channel can copy one), or one sealed long ago, ends no
+// session validated after the kick.
 func TestKickNoteReplayed(t *testing.T) {
 	ft := newFleet(t, 2, nil)
 	a, b := ft.cars[0], ft.cars[1]
 	ft.allow("tok-r", "4003")
+	ft.allow("tok-4900", "4900")
 	// A tap on the channel, as anyone with Redis access could have.
 	tap, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{ft.redis.Addr}, DisableCache: true})
 	if err != nil {
@@ -130,37 +162,60 @@ func TestKickNoteReplayed(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no note published")
 	}
-	// B reconnects the player, then the note is published again.
+	// The player connects on B after the kick, then the note is
+	// published again, and an old one.
+	time.Sleep(10 * time.Millisecond)
 	if st := b.connect("tok-r", "4003", "b-room-3"); st != 200 {
 		t.Fatalf("connect on B: %d", st)
 	}
 	stream := testkit.OpenSSE(t, b.url+"/v1/events", "")
-	if err := tap.Do(context.Background(), tap.B().Publish().Channel(b.tier.chann).Message(note).Build()).Error(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for b.metric("playerguard_fleet_values_ignored_total", "why", "note_replayed") < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the replayed note was not counted as one")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if ev := stream.Pending(); len(ev) != 0 {
-		t.Errorf("a replayed note kicked: %+v", ev)
-	}
-	if got := b.metric("playerguard_sessions", "provider", "kakao-games"); got != 1 {
-		t.Errorf("B's sessions after the replay: %v, want 1", got)
-	}
-	// An old note, sealed with the fleet key but sent long ago.
 	old, _ := b.tier.keys.sealNote(b.tier.chann, 7, time.Now().Add(-time.Hour).UnixMicro(), "4003", &validator.FleetKick{Reason: "old"})
-	tap.Do(context.Background(), tap.B().Publish().Channel(b.tier.chann).Message(rueidis.BinaryString(old)).Build())
-	for b.metric("playerguard_fleet_values_ignored_total", "why", "note_stale") < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the old note was not counted as stale")
+	for _, m := range []string{note, rueidis.BinaryString(old)} {
+		if err := tap.Do(context.Background(), tap.B().Publish().Channel(b.tier.chann).Message(m).Build()).Error(); err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
-	if got := b.metric("playerguard_sessions", "provider", "kakao-games"); got != 1 {
-		t.Errorf("B's sessions after an old note: %v, want 1", got)
+	if ev := barrier(t, a, b, stream, "4900"); len(ev) != 0 {
+		t.Errorf("a replayed or old note kicked: %+v", ev)
+	}
+	if got := b.sessionsOf("4003"); got != 1 {
+		t.Errorf("B's sessions of 4003 after the replay: %d, want 1", got)
+	}
+}
+
+// TestHeldKickEndsNoLaterSession: a kick A made while Redis was frozen
+// goes out when it is back; meanwhile the player connected on B with an
+// upstream allow: that session stays.
+func TestHeldKickEndsNoLaterSession(t *testing.T) {
+	ft := newFleet(t, 2, nil)
+	a, b := ft.cars[0], ft.cars[1]
+	ft.allow("tok-4901", "4901")
+	ft.redis.Freeze()
+	ft.fake.Set("tok-locked", kakaogamestest.Lockout(testApp, "7001"))
+	if _, d, _ := a.check("tok-locked", "7001"); d != "kick" {
+		t.Fatalf("A: %s, want the lockout", d)
+	}
+	time.Sleep(10 * time.Millisecond)
+	// The lockout is lifted; the player connects on B, allowed.
+	ft.allow("tok-fresh", "7001")
+	if st := b.connect("tok-fresh", "7001", "b-room-9"); st != 200 {
+		t.Fatalf("connect on B: %d", st)
+	}
+	ft.redis.Thaw()
+	a.waitConnected()
+	b.waitConnected()
+	stream := testkit.OpenSSE(t, b.url+"/v1/events", "")
+	deadline := time.Now().Add(10 * time.Second)
+	for a.metric("playerguard_fleet_kicks_pending") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("A's held kick never went out")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if ev := barrier(t, a, b, stream, "4901"); len(ev) != 0 {
+		t.Errorf("B kicked a session allowed after the kick, on a kick held while Redis was frozen: %+v", ev)
+	}
+	if got := b.sessionsOf("7001"); got != 1 {
+		t.Errorf("B's sessions of 7001: %d, want 1", got)
 	}
 }

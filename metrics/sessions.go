@@ -13,8 +13,10 @@ var (
 	KickEventSources = []string{"revalidation", "validation", "fleet", "admin"}
 	// SessionRefusals: the -max-sessions bound, a sessionId held by
 	// another player, an allow naming no player (the open outage policy
-	// for a request without playerId: answered, not registered).
-	SessionRefusals = []string{"full", "other_player", "no_player"}
+	// for a request without playerId: answered, not registered), an allow
+	// whose credential is about to expire (the provider said do not cache
+	// it: answered, not registered).
+	SessionRefusals = []string{"full", "other_player", "no_player", "expiring"}
 	// WebhookOutcomes: each delivery attempt's (status_3xx...: the
 	// receiver's answer was not a 2xx).
 	WebhookOutcomes = []string{"ok", "error", "timeout", "status_1xx", "status_3xx", "status_4xx", "status_5xx", "status_other"}
@@ -49,7 +51,7 @@ type SessionGauges struct {
 func (m *Metrics) Sessions(g SessionGauges) *SessionMetrics {
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "sessions_refused_total",
-		Help: "Sessions not registered on an allow, by reason: full (-max-sessions, answered 503), other_player (the sessionId is another player's, answered 400), no_player (an allow by the open outage policy naming no player: answered, not registered).",
+		Help: "Sessions not registered on an allow, by reason: full (-max-sessions, answered 503), other_player (the sessionId is another player's, answered 400), no_player (an allow by the open outage policy naming no player: answered, not registered), expiring (an allow of a credential about to expire: answered, not registered).",
 	}, []string{LabelReason})
 	reval := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "revalidations_total",
@@ -70,7 +72,7 @@ func (m *Metrics) Sessions(g SessionGauges) *SessionMetrics {
 	})
 	dropped := prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Name: "webhook_events_dropped_total",
-		Help: "Kick events dropped undelivered because the webhook's queue (10,000) was full: the receiver has been failing for long. The SSE stream and GET /v1/sessions still have them.",
+		Help: "Kick events dropped undelivered because the webhook's queue (10,000) was full: the receiver has been failing for long. GET /v1/events with Last-Event-ID still has those among the last -events-buffer events.",
 	})
 	clients := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "sse_clients",

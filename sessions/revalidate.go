@@ -98,7 +98,7 @@ func (r *Revalidator[C]) Run(stop <-chan struct{}) {
 		slot = slot.Add(gap)
 		// Next round's turn first: the session is not due again while
 		// this validation is under way.
-		r.Registry.Revalidated(s.ID, now())
+		r.Registry.Revalidated(s, now())
 		wg.Add(1)
 		go func() {
 			defer func() { <-busy; wg.Done() }()
@@ -108,7 +108,7 @@ func (r *Revalidator[C]) Run(stop <-chan struct{}) {
 			}
 			switch v {
 			case Keep:
-				r.Registry.Validated(s.ID, now(), expires)
+				r.Registry.Validated(s, now(), expires)
 			case Kick:
 				if r.OnKick != nil {
 					r.OnKick(s, reason)

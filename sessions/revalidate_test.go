@@ -39,7 +39,7 @@ func TestRevalidatorRound(t *testing.T) {
 				mu.Lock()
 				kicked = append(kicked, s.ID+" "+reason)
 				mu.Unlock()
-				reg.EndPlayer(s.Player, "")
+				reg.EndPlayer(s.Player, "", time.Time{})
 			},
 		}
 		stop := make(chan struct{})

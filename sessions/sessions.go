@@ -31,6 +31,10 @@ type Session[C any] struct {
 
 	due  time.Time // its next revalidation (Registry.Revalidate)
 	slot int       // its index in the registry's heap of due times
+	// gen tells this session's registration (or renewal: a new
+	// credential) from any other under the same id: what a revalidation
+	// learnt applies to the one it asked about (EndSession, Validated).
+	gen uint64
 }
 
 // Errors of Add.
@@ -51,6 +55,7 @@ type Registry[C any] struct {
 	counts   map[string]int // held sessions by provider
 	every    time.Duration  // the revalidation round; 0: none
 	due      dueHeap[C]
+	gens     uint64 // the last gen given
 }
 
 // dueHeap orders sessions by their next revalidation.
@@ -125,7 +130,8 @@ func (r *Registry[C]) Add(s Session[C]) error {
 		}
 		r.count(old.Provider, -1)
 		r.count(s.Provider, 1)
-		old.Provider, old.LastValidated, old.Cred = s.Provider, s.LastValidated, s.Cred
+		r.gens++
+		old.Provider, old.LastValidated, old.Cred, old.gen = s.Provider, s.LastValidated, s.Cred, r.gens
 		old.Expires = minTime(s.Expires, old.Since.Add(r.maxAge))
 		return nil
 	} else if ok {
@@ -137,6 +143,8 @@ func (r *Registry[C]) Add(s Session[C]) error {
 	n := s
 	n.Expires = minTime(s.Expires, s.Since.Add(r.maxAge))
 	n.slot = -1
+	r.gens++
+	n.gen = r.gens
 	if r.every > 0 {
 		n.due = now.Add(time.Duration(rand.Int64N(int64(r.every))))
 		heap.Push(&r.due, &n)
@@ -214,14 +222,16 @@ func (r *Registry[C]) Remove(id string) bool {
 	return !r.expired(s, now)
 }
 
-// EndPlayer ends every session of player (provider "" for any) and
-// returns them, credentials dropped: one kick event each.
-func (r *Registry[C]) EndPlayer(player, provider string) []Session[C] {
+// EndPlayer ends every session of player (provider "" for any) last
+// validated before before (zero: whenever), and returns them, credentials
+// dropped: one kick event each. A session validated since is left: a kick
+// is about what the upstream said then, and a later allow is newer.
+func (r *Registry[C]) EndPlayer(player, provider string, before time.Time) []Session[C] {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []Session[C]
 	for _, s := range r.byPlayer[player] {
-		if provider == "" || s.Provider == provider {
+		if (provider == "" || s.Provider == provider) && (before.IsZero() || s.LastValidated.Before(before)) {
 			c := *s
 			var zero C
 			c.Cred = zero
@@ -231,6 +241,21 @@ func (r *Registry[C]) EndPlayer(player, provider string) []Session[C] {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// EndSession ends s if it is still the session registered under its id
+// (not renewed, not ended and registered again): what a revalidation of
+// s learnt is about s alone.
+func (r *Registry[C]) EndSession(s Session[C]) bool {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cur, ok := r.byID[s.ID]
+	if !ok || cur.gen != s.gen {
+		return false
+	}
+	r.remove(cur)
+	return !r.expired(cur, now)
 }
 
 // ByPlayer lists player's live sessions by id, without credentials.
@@ -288,15 +313,18 @@ func (r *Registry[C]) ByProvider() map[string]int {
 	return out
 }
 
-// Validated records a fresh allow for session id (a revalidation) at at,
-// of a credential that ends at expires (zero: no end of its own): the
-// session's end moves to it, bounded by its maximum age.
-func (r *Registry[C]) Validated(id string, at, expires time.Time) {
+// Validated records a fresh allow for s (a revalidation) at at, of a
+// credential that ends at expires (zero: none known, the end stays): the
+// session's end moves to it, bounded by its maximum age. A session renewed
+// or replaced meanwhile is left alone.
+func (r *Registry[C]) Validated(s Session[C], at, expires time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if s, ok := r.byID[id]; ok {
-		s.LastValidated = at
-		s.Expires = minTime(expires, s.Since.Add(r.maxAge))
+	if cur, ok := r.byID[s.ID]; ok && cur.gen == s.gen {
+		cur.LastValidated = at
+		if !expires.IsZero() {
+			cur.Expires = minTime(expires, cur.Since.Add(r.maxAge))
+		}
 	}
 }
 
@@ -330,13 +358,12 @@ func (r *Registry[C]) Behind() time.Duration {
 	return max(now.Sub(r.due[0].due), 0)
 }
 
-// Revalidated schedules session id's next revalidation a round after
-// at (less up to a tenth of a round); a session gone meanwhile is left
-// gone.
-func (r *Registry[C]) Revalidated(id string, at time.Time) {
+// Revalidated schedules s's next revalidation a round after at (less up
+// to a tenth of a round); a session gone meanwhile is left gone.
+func (r *Registry[C]) Revalidated(s Session[C], at time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if s, ok := r.byID[id]; ok && s.slot >= 0 {
+	if s, ok := r.byID[s.ID]; ok && s.slot >= 0 {
 		s.due = at.Add(r.every - time.Duration(rand.Int64N(int64(r.every/10)+1)))
 		heap.Fix(&r.due, s.slot)
 	}

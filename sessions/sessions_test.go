@@ -43,7 +43,7 @@ func TestRegistry(t *testing.T) {
 	if c := r.ByProvider(); c["kakao-games"] != 2 || c["kakao-login"] != 1 {
 		t.Errorf("ByProvider = %v", c)
 	}
-	ended := r.EndPlayer("p1", "kakao-login")
+	ended := r.EndPlayer("p1", "kakao-login", time.Time{})
 	if len(ended) != 1 || ended[0].ID != "s2" || ended[0].Cred != "" || len(r.ByPlayer("p1")) != 1 {
 		t.Errorf("EndPlayer(p1, kakao-login) = %+v; left %+v", ended, r.ByPlayer("p1"))
 	}
@@ -143,7 +143,8 @@ func TestRegistryMaxAge(t *testing.T) {
 	if c := r.ByProvider(); len(c) != 1 || c["kakao-login"] != 1 {
 		t.Errorf("ByProvider after a renewal = %v", c)
 	}
-	r.Validated("s", clk.Now(), clk.Now().Add(10*time.Minute))
+	s, _ := r.Get("s")
+	r.Validated(s, clk.Now(), clk.Now().Add(10*time.Minute))
 	if s, _ := r.Get("s"); !s.Expires.Equal(clk.Now().Add(10 * time.Minute)) {
 		t.Errorf("revalidated with a credential ending in 10m: ends %v", s.Expires)
 	}
@@ -153,5 +154,42 @@ func TestRegistryMaxAge(t *testing.T) {
 	}
 	if r.Expire() != 1 || len(r.ByProvider()) != 0 {
 		t.Errorf("after Expire: %v", r.ByProvider())
+	}
+}
+
+// TestRegistryGenerations: what a revalidation learnt of a session
+// applies to that session alone, not to one renewed or registered again
+// under its id meanwhile; a kick ends only sessions validated before it.
+func TestRegistryGenerations(t *testing.T) {
+	clk := testkit.NewClock(time.Unix(1_700_000_000, 0))
+	r := NewRegistry[string](10, time.Hour, clk.Now)
+	r.Add(Session[string]{ID: "room-7", Player: "pa", Provider: "kakao-games", LastValidated: clk.Now(), Cred: "old"})
+	asked, _ := r.Get("room-7")
+	r.Remove("room-7")
+	r.Add(Session[string]{ID: "room-7", Player: "pb", Provider: "kakao-games", LastValidated: clk.Now(), Cred: "pb's"})
+	if r.EndSession(asked) {
+		t.Error("a revalidation of pa's room-7 ended pb's room-7")
+	}
+	clk.Add(time.Minute)
+	r.Validated(asked, clk.Now(), clk.Now().Add(time.Minute))
+	if s, _ := r.Get("room-7"); !s.LastValidated.Equal(clk.Now().Add(-time.Minute)) {
+		t.Error("a revalidation of pa's room-7 marked pb's validated")
+	}
+	// A renewal (the same player, a new credential) is another session too.
+	cur, _ := r.Get("room-7")
+	r.Add(Session[string]{ID: "room-7", Player: "pb", Provider: "kakao-games", LastValidated: clk.Now(), Cred: "new"})
+	if r.EndSession(cur) {
+		t.Error("a revalidation of the old credential ended the renewed session")
+	}
+	renewed, _ := r.Get("room-7")
+	// A kick made before the renewal's validation leaves it.
+	if ended := r.EndPlayer("pb", "", clk.Now().Add(-time.Second)); len(ended) != 0 {
+		t.Errorf("a kick from before the session's last validation ended %+v", ended)
+	}
+	if ended := r.EndPlayer("pb", "", clk.Now().Add(time.Second)); len(ended) != 1 {
+		t.Errorf("a kick after it ended %+v, want room-7", ended)
+	}
+	if r.EndSession(renewed) {
+		t.Error("EndSession of a session a kick ended says it ended it")
 	}
 }

@@ -130,6 +130,11 @@ type Result struct {
 	// seconds (a token's remaining life); negative means it must not be
 	// cached at all; zero, no bound beyond the cache TTL.
 	MaxAge int32
+	// fetched is when an allow with a MaxAge was had (unix seconds; 0
+	// when unknown), so that the credential's end, fetched + MaxAge, is
+	// known to a live session registered on the cached allow later. In
+	// the padding after MaxAge: cached Results do not grow.
+	fetched uint32
 
 	// Status is the upstream's HTTP status; 0 when there was no response.
 	Status int

@@ -67,12 +67,16 @@ type FleetPurge struct {
 // FleetKick is what the other sidecars' kick events say: the provider
 // whose sessions of the player end ("" for every provider's: an
 // operator's kick naming none), the reason, whether an operator kicked
-// (the events' source is then admin, else fleet), and a lockout's
-// redirectUri and token objects (raw JSON, nil if none).
+// (the events' source is then admin, else fleet), a lockout's
+// redirectUri and token objects (raw JSON, nil if none), and when the
+// kick was made: only sessions last validated before At end (one
+// validated since had a newer allow), so a kick heard late (held while
+// Redis was away) or heard again ends no session that came after it.
 type FleetKick struct {
 	Provider, Reason   string
 	Admin              bool
 	RedirectURI, Token []byte
+	At                 time.Time
 }
 
 // FleetPurged drops locally what another sidecar's kick or purge named

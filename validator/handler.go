@@ -371,13 +371,13 @@ var errReqKeyTwice = func() (e [numReqKeys]*RequestError) {
 // errBodyAndHeader[id][k] refuses a JSON body sent with request key k as
 // a header too; id is form.idToken, whose fields the message lists.
 var errBodyAndHeader = func() (e [3][numReqKeys]*RequestError) {
-	for id, fields := range []string{"accessToken, platform, playerId and sessionId", "idToken, nonce, playerId and sessionId"} {
+	for id, fields := range []string{"accessToken, platform and playerId", "idToken, nonce and playerId"} {
 		for k, name := range reqKeyNames {
 			e[id][k] = &RequestError{"request has a JSON body and a " + name + " header: send " + fields + " in one form, the body or the headers"}
 		}
 	}
 	for k, name := range reqKeyNames {
-		e[2][k] = &RequestError{"request has a JSON body and a " + name + " header: this endpoint takes impUid, playerId, minAge and sessionId in the JSON body only"}
+		e[2][k] = &RequestError{"request has a JSON body and a " + name + " header: this endpoint takes impUid, playerId and minAge in the JSON body only"}
 	}
 	return e
 }()
@@ -396,7 +396,10 @@ func headerFields(ctx *fasthttp.RequestCtx, f form) error {
 		id = 2
 	}
 	for k, name := range reqHeaderNameBytes {
-		if f.has(k) && h.PeekCanonical(name) != nil {
+		// A sessionId header beside a body is ignored, as it was before
+		// sessions came (a caller's own trace header, say): the body's
+		// sessionId is the one.
+		if f.has(k) && k != reqKeySessionID && h.PeekCanonical(name) != nil {
 			return errBodyAndHeader[id][k]
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
@@ -101,6 +102,7 @@ type live struct {
 	hook   *sessions.Webhook // nil without a webhook
 	m      *metrics.SessionMetrics
 
+	emitMu     sync.Mutex    // emit's
 	streams    chan struct{} // closed by SetDraining: every SSE stream ends
 	stop       chan struct{} // closed by Close
 	drainOnce  sync.Once
@@ -205,8 +207,9 @@ func (l *live) close() {
 // drain ends every SSE stream (a drain waits for open connections).
 func (l *live) drain() { l.drainOnce.Do(func() { close(l.streams) }) }
 
-// errNoPlayer: an allow that names no player cannot be a session.
-var errNoPlayer = errors.New("the allow names no player")
+// errNoPlayer: an allow that names no player, or whose credential ends
+// now, cannot be a session (counted, and the allow answered as is).
+var errNoPlayer = errors.New("no session for this allow")
 
 // register makes a's allow for st a live session named by its sessionId.
 // An error is the caller's to answer: ErrOtherPlayer (400), ErrFull
@@ -222,10 +225,17 @@ func (v *Validator) register(pv *provider, st *reqState, a *Answer) error {
 	}
 	now := v.cfg.Now()
 	var expires time.Time
-	if a.Res.MaxAge > 0 && a.Res.Verdict == Allow {
-		// The credential's own end (for a cached allow, as seen when it
-		// was fetched: a bound the maximum age caps anyway).
-		expires = now.Add(time.Duration(a.Res.MaxAge) * time.Second)
+	switch r := a.Res; {
+	case r.Verdict != Allow: // the open policy's: no credential end known
+	case r.MaxAge < 0:
+		// About to expire (the provider said do not cache it): the
+		// session would end at once. Answered, not registered.
+		l.m.Refused["expiring"].Inc()
+		return errNoPlayer
+	case r.MaxAge > 0 && r.fetched != 0:
+		expires = time.Unix(int64(r.fetched)+int64(r.MaxAge), 0)
+	case r.MaxAge > 0:
+		expires = now.Add(time.Duration(r.MaxAge) * time.Second)
 	}
 	err := l.reg.Add(sessions.Session[cred]{
 		ID: string(st.req.SessionID), Player: player, Provider: pv.spec.Name,
@@ -269,6 +279,10 @@ func lockoutOf(res *Result) (redirect, token []byte) {
 // emit numbers and hands on one kick event for session s.
 func (v *Validator) emit(s sessions.Session[cred], reason, source string, redirect, token []byte) {
 	l := v.live
+	// Numbered and queued for the webhook in one step: it gets them in
+	// the order of their ids.
+	l.emitMu.Lock()
+	defer l.emitMu.Unlock()
 	e := l.events.Append(sessions.Event{
 		Type: "kick", SessionID: s.ID, PlayerID: s.Player, Provider: s.Provider,
 		Reason: reason, Source: source, At: v.cfg.Now().UTC(),
@@ -283,10 +297,10 @@ func (v *Validator) emit(s sessions.Session[cred], reason, source string, redire
 	v.log.Info("session kicked", "event", e.ID, "session", s.ID, "player", s.Player, "provider", s.Provider, "reason", reason, "source", source)
 }
 
-// kickSessions ends player's sessions of provider ("" for any), one kick
-// event each; it returns how many.
-func (v *Validator) kickSessions(player, provider, reason, source string, redirect, token []byte) int {
-	ended := v.live.reg.EndPlayer(player, provider)
+// kickSessions ends player's sessions of provider ("" for any) last
+// validated before before, one kick event each; it returns how many.
+func (v *Validator) kickSessions(player, provider, reason, source string, redirect, token []byte, before time.Time) int {
+	ended := v.live.reg.EndPlayer(player, provider, before)
 	for _, s := range ended {
 		v.emit(s, reason, source, redirect, token)
 	}
@@ -300,7 +314,10 @@ func (v *Validator) FleetKicked(player string, k FleetKick) {
 	if k.Admin {
 		source = sourceAdmin
 	}
-	v.kickSessions(player, k.Provider, k.Reason, source, k.RedirectURI, k.Token)
+	if k.At.IsZero() {
+		return // ends nothing: no time to judge sessions by
+	}
+	v.kickSessions(player, k.Provider, k.Reason, source, k.RedirectURI, k.Token, k.At)
 }
 
 // revalidate asks the upstream about live session s again, the cache and
@@ -322,8 +339,11 @@ func (v *Validator) revalidate(s sessions.Session[cred]) (sessions.Verdict, stri
 	case res == nil: // the breaker refused
 	case res.Verdict == Allow:
 		outcome, verdict = "keep", sessions.Keep
-		if res.MaxAge > 0 {
+		switch {
+		case res.MaxAge > 0:
 			expires = v.cfg.Now().Add(time.Duration(res.MaxAge) * time.Second)
+		case res.MaxAge < 0:
+			expires = v.cfg.Now() // about to expire: the session ends now, quietly
 		}
 	case res.Verdict == Kick:
 		outcome, verdict, reason = "kick", sessions.Kick, res.Reason.String()
@@ -334,8 +354,10 @@ func (v *Validator) revalidate(s sessions.Session[cred]) (sessions.Verdict, stri
 		}
 		// This session, if that did not end it: a verdict about the
 		// token alone (invalid_token) or about this key alone (an age
-		// gate's) says nothing of the player's other sessions.
-		if v.live.reg.Remove(s.ID) {
+		// gate's) says nothing of the player's other sessions. This very
+		// session: not one renewed or registered again under its id
+		// while the upstream was asked.
+		if v.live.reg.EndSession(s) {
 			redirect, token := lockoutOf(res)
 			v.emit(s, reason, sourceRevalidation, redirect, token)
 		}
@@ -430,6 +452,8 @@ func (v *Validator) endSession(ctx *fasthttp.RequestCtx, escaped []byte) {
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }
 
+var errKickNull = errors.New("null")
+
 // maxKickReason bounds /admin/kick's reason (it reaches the game server
 // in each event, and the log).
 const maxKickReason = 256
@@ -454,12 +478,15 @@ func (v *Validator) serveKick(w http.ResponseWriter, r *http.Request) {
 	jr, ok := NewJSONReader(raw)
 	if ok {
 		err = jr.Object(1, []string{"playerId", "provider", "reason"}, func(int) error {
-			_, _, err := jr.String()
+			_, isString, err := jr.String()
+			if err == nil && !isString {
+				err = errKickNull // null is no provider (every one) nor reason
+			}
 			return err
 		})
 	}
 	if !ok || err != nil || !jr.End() {
-		opsJSON(w, http.StatusBadRequest, map[string]string{"error": "request body must be one JSON object of strings, each key once: {\"playerId\", \"provider\"?, \"reason\"?}"})
+		opsJSON(w, http.StatusBadRequest, map[string]string{"error": "request body must be one JSON object of strings (not null), each key once: {\"playerId\", \"provider\"?, \"reason\"?}"})
 		return
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -488,7 +515,7 @@ func (v *Validator) serveKick(w http.ResponseWriter, r *http.Request) {
 	reason := "admin"
 	if req.Reason != nil {
 		reason = *req.Reason
-		if reason == "" || len(reason) > maxKickReason || !utf8.ValidString(reason) || hasControl([]byte(reason)) {
+		if reason == "" || len(reason) > maxKickReason || !utf8.ValidString(reason) || strings.IndexFunc(reason, unicode.IsControl) >= 0 {
 			opsJSON(w, http.StatusBadRequest, map[string]string{"error": "reason must be 1 to " + strconv.Itoa(maxKickReason) + " bytes of UTF-8 text without control characters"})
 			return
 		}
@@ -496,9 +523,10 @@ func (v *Validator) serveKick(w http.ResponseWriter, r *http.Request) {
 	id := *req.PlayerID
 	v.flights.detachPlayer(id)
 	v.cache.PurgePlayer(id)
-	n := v.kickSessions(id, provider, reason, sourceAdmin, nil, nil)
+	now := v.cfg.Now()
+	n := v.kickSessions(id, provider, reason, sourceAdmin, nil, nil, now)
 	if v.fleet != nil {
-		v.fleet.Kick(FleetPurge{Player: id, Kick: &FleetKick{Provider: provider, Reason: reason, Admin: true}})
+		v.fleet.Kick(FleetPurge{Player: id, Kick: &FleetKick{Provider: provider, Reason: reason, Admin: true, At: now}})
 	}
 	v.log.LogAttrs(context.Background(), slog.LevelInfo, "admin kick", slog.String("player", id), slog.String("provider", provider),
 		slog.String("reason", reason), slog.Int("sessions", n))

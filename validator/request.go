@@ -62,6 +62,7 @@ var (
 	errSessionEmpty    = &RequestError{"sessionId is empty: send the game server's id of this connection, or no sessionId"}
 	errSessionTooLong  = &RequestError{"sessionId too long (limit " + strconv.Itoa(MaxSessionLen) + " bytes)"}
 	errSessionChars    = &RequestError{"sessionId contains invalid characters (control, space or non-ASCII)"}
+	errSessionDots     = &RequestError{"sessionId must not be \".\" or \"..\" (a URL path cannot name it)"}
 )
 
 // The known keys of a request body, in the order of reqKeyNames.
@@ -348,7 +349,9 @@ func (d *jsonDecoder) key() (int, error) {
 	}
 	if k == reqKeyUnknown {
 		for i := range reqKeyBytes {
-			if d.has(i) && bytes.EqualFold(s, reqKeyBytes[i]) && string(s) != reqKeyNames[i] {
+			// (Not sessionId: a caller's own "sessionID" field, skipped
+			// before sessions came, is no claim dropped; it stays skipped.)
+			if d.has(i) && i != reqKeySessionID && bytes.EqualFold(s, reqKeyBytes[i]) && string(s) != reqKeyNames[i] {
 				return k, errReqKeyCase[i]
 			}
 		}
@@ -791,6 +794,8 @@ func (r *Request) checkSessionID() error {
 		return errSessionEmpty
 	case len(r.SessionID) > MaxSessionLen:
 		return errSessionTooLong
+	case string(r.SessionID) == "." || string(r.SessionID) == "..":
+		return errSessionDots // no URL could name it in DELETE /v1/sessions/{id}
 	case !visibleASCII(r.SessionID):
 		return errSessionChars
 	}

@@ -541,8 +541,9 @@ func (v *Validator) kicked(pv *provider, st *reqState, res *Result, source strin
 	var note *FleetKick
 	if res.Named != "" {
 		redirect, lockToken := lockoutOf(res)
-		v.kickSessions(res.Named, pv.spec.Name, res.Reason.String(), source, redirect, lockToken)
-		note = &FleetKick{Provider: pv.spec.Name, Reason: res.Reason.String(), RedirectURI: redirect, Token: lockToken}
+		now := v.cfg.Now()
+		v.kickSessions(res.Named, pv.spec.Name, res.Reason.String(), source, redirect, lockToken, now)
+		note = &FleetKick{Provider: pv.spec.Name, Reason: res.Reason.String(), RedirectURI: redirect, Token: lockToken, At: now}
 	}
 	if v.fleet != nil {
 		v.fleet.Kick(FleetPurge{Player: res.Named, Token: token, HasToken: res.Reason != ReasonPlayerMismatch, Kick: note})
@@ -570,6 +571,11 @@ func (v *Validator) shared(pv *provider, st *reqState, b []byte, expires time.Ti
 		return nil
 	}
 	res.fleet = true
+	if res.MaxAge > 0 {
+		// When the sharing sidecar had it is not in the frame: now is a
+		// bound that errs late by the value's age (at most the cache TTL).
+		res.fetched = uint32(v.cfg.Now().Unix())
+	}
 	if fresh := expires.Sub(v.cfg.Now()); fresh > 0 {
 		// With the stamp taken before Look: a kick that lands here since
 		// refuses it; one before Look made the fleet refuse the value.
@@ -614,6 +620,10 @@ func (v *Validator) call(pv *provider, st *reqState) (*Result, error) {
 	start := time.Now()
 	res := pv.p.Call(&st.req)
 	took := time.Since(start)
+	if res.MaxAge > 0 {
+		// Built for this call and not shared yet: the engine finishes it.
+		res.fetched = uint32(v.cfg.Now().Unix())
+	}
 	pv.m.UpstreamInFlight.Dec()
 	<-pv.slots
 

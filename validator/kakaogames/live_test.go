@@ -316,6 +316,7 @@ func TestSessionBadInput(t *testing.T) {
 		{"control character", "a\tb", "sessionId contains invalid characters"},
 		{"space", "a b", "sessionId contains invalid characters"},
 		{"empty", "", "sessionId is empty"},
+		{"dots", "..", `sessionId must not be "." or ".."`},
 	} {
 		r := h.connect("tok-a", "pa", c.session)
 		if r.status != 400 || !strings.Contains(r.str("error"), c.want) {
@@ -349,11 +350,16 @@ func TestSessionBadInput(t *testing.T) {
 	req.Header.Set("playerId", "pb")
 	req.Header.Set("sessionId", "s-b")
 	h.expect(h.do(req), 200, "allow", "ok", "cache")
-	// A body and a sessionId header: one form.
-	req, _ = http.NewRequest("POST", h.url+Path, strings.NewReader(`{"accessToken":"tok-b","platform":"pc"}`))
-	req.Header.Set("sessionId", "s-b")
-	if r := h.do(req); r.status != 400 || !strings.Contains(r.str("error"), "sessionId header") {
-		t.Errorf("body and a sessionId header: %d %s", r.status, r.raw)
+	// Callers from before sessions are answered as before: a body with a
+	// field of their own spelt "sessionID" (skipped), a body beside a
+	// SessionId header of theirs (ignored); neither registers a session.
+	r = h.post(`{"accessToken":"tok-b","platform":"pc","playerId":"pb","sessionID":"their trace"}`)
+	h.expect(r, 200, "allow", "ok", "cache")
+	req, _ = http.NewRequest("POST", h.url+Path, strings.NewReader(`{"accessToken":"tok-b","platform":"pc","playerId":"pb"}`))
+	req.Header.Set("SessionId", "trace 42")
+	h.expect(h.do(req), 200, "allow", "ok", "cache")
+	if s := h.sessionsOf("pb"); len(s) != 1 || s[0]["sessionId"] != "s-b" {
+		t.Errorf("pb's sessions %v, want s-b alone", s)
 	}
 
 	del := func(id string) reply {
@@ -395,6 +401,9 @@ func TestSessionBadInput(t *testing.T) {
 		{`{"playerId":"pa","playerId":"pb"}`, "each key once"},
 		{`{"playerId":"pa","provider":"steam"}`, `provider \"steam\" is not configured`},
 		{`{"playerId":"pa","reason":"a` + "\\n" + `b"}`, "without control characters"},
+		{`{"playerId":"pa","reason":"a\u007fb"}`, "without control characters"},
+		{`{"playerId":"pa","reason":"a\u0085b"}`, "without control characters"},
+		{`{"playerId":"pa","provider":null}`, "(not null)"},
 		{`[1]`, "one JSON object"},
 	} {
 		if code, body := h.kick(c.body); code != 400 || !strings.Contains(body, c.want) {
@@ -426,5 +435,42 @@ func TestSessionSecrets(t *testing.T) {
 		if strings.Contains(text, token) || strings.Contains(text, testSecret) || strings.Contains(text, testKey) {
 			t.Errorf("%s holds a secret: %s", what, text)
 		}
+	}
+}
+
+// TestRevalidationActsOnItsSession: a verdict about the session a
+// revalidation asked about ends that session, not one registered under
+// its id while the upstream was asked: another player's (the game server
+// reused the connection id) or the same player's with a new token.
+func TestRevalidationActsOnItsSession(t *testing.T) {
+	h, _ := liveHarness(t, 300*time.Millisecond, nil)
+	stream := testkit.OpenSSE(t, h.url+"/v1/events", "")
+	h.fake.Set("tok-a", kakaogamestest.Allow(testApp, "pa", "normal"))
+	h.fake.Set("tok-b", kakaogamestest.Allow(testApp, "pb", "normal"))
+	h.fake.Set("tok-old", kakaogamestest.Allow(testApp, "pc", "normal"))
+	h.fake.Set("tok-new", kakaogamestest.Allow(testApp, "pc", "normal"))
+	h.expect(h.connect("tok-a", "pa", "room-7"), 200, "allow", "ok", "upstream")
+	h.expect(h.connect("tok-old", "pc", "conn-1"), 200, "allow", "ok", "upstream")
+	// pa's token turns invalid and pc's old one expires; the upstream
+	// takes 700 ms to say so.
+	for _, tok := range []string{"tok-a", "tok-old"} {
+		v := kakaogamestest.Invalid()
+		v.Delay = 700 * time.Millisecond
+		h.fake.Set(tok, v)
+	}
+	waitFor(t, "both revalidations under way", func() bool { return h.fake.TokenCalls("tok-a") >= 2 && h.fake.TokenCalls("tok-old") >= 2 })
+	// pa leaves and pb takes room-7; pc reconnects on conn-1 with a new token.
+	req, _ := http.NewRequest("DELETE", h.url+"/v1/sessions/room-7", nil)
+	if r := h.do(req); r.status != 204 {
+		t.Fatalf("DELETE: %d %s", r.status, r.raw)
+	}
+	h.expect(h.connect("tok-b", "pb", "room-7"), 200, "allow", "ok", "upstream")
+	h.expect(h.connect("tok-new", "pc", "conn-1"), 200, "allow", "ok", "upstream")
+	waitFor(t, "both verdicts", func() bool { return h.metric("playerguard_revalidations_total", "outcome", "kick") >= 2 })
+	if len(h.sessionsOf("pb")) != 1 || len(h.sessionsOf("pc")) != 1 {
+		t.Errorf("a verdict about an older session ended a newer one: pb %v, pc %v", h.sessionsOf("pb"), h.sessionsOf("pc"))
+	}
+	if ev := stream.Pending(); len(ev) != 0 {
+		t.Errorf("events for sessions that were gone: %+v", ev)
 	}
 }

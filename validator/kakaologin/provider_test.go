@@ -353,3 +353,39 @@ func TestExpiresInMustBePositive(t *testing.T) {
 		h.expect(h.check(tok, ""), unavail, "unavailable", "upstream_unavailable", "upstream")
 	}
 }
+
+// TestSessionEndsWithItsToken: a live session ends when its access
+// token does (expires_in, less the 30 s margin), also one registered on
+// a cached allow 40 s later (the end is the fetch's, not the hit's); a
+// token about to expire is answered and registers no session.
+func TestSessionEndsWithItsToken(t *testing.T) {
+	h := newHarness(t, nil)
+	session := func(token, id string) reply {
+		b, _ := json.Marshal(map[string]string{"accessToken": token, "sessionId": id})
+		return h.do("POST", kakaologin.Path, string(b), nil)
+	}
+	listed := func() int {
+		r := h.do("GET", "/v1/sessions?playerId="+userA, "", nil)
+		list, _ := r.body["sessions"].([]any)
+		return len(list)
+	}
+	h.fake.Set(tokenA, kakaologintest.Valid(userAN, appN, 90)) // 60 s of life for playerguard
+	h.expect(session(tokenA, "s-1"), httpOK, "allow", "ok", "upstream")
+	h.clk.Add(40 * time.Second)
+	h.expect(session(tokenA, "s-2"), httpOK, "allow", "ok", "cache")
+	if n := listed(); n != 2 {
+		t.Fatalf("%d sessions, want 2", n)
+	}
+	h.clk.Add(21 * time.Second) // 61 s after the fetch
+	if n := listed(); n != 0 {
+		t.Errorf("%d sessions outlived their token", n)
+	}
+	h.fake.Set(tokenB, kakaologintest.Valid(userAN, appN, 30))
+	h.expect(session(tokenB, "s-3"), httpOK, "allow", "ok", "upstream")
+	if n := listed(); n != 0 {
+		t.Errorf("a token about to expire registered %d sessions", n)
+	}
+	if got := h.metric("playerguard_sessions_refused_total", "reason", "expiring"); got != 1 {
+		t.Errorf("sessions_refused_total{expiring} = %v", got)
+	}
+}

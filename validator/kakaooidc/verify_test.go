@@ -212,7 +212,7 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"header over 8 KiB", "", map[string]string{"idToken": long}, "idToken too long"},
 		{"nonce header over 256 bytes", "", map[string]string{"idToken": junkKID, "nonce": strings.Repeat("n", 257)}, "nonce too long"},
-		{"body and a nonce header", body(map[string]any{"idToken": good}), map[string]string{"Nonce": "x"}, "request has a JSON body and a nonce header: send idToken, nonce, playerId and sessionId in one form"},
+		{"body and a nonce header", body(map[string]any{"idToken": good}), map[string]string{"Nonce": "x"}, "request has a JSON body and a nonce header: send idToken, nonce and playerId in one form"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := h.do("POST", c.body, c.headers)
