@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"playerguard/sessions"
 	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
@@ -173,15 +174,7 @@ func runSessions(e *env, r *Report) error {
 }
 
 // kickEvent is a kick event's data as the game server reads it.
-type kickEvent struct {
-	ID        uint64 `json:"id"`
-	Type      string `json:"type"`
-	SessionID string `json:"sessionId"`
-	PlayerID  string `json:"playerId"`
-	Provider  string `json:"provider"`
-	Reason    string `json:"reason"`
-	Source    string `json:"source"`
-}
+type kickEvent = sessions.Event
 
 // sseEvent is one event of the stream and when it arrived.
 type sseEvent struct {

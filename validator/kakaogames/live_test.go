@@ -13,23 +13,13 @@ import (
 	"time"
 
 	"playerguard/internal/testkit"
+	"playerguard/sessions"
 	"playerguard/validator"
 	"playerguard/validator/kakaogames/kakaogamestest"
 )
 
 // kickEvent is an event's data as the game server reads it.
-type kickEvent struct {
-	ID          uint64          `json:"id"`
-	Type        string          `json:"type"`
-	SessionID   string          `json:"sessionId"`
-	PlayerID    string          `json:"playerId"`
-	Provider    string          `json:"provider"`
-	Reason      string          `json:"reason"`
-	Source      string          `json:"source"`
-	At          time.Time       `json:"at"`
-	RedirectURI json.RawMessage `json:"redirectUri"`
-	Token       json.RawMessage `json:"token"`
-}
+type kickEvent = sessions.Event
 
 func decodeEvent(t *testing.T, e testkit.SSEEvent) kickEvent {
 	t.Helper()
