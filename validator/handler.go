@@ -196,7 +196,7 @@ func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx, pv *provider) {
 	}
 	a := v.validate(pv, st, start)
 	if st.req.SessionID != nil && a.Verdict == Allow {
-		if err := v.register(pv, st, &a); err != nil && err != errNoPlayer {
+		if err := v.register(pv, st, &a); err != nil && err != errNoSession {
 			v.refuseSession(ctx, err)
 			v.observe(pv, &a, start)
 			return
@@ -242,7 +242,7 @@ func (v *Validator) serveRoute(ctx *fasthttp.RequestCtx, pv *provider, rt *Route
 	st.ans = v.validate(pv, st, start)
 	a := &st.ans
 	if st.req.SessionID != nil && a.Verdict == Allow {
-		if err := v.register(pv, st, a); err != nil && err != errNoPlayer {
+		if err := v.register(pv, st, a); err != nil && err != errNoSession {
 			v.refuseSession(ctx, err)
 			v.observe(pv, a, start)
 			return

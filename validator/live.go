@@ -207,13 +207,13 @@ func (l *live) close() {
 // drain ends every SSE stream (a drain waits for open connections).
 func (l *live) drain() { l.drainOnce.Do(func() { close(l.streams) }) }
 
-// errNoPlayer: an allow that names no player, or whose credential ends
+// errNoSession: an allow that names no player, or whose credential ends
 // now, cannot be a session (counted, and the allow answered as is).
-var errNoPlayer = errors.New("no session for this allow")
+var errNoSession = errors.New("no session for this allow")
 
 // register makes a's allow for st a live session named by its sessionId.
 // An error is the caller's to answer: ErrOtherPlayer (400), ErrFull
-// (503); errNoPlayer is counted and the allow answered as is.
+// (503); errNoSession is counted and the allow answered as is.
 func (v *Validator) register(pv *provider, st *reqState, a *Answer) error {
 	l := v.live
 	player := a.Res.PlayerID
@@ -221,7 +221,7 @@ func (v *Validator) register(pv *provider, st *reqState, a *Answer) error {
 		// The open outage policy's allow of a request without playerId:
 		// nobody to watch, and refusing would undo the policy.
 		l.m.Refused["no_player"].Inc()
-		return errNoPlayer
+		return errNoSession
 	}
 	now := v.cfg.Now()
 	var expires time.Time
@@ -231,7 +231,7 @@ func (v *Validator) register(pv *provider, st *reqState, a *Answer) error {
 		// About to expire (the provider said do not cache it): the
 		// session would end at once. Answered, not registered.
 		l.m.Refused["expiring"].Inc()
-		return errNoPlayer
+		return errNoSession
 	case r.MaxAge > 0 && r.fetched != 0:
 		expires = time.Unix(int64(r.fetched)+int64(r.MaxAge), 0)
 	case r.MaxAge > 0:
