@@ -561,6 +561,28 @@ func BenchmarkKey(b *testing.B) {
 	}
 }
 
+// BenchmarkNonceKey is an ID token's key derivation (kakao-oidc: the
+// token is ~700 bytes, with its nonce) and an age gate's (imp_uid with
+// the minimum age).
+func BenchmarkNonceKey(b *testing.B) {
+	var kb KeyBuilder
+	for _, c := range []struct {
+		name       string
+		tok, extra []byte
+	}{
+		{"id-token", make([]byte, 700), []byte("n-0123456789")},
+		{"age-gate", []byte("imp_123456789012"), []byte("19")},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			platform, player := []byte("kakao-oidc"), []byte("123456789")
+			b.ReportAllocs()
+			for b.Loop() {
+				kb.NonceKey(platform, player, c.tok, c.extra)
+			}
+		})
+	}
+}
+
 func BenchmarkGetFresh(b *testing.B) {
 	c, _ := newTestCache(b, Config{MaxEntries: 100_000})
 	var kb KeyBuilder

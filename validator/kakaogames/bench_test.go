@@ -111,6 +111,18 @@ func BenchmarkDecideLockout(b *testing.B) {
 	}
 }
 
+// BenchmarkRenderLockout is the answer rendering of a lockout kick
+// (the /v1 body with the upstream's lockout, token and redirectUri): what
+// every kick's answer costs beside its decision.
+func BenchmarkRenderLockout(b *testing.B) {
+	res := Decide(463, []byte(lockoutBody), "application/json", "", []string{"normal"})
+	a := validator.Answer{Res: res, Verdict: res.Verdict, Reason: res.Reason, Source: validator.SourceUpstream}
+	b.ReportAllocs()
+	for b.Loop() {
+		validator.RenderAnswer(&a)
+	}
+}
+
 // BenchmarkCacheMemoryPerEntry fills a cache with allows as the upstream
 // sends them and reports the heap each entry costs (bytes/entry), the
 // figure behind sizing -cache-max-entries against a memory limit.

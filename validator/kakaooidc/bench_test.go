@@ -88,3 +88,20 @@ func BenchmarkHandlerCacheHit(b *testing.B) {
 		v.Handler(ctx)
 	}
 }
+
+// BenchmarkJudge is the decision on a verified token's claims (the
+// table TestJudge checks), for an allow with every rule on.
+func BenchmarkJudge(b *testing.B) {
+	now := time.Now()
+	c := &Claims{Issuer: DefaultIssuer, Audience: []string{"other", aud}, Subject: userA,
+		Expiry: now.Add(time.Hour).Unix(), IssuedAt: now.Unix(), AuthTime: now.Unix(),
+		HasExpiry: true, HasIssuedAt: true, HasAuthTime: true, Nonce: "n-0123456789", HasNonce: true}
+	r := &Rules{Issuer: DefaultIssuer, Audiences: []string{aud}, Leeway: DefaultLeeway, MaxAuthAge: time.Hour}
+	if got := Judge(c, r, now, "n-0123456789", userA); got != validator.ReasonOK {
+		b.Fatalf("Judge = %v", got)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		Judge(c, r, now, "n-0123456789", userA)
+	}
+}
