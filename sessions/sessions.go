@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -51,9 +52,9 @@ type Registry[C any] struct {
 
 	mu       sync.Mutex
 	byID     map[string]*Session[C]
-	byPlayer map[string]map[string]*Session[C]
-	counts   map[string]int // held sessions by provider
-	every    time.Duration  // the revalidation round; 0: none
+	byPlayer map[string][]*Session[C] // a player's few sessions (a map each cost 200 bytes a session more)
+	counts   map[string]int           // held sessions by provider
+	every    time.Duration            // the revalidation round; 0: none
 	due      dueHeap[C]
 	gens     uint64 // the last gen given
 }
@@ -109,7 +110,7 @@ func NewRegistry[C any](max int, maxAge time.Duration, now func() time.Time) *Re
 		now = time.Now
 	}
 	return &Registry[C]{max: max, maxAge: maxAge, now: now, byID: map[string]*Session[C]{},
-		byPlayer: map[string]map[string]*Session[C]{}, counts: map[string]int{}}
+		byPlayer: map[string][]*Session[C]{}, counts: map[string]int{}}
 }
 
 // Add registers s, or renews it if its id is already this player's (a
@@ -151,12 +152,7 @@ func (r *Registry[C]) Add(s Session[C]) error {
 	}
 	r.count(s.Provider, 1)
 	r.byID[s.ID] = &n
-	m := r.byPlayer[s.Player]
-	if m == nil {
-		m = map[string]*Session[C]{}
-		r.byPlayer[s.Player] = m
-	}
-	m[s.ID] = &n
+	r.byPlayer[s.Player] = append(r.byPlayer[s.Player], &n)
 	return nil
 }
 
@@ -184,11 +180,10 @@ func (r *Registry[C]) remove(s *Session[C]) {
 		heap.Remove(&r.due, s.slot)
 	}
 	r.count(s.Provider, -1)
-	if m := r.byPlayer[s.Player]; m != nil {
-		delete(m, s.ID)
-		if len(m) == 0 {
-			delete(r.byPlayer, s.Player)
-		}
+	if l := slices.DeleteFunc(r.byPlayer[s.Player], func(x *Session[C]) bool { return x == s }); len(l) > 0 {
+		r.byPlayer[s.Player] = l
+	} else {
+		delete(r.byPlayer, s.Player)
 	}
 	var zero C
 	s.Cred = zero // the credential leaves with its session
@@ -230,7 +225,7 @@ func (r *Registry[C]) EndPlayer(player, provider string, before time.Time) []Ses
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []Session[C]
-	for _, s := range r.byPlayer[player] {
+	for _, s := range slices.Clone(r.byPlayer[player]) { // remove edits the list
 		if (provider == "" || s.Provider == provider) && (before.IsZero() || s.LastValidated.Before(before)) {
 			c := *s
 			var zero C
