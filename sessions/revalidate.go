@@ -34,13 +34,9 @@ type Revalidator[C any] struct {
 	Concurrency int
 	// Validate asks the upstream about s, bypassing every cache, and says
 	// what it learnt; expires is the credential's new end for Keep (zero:
-	// none of its own). It is called from several goroutines at once.
-	Validate func(s Session[C]) (v Verdict, reason string, expires time.Time)
-	// OnKick, if set, hears each Kick (the caller ends the player's
-	// sessions and emits their events, if Validate did not).
-	OnKick func(s Session[C], reason string)
-	// OnResult, if set, hears each verdict.
-	OnResult func(Verdict)
+	// none of its own). For Kick, Validate has ended the session (and
+	// emitted its events). It is called from several goroutines at once.
+	Validate func(s Session[C]) (v Verdict, expires time.Time)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -102,19 +98,10 @@ func (r *Revalidator[C]) Run(stop <-chan struct{}) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-busy; wg.Done() }()
-			v, reason, expires := r.Validate(s)
-			if r.OnResult != nil {
-				r.OnResult(v)
-			}
-			switch v {
-			case Keep:
-				r.Registry.Validated(s, now(), expires)
-			case Kick:
-				if r.OnKick != nil {
-					r.OnKick(s, reason)
-				}
-			}
 			// Unknown: asked again next round (an outage never kicks).
+			if v, expires := r.Validate(s); v == Keep {
+				r.Registry.Validated(s, now(), expires)
+			}
 		}()
 	}
 }

@@ -23,23 +23,19 @@ func TestRevalidatorRound(t *testing.T) {
 		asked := map[string]int{}
 		var kicked []string
 		rv := &Revalidator[string]{Registry: reg, Every: 10 * time.Second, MaxRPS: 100,
-			Validate: func(s Session[string]) (Verdict, string, time.Time) {
+			Validate: func(s Session[string]) (Verdict, time.Time) {
 				mu.Lock()
+				defer mu.Unlock()
 				asked[s.ID]++
-				mu.Unlock()
 				switch s.ID {
 				case "sc":
-					return Kick, "lockout", time.Time{}
+					kicked = append(kicked, s.ID)
+					reg.EndSession(s)
+					return Kick, time.Time{}
 				case "sd":
-					return Unknown, "", time.Time{}
+					return Unknown, time.Time{}
 				}
-				return Keep, "", time.Now().Add(time.Hour)
-			},
-			OnKick: func(s Session[string], reason string) {
-				mu.Lock()
-				kicked = append(kicked, s.ID+" "+reason)
-				mu.Unlock()
-				reg.EndPlayer(s.Player, "", time.Time{})
+				return Keep, time.Now().Add(time.Hour)
 			},
 		}
 		stop := make(chan struct{})
@@ -55,7 +51,7 @@ func TestRevalidatorRound(t *testing.T) {
 		time.Sleep(6*time.Second + time.Millisecond)
 		synctest.Wait()
 		mu.Lock()
-		if len(asked) != 10 || len(kicked) != 1 || kicked[0] != "sc lockout" {
+		if len(asked) != 10 || len(kicked) != 1 || kicked[0] != "sc" {
 			t.Errorf("after a round: asked %v, kicked %v", asked, kicked)
 		}
 		mu.Unlock()
@@ -74,11 +70,11 @@ func TestRevalidatorRate(t *testing.T) {
 		var mu sync.Mutex
 		calls := 0
 		rv := &Revalidator[string]{Registry: reg, Every: time.Second, MaxRPS: 2,
-			Validate: func(Session[string]) (Verdict, string, time.Time) {
+			Validate: func(Session[string]) (Verdict, time.Time) {
 				mu.Lock()
 				calls++
 				mu.Unlock()
-				return Keep, "", time.Now().Add(time.Hour)
+				return Keep, time.Now().Add(time.Hour)
 			}}
 		stop := make(chan struct{})
 		go rv.Run(stop)
@@ -104,7 +100,7 @@ func TestRevalidatorWithinARound(t *testing.T) {
 		last := map[string]time.Time{}
 		worst := time.Duration(0)
 		rv := &Revalidator[string]{Registry: reg, Every: round, MaxRPS: 1000,
-			Validate: func(s Session[string]) (Verdict, string, time.Time) {
+			Validate: func(s Session[string]) (Verdict, time.Time) {
 				mu.Lock()
 				defer mu.Unlock()
 				since := s.Since
@@ -113,7 +109,7 @@ func TestRevalidatorWithinARound(t *testing.T) {
 				}
 				worst = max(worst, time.Since(since))
 				last[s.ID] = time.Now()
-				return Keep, "", time.Time{}
+				return Keep, time.Time{}
 			}}
 		stop := make(chan struct{})
 		go rv.Run(stop)
@@ -158,7 +154,7 @@ func TestRevalidatorConcurrent(t *testing.T) {
 		var mu sync.Mutex
 		running, most, done := 0, 0, 0
 		rv := &Revalidator[string]{Registry: reg, Every: time.Second, MaxRPS: 100, Concurrency: 4,
-			Validate: func(Session[string]) (Verdict, string, time.Time) {
+			Validate: func(Session[string]) (Verdict, time.Time) {
 				mu.Lock()
 				running++
 				most = max(most, running)
@@ -168,7 +164,7 @@ func TestRevalidatorConcurrent(t *testing.T) {
 				running--
 				done++
 				mu.Unlock()
-				return Keep, "", time.Time{}
+				return Keep, time.Time{}
 			}}
 		stop := make(chan struct{})
 		go rv.Run(stop)

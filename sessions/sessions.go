@@ -4,10 +4,12 @@
 // and a bounded, numbered buffer of events that clients read from a given
 // id on (Server-Sent Events' Last-Event-ID) or are told to start over.
 //
-// It knows nothing of providers or HTTP: the engine registers a session
-// on an allow, revalidates through itself, and turns kicks into events
-// here. Credentials stay in this process's memory and leave it with their
-// session.
+// It also delivers the events (ServeEvents, the SSE stream; Webhook) and
+// schedules revalidations (Revalidator: each session within a round of
+// its last, paced). It knows nothing of providers: the engine registers
+// a session on an allow, revalidates through itself, and turns kicks
+// into events here. Credentials stay in this process's memory and leave
+// it with their session.
 package sessions
 
 import (
@@ -189,21 +191,6 @@ func (r *Registry[C]) remove(s *Session[C]) {
 	s.Cred = zero // the credential leaves with its session
 }
 
-// Get is session id without its credential, if it is live.
-func (r *Registry[C]) Get(id string) (Session[C], bool) {
-	now := r.now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s, ok := r.byID[id]
-	if !ok || r.expired(s, now) {
-		return Session[C]{}, false
-	}
-	c := *s
-	var zero C
-	c.Cred = zero
-	return c, true
-}
-
 // Remove ends the session id; false if there is none (or it had expired).
 func (r *Registry[C]) Remove(id string) bool {
 	now := r.now()
@@ -218,7 +205,7 @@ func (r *Registry[C]) Remove(id string) bool {
 }
 
 // EndPlayer ends every session of player (provider "" for any) last
-// validated before before (zero: whenever), and returns them, credentials
+// validated before before, and returns them, credentials
 // dropped: one kick event each. A session validated since is left: a kick
 // is about what the upstream said then, and a later allow is newer.
 func (r *Registry[C]) EndPlayer(player, provider string, before time.Time) []Session[C] {
@@ -226,7 +213,7 @@ func (r *Registry[C]) EndPlayer(player, provider string, before time.Time) []Ses
 	defer r.mu.Unlock()
 	var out []Session[C]
 	for _, s := range slices.Clone(r.byPlayer[player]) { // remove edits the list
-		if (provider == "" || s.Provider == provider) && (before.IsZero() || s.LastValidated.Before(before)) {
+		if (provider == "" || s.Provider == provider) && s.LastValidated.Before(before) {
 			c := *s
 			var zero C
 			c.Cred = zero
@@ -285,14 +272,6 @@ func (r *Registry[C]) Expire() int {
 		}
 	}
 	return n
-}
-
-// Len is the number of sessions held (expired ones not yet dropped
-// included); ByProvider counts the live ones per provider (the gauge).
-func (r *Registry[C]) Len() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.byID)
 }
 
 // ByProvider counts the sessions held per provider (kept as they come

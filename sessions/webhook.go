@@ -18,9 +18,6 @@ import (
 type Webhook struct {
 	URL     string
 	Timeout time.Duration // per attempt; zero means 2s
-	// Client, if set, is used; nil means a client of its own, which
-	// follows no redirect.
-	Client *http.Client
 	// MaxQueue bounds the events waiting; past it the oldest are dropped
 	// (OnDropped). Zero means 10,000.
 	MaxQueue int
@@ -34,13 +31,13 @@ type Webhook struct {
 	// means 100ms and 30s.
 	Backoff, MaxBackoff time.Duration
 
-	mu    sync.Mutex
-	queue []Event
-	wake  chan struct{}
-	stop  chan struct{}
-	done  chan struct{}
-	once  sync.Once
-	now   func() time.Time
+	mu     sync.Mutex
+	queue  []Event
+	wake   chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+	client *http.Client
 }
 
 // Start runs the deliverer until Stop.
@@ -57,14 +54,9 @@ func (w *Webhook) Start() {
 	if w.MaxBackoff <= 0 {
 		w.MaxBackoff = 30 * time.Second
 	}
-	if w.Client == nil {
-		// A redirect is not followed: it is an answer other than a 2xx
-		// (retried), not a licence to send players' events elsewhere.
-		w.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	}
-	if w.now == nil {
-		w.now = time.Now
-	}
+	// A redirect is not followed: it is an answer other than a 2xx
+	// (retried), not a licence to send players' events elsewhere.
+	w.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	w.wake, w.stop, w.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	go w.run()
 }
@@ -145,7 +137,7 @@ func (w *Webhook) send(e Event) bool {
 		return false
 	}
 	req.Header.Set("Content-Type", "application/json")
-	res, err := w.Client.Do(req)
+	res, err := w.client.Do(req)
 	switch {
 	case err != nil && ctx.Err() != nil:
 		w.result("timeout", 0)
@@ -164,7 +156,7 @@ func (w *Webhook) send(e Event) bool {
 		w.result(outcome, 0)
 		return false
 	}
-	w.result("ok", w.now().Sub(e.At))
+	w.result("ok", time.Since(e.At))
 	return true
 }
 

@@ -43,17 +43,13 @@ type SessionsConfig struct {
 	// EventsBuffer is how many events a reconnecting SSE client can
 	// catch up on (Last-Event-ID). Zero means 10,000.
 	EventsBuffer int
-	// Heartbeat is how often an idle SSE stream gets a comment. Zero
-	// means 15s.
-	Heartbeat time.Duration
 	// WebhookURL, if set, receives each event as a JSON POST, in order,
 	// at least once; WebhookTimeout bounds one attempt (zero: 2s) and
 	// WebhookBackoff is the first retry's wait (zero: 100ms, doubling to
-	// 30s). WebhookClient, if set, makes the calls.
+	// 30s).
 	WebhookURL     string
 	WebhookTimeout time.Duration
 	WebhookBackoff time.Duration
-	WebhookClient  *http.Client
 }
 
 // Kick event sources (the events' "source" and the metric's label).
@@ -96,7 +92,6 @@ func newCred(pv *provider, r *Request) cred {
 
 // live is the engine's live sessions and their events.
 type live struct {
-	cfg    SessionsConfig
 	reg    *sessions.Registry[cred]
 	events *sessions.Buffer
 	hook   *sessions.Webhook // nil without a webhook
@@ -113,9 +108,8 @@ type live struct {
 // newLive builds v's live sessions and starts their goroutines: the
 // sweep of ended sessions, the revalidation rounds and the webhook.
 func (v *Validator) newLive(c SessionsConfig) error {
-	switch {
-	case c.Max < 0 || c.MaxAge < 0 || c.RevalidateEvery < 0 || c.RevalidateMaxRPS < 0 || c.EventsBuffer < 0 ||
-		c.Heartbeat < 0 || c.WebhookTimeout < 0 || c.WebhookBackoff < 0:
+	if c.Max < 0 || c.MaxAge < 0 || c.RevalidateEvery < 0 || c.RevalidateMaxRPS < 0 || c.EventsBuffer < 0 ||
+		c.WebhookTimeout < 0 || c.WebhookBackoff < 0 {
 		return errors.New("sessions: limits and durations must not be negative")
 	}
 	if c.Max == 0 {
@@ -131,7 +125,7 @@ func (v *Validator) newLive(c SessionsConfig) error {
 		c.EventsBuffer = 10_000
 	}
 	l := &live{
-		cfg:     c,
+
 		reg:     sessions.NewRegistry[cred](c.Max, c.MaxAge, v.cfg.Now),
 		events:  sessions.NewBuffer(c.EventsBuffer, uint64(time.Now().UnixMicro())),
 		streams: make(chan struct{}),
@@ -139,7 +133,7 @@ func (v *Validator) newLive(c SessionsConfig) error {
 	}
 	g := metrics.SessionGauges{Live: l.reg.ByProvider, Providers: v.Providers()}
 	if c.WebhookURL != "" {
-		l.hook = &sessions.Webhook{URL: c.WebhookURL, Timeout: c.WebhookTimeout, Client: c.WebhookClient, Backoff: c.WebhookBackoff}
+		l.hook = &sessions.Webhook{URL: c.WebhookURL, Timeout: c.WebhookTimeout, Backoff: c.WebhookBackoff}
 		g.WebhookQueue = func() float64 { return float64(l.hook.Queued()) }
 	}
 	if c.RevalidateEvery > 0 {
@@ -314,9 +308,6 @@ func (v *Validator) FleetKicked(player string, k FleetKick) {
 	if k.Admin {
 		source = sourceAdmin
 	}
-	if k.At.IsZero() {
-		return // ends nothing: no time to judge sessions by
-	}
 	v.kickSessions(player, k.Provider, k.Reason, source, k.RedirectURI, k.Token, k.At)
 }
 
@@ -325,7 +316,7 @@ func (v *Validator) FleetKicked(player string, k FleetKick) {
 // and the call slots like any miss. An allow keeps it; a kick has every
 // effect a validation's kick has and ends s; anything else (outage,
 // breaker open, maintenance) is Unknown: the session stays.
-func (v *Validator) revalidate(s sessions.Session[cred]) (sessions.Verdict, string, time.Time) {
+func (v *Validator) revalidate(s sessions.Session[cred]) (sessions.Verdict, time.Time) {
 	pv := s.Cred.pv
 	st := v.getState()
 	defer v.putState(st)
@@ -333,7 +324,7 @@ func (v *Validator) revalidate(s sessions.Session[cred]) (sessions.Verdict, stri
 	v.keyFor(pv, st)
 	st.token = cache.TokenOf(st.req.Token)
 	res, _ := pv.breaker.Execute(func() (*Result, error) { return v.call(pv, st) })
-	outcome, verdict, reason := "unknown", sessions.Unknown, ""
+	outcome, verdict := "unknown", sessions.Unknown
 	var expires time.Time
 	switch {
 	case res == nil: // the breaker refused
@@ -346,7 +337,7 @@ func (v *Validator) revalidate(s sessions.Session[cred]) (sessions.Verdict, stri
 			expires = v.cfg.Now() // about to expire: the session ends now, quietly
 		}
 	case res.Verdict == Kick:
-		outcome, verdict, reason = "kick", sessions.Kick, res.Reason.String()
+		outcome, verdict = "kick", sessions.Kick
 		if !res.Scoped {
 			// Purges, the fleet, and the sessions of the player the
 			// verdict names, as for a connect's kick.
@@ -359,11 +350,11 @@ func (v *Validator) revalidate(s sessions.Session[cred]) (sessions.Verdict, stri
 		// while the upstream was asked.
 		if v.live.reg.EndSession(s) {
 			redirect, token := lockoutOf(res)
-			v.emit(s, reason, sourceRevalidation, redirect, token)
+			v.emit(s, res.Reason.String(), sourceRevalidation, redirect, token)
 		}
 	}
 	v.live.m.Revalidations.WithLabelValues(pv.spec.Name, outcome).Inc()
-	return verdict, reason, expires
+	return verdict, expires
 }
 
 // serveLive serves the session endpoints and the event stream, and says
@@ -379,7 +370,7 @@ func (v *Validator) serveLive(ctx *fasthttp.RequestCtx) bool {
 		}
 		l := v.live
 		sessions.ServeEvents(ctx, l.events, sessions.Stream{
-			Heartbeat: l.cfg.Heartbeat, Done: l.streams,
+			Done:   l.streams,
 			OnOpen: l.m.SSEClients.Inc, OnClose: l.m.SSEClients.Dec,
 		})
 	case string(path) == "/v1/sessions":
