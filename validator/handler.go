@@ -184,7 +184,7 @@ func (v *Validator) serveValidate(ctx *fasthttp.RequestCtx, pv *provider) {
 	} else {
 		err = readHeaders(ctx, &st.req, f)
 	}
-	if err == nil {
+	if err == nil && st.req.SessionID != nil {
 		err = st.req.checkSessionID()
 	}
 	if err == nil {
@@ -226,7 +226,7 @@ func (v *Validator) serveRoute(ctx *fasthttp.RequestCtx, pv *provider, rt *Route
 	st := v.getState()
 	defer v.putState(st)
 	err := rt.Read(ctx, &st.req)
-	if err == nil {
+	if err == nil && st.req.SessionID != nil {
 		err = st.req.checkSessionID()
 	}
 	if err == nil {

@@ -783,13 +783,12 @@ func (r *Request) checkPlayerID() error {
 	return nil
 }
 
-// checkSessionID reports a problem with r.SessionID, which may be nil
-// (not sent) but not empty: longer than MaxSessionLen, or holding
-// anything but visible ASCII.
+// checkSessionID reports a problem with r.SessionID, sent (not nil): empty,
+// longer than MaxSessionLen, "." or "..", or holding anything but
+// visible ASCII. (The request path tests for nil itself: no call on a
+// request without one.)
 func (r *Request) checkSessionID() error {
 	switch {
-	case r.SessionID == nil:
-		return nil
 	case len(r.SessionID) == 0:
 		return errSessionEmpty
 	case len(r.SessionID) > MaxSessionLen:
