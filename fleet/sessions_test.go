@@ -26,6 +26,15 @@ func (s *sidecar) connect(token, player, session string) int {
 	return r.Status
 }
 
+// adminKick is POST /admin/kick with body on s's ops handler.
+func (s *sidecar) adminKick(body string) *responseRecorder {
+	req, _ := http.NewRequest("POST", "/admin/kick", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer SECRET-admin-token")
+	rec := &responseRecorder{header: http.Header{}}
+	s.ops.ServeHTTP(rec, req)
+	return rec
+}
+
 // sessionsOf is how many live sessions s lists for player.
 func (s *sidecar) sessionsOf(player string) int {
 	s.t.Helper()
@@ -60,10 +69,7 @@ func TestAdminKickReachesEverySidecar(t *testing.T) {
 		t.Fatalf("connect on B: %d", st)
 	}
 	stream := testkit.OpenSSE(t, b.url+"/v1/events", "")
-	req, _ := http.NewRequest("POST", "/admin/kick", strings.NewReader(`{"playerId":"4001","reason":"cheating wave"}`))
-	req.Header.Set("Authorization", "Bearer SECRET-admin-token")
-	rec := &responseRecorder{header: http.Header{}}
-	a.ops.ServeHTTP(rec, req)
+	rec := a.adminKick(`{"playerId":"4001","reason":"cheating wave"}`)
 	if rec.status != 200 || !strings.Contains(rec.body.String(), `"sessions":0`) || !strings.Contains(rec.body.String(), `"fleet":true`) {
 		t.Fatalf("kick on A: %d %s", rec.status, rec.body.String())
 	}
@@ -113,9 +119,7 @@ func barrier(t *testing.T, a, b *sidecar, stream *testkit.SSE, player string) []
 	if st := b.connect("tok-"+player, player, "barrier-"+player); st != 200 {
 		t.Fatalf("barrier connect: %d", st)
 	}
-	req, _ := http.NewRequest("POST", "/admin/kick", strings.NewReader(`{"playerId":"`+player+`"}`))
-	req.Header.Set("Authorization", "Bearer SECRET-admin-token")
-	a.ops.ServeHTTP(&responseRecorder{header: http.Header{}}, req)
+	a.adminKick(`{"playerId":"` + player + `"}`)
 	var before []testkit.SSEEvent
 	for {
 		e := stream.Next(t, 10*time.Second)
@@ -153,9 +157,7 @@ func TestKickNoteReplayed(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the tap did not subscribe")
 	}
-	req, _ := http.NewRequest("POST", "/admin/kick", strings.NewReader(`{"playerId":"4003"}`))
-	req.Header.Set("Authorization", "Bearer SECRET-admin-token")
-	a.ops.ServeHTTP(&responseRecorder{header: http.Header{}}, req)
+	a.adminKick(`{"playerId":"4003"}`)
 	var note string
 	select {
 	case note = <-notes:
